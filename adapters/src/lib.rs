@@ -1,0 +1,27 @@
+//! # hcgw-adapters
+//!
+//! The domain half of hcgw, free of the gateway's transport code:
+//!
+//! - [`model`]: the common status model every region is normalised to (`status-model.md`);
+//! - [`identity`]: resident-id validation (GB 11643) and masking of names and numbers;
+//! - [`error`]: the gateway's error codes and the typed [`AdapterError`] adapters return;
+//! - [`adapter`]: the [`RegionAdapter`] trait and the [`Subject`] of a lookup;
+//! - [`upstream`]: shared plumbing for calling regions (HTTP clients, TLS, size-limited bodies);
+//! - [`time`]: conversions from each region's time format to RFC 3339;
+//! - [`regions`]: one module per region, each implementing its published contract.
+
+pub mod adapter;
+pub mod error;
+pub mod identity;
+pub mod model;
+pub mod qr;
+pub mod regions;
+pub mod secret;
+pub mod time;
+pub mod unmapped;
+pub mod upstream;
+
+pub use adapter::{RegionAdapter, Subject};
+pub use error::{AdapterError, ErrorCode};
+pub use model::{Action, Color, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
+pub use secret::Secret;

@@ -1,0 +1,2 @@
+//! One module per region, each implementing its published contract
+//! (`shared/spec/regions/<region>.md`).
