@@ -22,12 +22,11 @@ readonly CERT_MIN_LEFT=$((30 * 86400))
 die() { printf 'dev-pki: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    printf 'usage: %s [OUTDIR]   (default OUTDIR: <repo>/certs/dev)\n' "${0##*/}" >&2
-    exit 2
+    printf 'usage: %s [OUTDIR]   (default OUTDIR: <repo>/certs/dev; see certs/README.md)\n' "${0##*/}"
 }
 
-if [[ $# -gt 1 || ${1:-} == -h || ${1:-} == --help ]]; then usage; fi
-[[ $# -eq 0 || -n $1 ]] || usage
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then usage; exit 0; fi
+if [[ $# -gt 1 || ($# -eq 1 && -z $1) ]]; then usage >&2; exit 2; fi
 
 command -v openssl >/dev/null || die "openssl not found"
 command -v flock >/dev/null || die "flock not found (util-linux)"
@@ -292,6 +291,25 @@ issue_direct() {
     put "$w" "$dest"
 }
 
+# crl_fresh FILE: exists, parses and is valid for at least another 7 days.
+crl_fresh() {
+    local nu t
+    [[ -s $1 ]] || return 1
+    nu=$(openssl crl -in "$1" -noout -nextupdate 2>/dev/null) || return 1
+    nu=${nu#nextUpdate=}
+    t=$(date -d "$nu" +%s 2>/dev/null) || return 1
+    ((t - ${EPOCHREALTIME%.*} >= CRL_MIN_LEFT))
+}
+
+# gen_crl CADIR DEST: (re)generate the CA's CRL from its index.txt.
+gen_crl() {
+    tmp
+    mkdir -p -- "$CRL"
+    run openssl ca -config "$1/openssl.cnf" -gencrl -crldays "$CRL_DAYS" -out "$TMP/crl.pem"
+    put "$TMP/crl.pem" "$2" 644
+    CREATED+=("${2#"$OUT"/}")
+}
+
 # A generic config for `openssl req` outside the federation CAs.
 req_cnf() {
     tmp
@@ -350,7 +368,6 @@ CLIENTS=(
     'revoked|/O=shanghai/OU=platform/CN=revoked'
     'expired|/O=shanghai/OU=platform/CN=expired'
 )
-REGEN_INT_CRL=0
 leafs=()
 for entry in "${CLIENTS[@]}"; do leafs+=("$OUT/clients/${entry%%|*}/cert.pem"); done
 check_valid "$ROOT/ca.pem" "$INT/ca.pem" "${leafs[@]}"
@@ -363,9 +380,9 @@ for entry in "${CLIENTS[@]}"; do
         continue
     fi
     if [[ $name == expired ]]; then
-        issue_leaf clientAuth "$subj" "" 20200101000000Z 20200630235959Z
+        issue_leaf clientAuth "$subj" "DNS:$name" 20200101000000Z 20200630235959Z
     else
-        issue_leaf clientAuth "$subj"
+        issue_leaf clientAuth "$subj" "DNS:$name"
     fi
     w=$LAST_LEAF_DIR
     fp=$(openssl x509 -in "$w/leaf.pem" -noout -fingerprint -sha256)
@@ -375,8 +392,10 @@ for entry in "${CLIENTS[@]}"; do
     (umask 077 && cat "$w/cert.pem" "$w/key.pem" >"$w/bundle.pem")
     chmod 600 "$w/bundle.pem"
     if [[ $name == revoked ]]; then
+        # revoke and publish before the directory appears, so that clients/revoked
+        # existing always implies the CRL lists it (even after a killed run)
         run openssl ca -config "$INT/openssl.cnf" -revoke "$w/leaf.pem" -crl_reason keyCompromise
-        REGEN_INT_CRL=1
+        gen_crl "$INT" "$CRL/intermediate.crl.pem"
     fi
     rm -f -- "$w/leaf.pem"
     put "$w" "$d"
@@ -384,26 +403,8 @@ for entry in "${CLIENTS[@]}"; do
 done
 
 # ---------------------------------------------------------------- CRLs
-# crl_fresh FILE: exists, parses and is valid for at least another 7 days.
-crl_fresh() {
-    local nu t
-    [[ -s $1 ]] || return 1
-    nu=$(openssl crl -in "$1" -noout -nextupdate 2>/dev/null) || return 1
-    nu=${nu#nextUpdate=}
-    t=$(date -d "$nu" +%s 2>/dev/null) || return 1
-    ((t - ${EPOCHREALTIME%.*} >= CRL_MIN_LEFT))
-}
-gen_crl() { # CADIR DEST
-    tmp
-    mkdir -p -- "$CRL"
-    run openssl ca -config "$1/openssl.cnf" -gencrl -crldays "$CRL_DAYS" -out "$TMP/crl.pem"
-    put "$TMP/crl.pem" "$2" 644
-    CREATED+=("${2#"$OUT"/}")
-}
 if ! crl_fresh "$CRL/root.crl.pem"; then gen_crl "$ROOT" "$CRL/root.crl.pem"; fi
-if ((REGEN_INT_CRL)) || ! crl_fresh "$CRL/intermediate.crl.pem"; then
-    gen_crl "$INT" "$CRL/intermediate.crl.pem"
-fi
+if ! crl_fresh "$CRL/intermediate.crl.pem"; then gen_crl "$INT" "$CRL/intermediate.crl.pem"; fi
 
 # ---------------------------------------------------------------- untrusted CA + client
 U=$OUT/untrusted
@@ -416,7 +417,7 @@ if ! have "$U/ca.pem" "$U/ca.key" || ! valid "$U/ca.pem"; then
 fi
 if ! have "$U/client/cert.pem" "$U/client/key.pem" || ! valid "$U/client/cert.pem"; then
     req_cnf
-    issue_direct "$U" "$U/client" clientAuth "/O=shanghai/OU=platform/CN=untrusted"
+    issue_direct "$U" "$U/client" clientAuth "/O=shanghai/OU=platform/CN=untrusted" DNS:untrusted
     CREATED+=(untrusted/client)
 fi
 
@@ -438,7 +439,8 @@ for region in sukang guangdong; do
     fi
     if ! have "$r/client/cert.pem" "$r/client/key.pem" || ! valid "$r/client/cert.pem"; then
         req_cnf
-        issue_direct "$r" "$r/client" clientAuth "/O=hcgw federation/CN=hcgw-$region-client"
+        issue_direct "$r" "$r/client" clientAuth "/O=hcgw federation/CN=hcgw-$region-client" \
+            "DNS:hcgw-$region-client"
         CREATED+=("upstream/$region/client")
     fi
 done
@@ -476,9 +478,9 @@ for name in "${SECRETS[@]}"; do
     value=$(openssl rand -hex "$bytes")
     (umask 077 && printf '%s' "$value" >"$TMP/secret")
     put "$TMP/secret" "$f" 600
+    chmod 700 "$OUT/secrets"
     CREATED+=("secrets/$name")
 done
-chmod 700 "$OUT/secrets"
 
 # ---------------------------------------------------------------- self-check
 check_chain() {
