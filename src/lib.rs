@@ -1,8 +1,26 @@
 //! hcgw: the federated health-code interoperability gateway.
 //!
 //! The domain (status model, region adapters, QR detection) lives in the `hcgw-adapters`
-//! crate; this crate is the gateway around it: CLI, configuration, the mTLS listener and
-//! caller identities, the HTTP API, and the region simulators.
+//! crate; this crate is the gateway around it:
+//!
+//! - [`config`]: the TOML configuration and `check-config`;
+//! - [`tls`], [`identity`], [`server`]: the mTLS listener, hot-reloaded certificates and
+//!   CRLs, and the caller identity taken from the verified client certificate;
+//! - [`api`]: the HTTP API and its problem+json errors; [`admin`]: health and readiness;
+//! - [`regions`]: the adapters of the regions served here;
+//! - [`simulator`]: runnable simulators of every region; [`demo`]: the one-command demo;
+//! - [`app`]: starting and stopping a gateway; [`cli`]: the `hcgw` command.
 
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod logging;
 pub mod net;
+pub mod regions;
+pub mod server;
 pub mod simulator;
+pub mod tls;

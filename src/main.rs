@@ -1,1 +1,5 @@
-fn main() {}
+//! The `hcgw` command.
+
+fn main() -> std::process::ExitCode {
+    hcgw::cli::main()
+}

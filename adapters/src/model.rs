@@ -70,6 +70,30 @@ impl RegionId {
         }
     }
 
+    /// The request rate the region publishes for the federation (requests per second).
+    pub fn published_rate_per_s(self) -> u32 {
+        match self {
+            RegionId::Suzhou => 200,
+            RegionId::Suishen => 500,
+            RegionId::Sukang => 300,
+            RegionId::Xuzhou => 100,
+            RegionId::Hangzhou => 1000,
+            RegionId::Huzhou => 100,
+            RegionId::Guangzhou => 50,
+            RegionId::Guangdong => 800,
+        }
+    }
+
+    /// The deadline the federation agreed for one call to the region.
+    pub fn agreed_deadline(self) -> std::time::Duration {
+        match self {
+            RegionId::Suishen | RegionId::Hangzhou | RegionId::Guangdong => {
+                std::time::Duration::from_millis(1500)
+            }
+            _ => std::time::Duration::from_secs(2),
+        }
+    }
+
     /// The code system's own name, for people.
     pub fn display_name(self) -> &'static str {
         match self {

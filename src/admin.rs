@@ -1,0 +1,43 @@
+//! The plain-HTTP admin listener (loopback by default): `/healthz` (the process is alive)
+//! and `/readyz` (configuration loaded, server certificate valid, listener up).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// The admin router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_json::Value>) {
+    let listener_up = state.listener_up.load(Ordering::Relaxed);
+    let cert_days = crate::tls::days_to_expiry(&state.tls.files().cert);
+    let cert_valid = cert_days.is_some_and(|d| d >= 0);
+    let ready = listener_up && cert_valid;
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({
+            "ready": ready,
+            "config": state.config.source.display().to_string(),
+            "listener_up": listener_up,
+            "server_certificate_days_left": cert_days,
+            "tls_reloads": state.tls.reloads(),
+        })),
+    )
+}

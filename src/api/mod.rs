@@ -1,0 +1,100 @@
+//! The HTTP API served over mTLS (`gateway-api.md`).
+
+pub mod problem;
+pub mod request_id;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hcgw_adapters::ErrorCode;
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::config::Role;
+use crate::identity::{Caller, ConnIdentity};
+use crate::server::ConnInfo;
+pub use problem::ApiError;
+
+/// The API router (all routes need a known client certificate).
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/regions", get(regions))
+        .fallback(not_found)
+        .layer(middleware::from_fn(known_callers_only))
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+/// Refuses CA-valid certificates that no `[[clients]]` entry names, on every path.
+async fn known_callers_only(req: Request, next: Next) -> Response {
+    match req.extensions().get::<ConnInfo>().map(|c| &c.identity) {
+        Some(ConnIdentity::Known(_)) => next.run(req).await,
+        Some(ConnIdentity::Unknown { .. }) => ApiError::forbidden(
+            "this client certificate is valid but not registered with the gateway",
+        )
+        .into_response(),
+        None => ApiError::new(ErrorCode::Unauthenticated, "no verified client certificate")
+            .into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    let mut resp = ApiError::invalid("no such endpoint").into_response();
+    *resp.status_mut() = axum::http::StatusCode::NOT_FOUND;
+    resp
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<ConnInfo>().map(|c| &c.identity) {
+            Some(ConnIdentity::Known(c)) => Ok(c.clone()),
+            Some(ConnIdentity::Unknown { .. }) => {
+                Err(ApiError::forbidden("client certificate not registered"))
+            }
+            None => Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "no verified client certificate",
+            )),
+        }
+    }
+}
+
+/// Refuses callers whose role is not in `allowed`.
+pub fn require_role(caller: &Caller, allowed: &[Role]) -> Result<(), ApiError> {
+    if allowed.contains(&caller.role) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "the {} role may not use this endpoint",
+            caller.role.as_str()
+        )))
+    }
+}
+
+/// `GET /v1/whoami`: the identity the gateway derived from the caller's certificate (for
+/// integrators checking their set-up).
+async fn whoami(caller: Caller) -> Json<Caller> {
+    Json(caller)
+}
+
+#[derive(Serialize)]
+struct RegionsBody {
+    served_by: String,
+    regions: Vec<crate::regions::RegionView>,
+}
+
+/// `GET /v1/regions`: every region, how it is served and its state.
+async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
+    Json(RegionsBody {
+        served_by: state.config.gateway.name.clone(),
+        regions: state.regions.views(),
+    })
+}

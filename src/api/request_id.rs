@@ -1,0 +1,67 @@
+//! `X-Request-Id`: taken from the caller when sane (1–64 characters of letters, digits,
+//! `-`, `_`, `.`), otherwise a new ULID; echoed on every response, visible to handlers and
+//! problem bodies through a task-local, and recorded in the request's log span.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+/// The header name.
+pub const HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The request id of the request being handled, if any.
+pub fn current() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The id to use for a request: the caller's if sane, else a fresh ULID.
+pub fn choose(from_caller: Option<&str>) -> String {
+    match from_caller {
+        Some(id) if is_sane(id) => id.to_owned(),
+        _ => ulid::Ulid::new().to_string(),
+    }
+}
+
+fn is_sane(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Middleware: assigns, scopes and echoes the request id.
+pub async fn layer(mut req: Request, next: Next) -> Response {
+    let id = choose(req.headers().get(HEADER).and_then(|v| v.to_str().ok()));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(HEADER, v);
+    }
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), next.run(req).instrument(span))
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(HEADER, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sane_ids_are_kept_others_replaced() {
+        assert_eq!(choose(Some("gate-12.abc_9")), "gate-12.abc_9");
+        for bad in ["", "has space", "semi;colon", &"a".repeat(65), "张三"] {
+            let id = choose(Some(bad));
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 26, "a ULID");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Starting and stopping a gateway: the mTLS API listener, the admin listener and the TLS
+//! file watcher, from one loaded [`Config`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::identity::ClientDirectory;
+use crate::regions::Registry;
+use crate::tls::{TlsError, TlsFiles, TlsReloader};
+
+/// State shared by all handlers.
+pub struct AppState {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// The listener's TLS settings.
+    pub tls: Arc<TlsReloader>,
+    /// The regions and their adapters.
+    pub regions: Registry,
+    /// Whether the API listener accepts connections.
+    pub listener_up: AtomicBool,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS settings unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where the mTLS API listens.
+    pub api_addr: SocketAddr,
+    /// Where the admin port listens.
+    pub admin_addr: SocketAddr,
+    /// Shared state.
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    api_task: tokio::task::JoinHandle<()>,
+    admin_task: tokio::task::JoinHandle<()>,
+    _watch_task: tokio::task::JoinHandle<()>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Starts a gateway from a validated configuration.
+pub async fn start(config: Config) -> Result<Gateway, StartError> {
+    hcgw_adapters::upstream::install_crypto_provider();
+    let config = Arc::new(config);
+    let tls = TlsReloader::new(TlsFiles::from(&config.tls))?;
+    let clients = Arc::new(ClientDirectory::new(&config.clients));
+    let regions = Registry::from_config(&config);
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        tls: tls.clone(),
+        regions,
+        listener_up: AtomicBool::new(false),
+    });
+
+    let api_listener = bind(config.listener.addr).await?;
+    let admin_listener = bind(config.admin.addr).await?;
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.listener.addr,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.admin.addr,
+            source,
+        })?;
+    let (stop, stopped) = watch::channel(false);
+
+    let watch_task = tls.spawn_watch(Duration::from_millis(config.tls.reload_interval_ms));
+    let app = crate::api::router(state.clone());
+    let mut rx = stopped.clone();
+    let api_task = tokio::spawn(crate::server::serve_mtls(
+        api_listener,
+        tls,
+        clients,
+        app,
+        Duration::from_millis(config.listener.handshake_timeout_ms),
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        },
+        Duration::from_secs(10),
+    ));
+    let mut rx = stopped;
+    let admin = crate::admin::router(state.clone());
+    let admin_task = tokio::spawn(async move {
+        let _ = axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    state.listener_up.store(true, Ordering::Relaxed);
+    tracing::info!(%api_addr, %admin_addr, name = %config.gateway.name, "gateway listening (mTLS API, plain-HTTP admin)");
+    Ok(Gateway {
+        api_addr,
+        admin_addr,
+        state,
+        stop,
+        api_task,
+        admin_task,
+        _watch_task: watch_task,
+    })
+}
+
+impl Gateway {
+    /// Stops accepting, drains open connections, and returns when both listeners ended.
+    pub async fn shutdown(self) {
+        self.state.listener_up.store(false, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+        let _ = self.api_task.await;
+        let _ = self.admin_task.await;
+    }
+}

@@ -1,0 +1,187 @@
+//! The `hcgw` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hcgw_adapters::RegionId;
+
+use crate::simulator::{SimEnv, SimOptions};
+
+/// hcgw: federated health-code interoperability gateway.
+#[derive(Parser, Debug)]
+#[command(name = "hcgw", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file.
+        #[arg(long, short, env = "HCGW_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and list every problem with its path.
+    CheckConfig {
+        /// Configuration file.
+        file: PathBuf,
+    },
+    /// The demo: create the dev PKI if missing, start the region simulators and the gateway
+    /// with `config/dev.toml`, and print copy-paste curl commands.
+    Demo {
+        /// Configuration file.
+        #[arg(long, default_value = "config/dev.toml")]
+        config: PathBuf,
+    },
+    /// Run region simulators (for integrators, tests and benchmarks).
+    Simulate {
+        /// Regions to simulate (default: all).
+        #[arg(long, value_delimiter = ',')]
+        regions: Vec<RegionId>,
+        /// Port of the first region; the others follow in the spec's order.
+        #[arg(long, default_value_t = 7101)]
+        base_port: u16,
+        /// Added latency per call (ms).
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Share of calls answered with the region's "system busy".
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// Subjects per region.
+        #[arg(long, default_value_t = 1000)]
+        population: usize,
+        /// Seed of the population.
+        #[arg(long, default_value_t = 2020)]
+        seed: u64,
+        /// The dev PKI directory.
+        #[arg(long, default_value = "certs/dev")]
+        pki: PathBuf,
+    },
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        command => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hcgw: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match crate::config::load(file) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} clients, {} local regions, {} peers, {} agreements)",
+                file.display(),
+                c.clients.len(),
+                c.regions.values().filter(|r| r.enabled).count(),
+                c.peers.len(),
+                c.recognition.agreements.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve { config } => {
+            let config = crate::config::load(&config).map_err(|e| e.to_string())?;
+            crate::logging::init(config.gateway.log_format, &config.gateway.log_level);
+            let gw = crate::app::start(config).await.map_err(|e| e.to_string())?;
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            gw.shutdown().await;
+            Ok(())
+        }
+        Command::Demo { config } => crate::demo::run(&config).await,
+        Command::Simulate {
+            regions,
+            base_port,
+            latency_ms,
+            error_rate,
+            population,
+            seed,
+            pki,
+        } => {
+            crate::logging::init(crate::config::LogFormat::Pretty, "info");
+            let regions = if regions.is_empty() {
+                RegionId::ALL.to_vec()
+            } else {
+                regions
+            };
+            let options = SimOptions {
+                latency: Duration::from_millis(latency_ms),
+                error_rate,
+                population,
+                seed,
+                ..SimOptions::default()
+            };
+            let env = SimEnv { pki_dir: pki };
+            let mut running = Vec::new();
+            for region in regions {
+                let Some(sim) = crate::simulator::for_region(region) else {
+                    return Err(format!("no simulator for {region} in this build"));
+                };
+                let port =
+                    base_port + RegionId::ALL.iter().position(|r| *r == region).unwrap_or(0) as u16;
+                let r = crate::simulator::spawn(
+                    sim,
+                    &options,
+                    env.clone(),
+                    ([127, 0, 0, 1], port).into(),
+                )
+                .await?;
+                println!("{:<10} {}", region.as_str(), r.base_url());
+                running.push(r);
+            }
+            wait_for_signal().await;
+            Ok(())
+        }
+        Command::CheckConfig { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,338 @@
+//! Reading the configuration file and collecting *every* problem, each with its path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hcgw_adapters::RegionId;
+use serde::de::DeserializeOwned;
+
+use super::validate;
+use super::{
+    AdminSection, AuditSection, CacheSection, ClientEntry, Config, GatewaySection, ListenerSection,
+    PeerEntry, RecognitionSection, RedisSection, RegionEntry, TlsSection,
+};
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: `clients[2].role`, `regions.suzhou.auth.app_secret`, `(syntax)`.
+    pub path: String,
+    /// What is wrong (never a secret value).
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file has problems (all of them listed).
+    #[error("{} problem(s) in {}:\n{}", .problems.len(), .path.display(), .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+impl LoadError {
+    /// The problems, if the file was readable.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            LoadError::Invalid { problems, .. } => problems,
+            LoadError::Io { .. } => &[],
+        }
+    }
+}
+
+/// Loads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    load_str(&text, path)
+}
+
+/// Loads and validates configuration `text` as if read from `path`.
+pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
+    let mut problems = Vec::new();
+    let invalid = |problems| LoadError::Invalid {
+        path: path.to_owned(),
+        problems,
+    };
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let e: toml::de::Error = e;
+            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            let at = line
+                .map(|l| format!("(syntax, line {l})"))
+                .unwrap_or_else(|| "(syntax)".into());
+            return Err(invalid(vec![Problem::new(at, e.message().to_owned())]));
+        }
+    };
+    const KNOWN: [&str; 11] = [
+        "gateway",
+        "listener",
+        "admin",
+        "tls",
+        "clients",
+        "regions",
+        "recognition",
+        "peers",
+        "cache",
+        "redis",
+        "audit",
+    ];
+    for key in table.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+        problems.push(Problem::new(
+            key.clone(),
+            format!("unknown section; known: {}", KNOWN.join(", ")),
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+
+    let gateway: Option<GatewaySection> = required(&table, "gateway", &mut problems);
+    let listener: Option<ListenerSection> = required(&table, "listener", &mut problems);
+    let admin: Option<AdminSection> = optional(&table, "admin", &mut problems);
+    let tls: Option<TlsSection> = required(&table, "tls", &mut problems);
+    let cache: Option<CacheSection> = required(&table, "cache", &mut problems);
+    let redis: Option<RedisSection> = optional(&table, "redis", &mut problems);
+    let audit: Option<AuditSection> = required(&table, "audit", &mut problems);
+    let recognition: Option<RecognitionSection> = optional(&table, "recognition", &mut problems);
+    let clients: Vec<ClientEntry> = array(&table, "clients", &mut problems);
+    let peers: Vec<PeerEntry> = array(&table, "peers", &mut problems);
+    let mut regions = BTreeMap::new();
+    match table.get("regions") {
+        None => {}
+        Some(toml::Value::Table(t)) => {
+            for (key, value) in t {
+                let path = format!("regions.{key}");
+                let Ok(id) = key.parse::<RegionId>() else {
+                    let known: Vec<_> = RegionId::ALL.iter().map(|r| r.as_str()).collect();
+                    problems.push(Problem::new(
+                        path,
+                        format!("unknown region id; known: {}", known.join(", ")),
+                    ));
+                    continue;
+                };
+                if let Some(entry) = parse::<RegionEntry>(value.clone(), &path, &mut problems) {
+                    regions.insert(id, entry);
+                }
+            }
+        }
+        Some(_) => problems.push(Problem::new(
+            "regions",
+            "must be a table of regions ([regions.<id>])",
+        )),
+    }
+
+    let mut config = Config {
+        source: path.to_owned(),
+        gateway: gateway.unwrap_or_else(|| GatewaySection {
+            name: String::new(),
+            log_format: Default::default(),
+            log_level: "info".into(),
+        }),
+        listener: listener.clone().unwrap_or(ListenerSection {
+            addr: ([127, 0, 0, 1], 0).into(),
+            max_body_bytes: 0,
+            handshake_timeout_ms: 0,
+        }),
+        admin: admin.unwrap_or_default(),
+        tls: tls.clone().unwrap_or(TlsSection {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            client_ca: vec![],
+            crls: vec![],
+            reload_interval_ms: 0,
+        }),
+        clients,
+        regions,
+        recognition: recognition.unwrap_or_default(),
+        peers,
+        cache: cache.clone().unwrap_or(CacheSection {
+            max_entries: 0,
+            subject_key: super::SecretRef::Env(String::new()),
+        }),
+        redis: redis.unwrap_or_default(),
+        audit: audit.clone().unwrap_or(AuditSection {
+            dir: PathBuf::new(),
+            strict: true,
+            rotate_bytes: 0,
+            fsync: Default::default(),
+        }),
+    };
+    resolve_paths(&mut config, &base);
+    // Semantic checks run on every section that parsed, so one run reports everything.
+    validate::validate(
+        &config,
+        validate::Parsed {
+            gateway: table.contains_key("gateway")
+                && !problems.iter().any(|p| p.path.starts_with("gateway")),
+            listener: listener.is_some(),
+            tls: tls.is_some(),
+            cache: cache.is_some(),
+            audit: audit.is_some(),
+        },
+        &mut problems,
+    );
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(invalid(problems))
+    }
+}
+
+fn resolve_paths(config: &mut Config, base: &Path) {
+    let fix = |p: &mut PathBuf| {
+        if p.is_relative() && !p.as_os_str().is_empty() {
+            *p = base.join(&*p);
+        }
+    };
+    fix(&mut config.tls.cert);
+    fix(&mut config.tls.key);
+    config.tls.client_ca.iter_mut().for_each(fix);
+    config.tls.crls.iter_mut().for_each(fix);
+    for peer in &mut config.peers {
+        fix(&mut peer.ca);
+        fix(&mut peer.client_cert);
+        fix(&mut peer.client_key);
+    }
+    config.cache.subject_key.resolve_against(base);
+    fix(&mut config.audit.dir);
+}
+
+/// Deserializes one value, recording a problem with its full path on failure.
+pub(crate) fn parse<T: DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}.{inner}")
+            };
+            problems.push(Problem::new(
+                full,
+                clean_message(&e.into_inner().to_string()),
+            ));
+            None
+        }
+    }
+}
+
+/// toml's messages may quote the offending value; strings longer than a word are cut so
+/// a secret typed in the wrong place is not echoed whole.
+fn clean_message(msg: &str) -> String {
+    let msg = msg.trim().to_owned();
+    let mut out = String::new();
+    let mut in_quote = false;
+    let mut quoted = 0;
+    for c in msg.chars() {
+        if c == '"' {
+            in_quote = !in_quote;
+            quoted = 0;
+            out.push(c);
+            continue;
+        }
+        if in_quote {
+            quoted += 1;
+            if quoted > 3 {
+                if quoted == 4 {
+                    out.push('…');
+                }
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn required<T: DeserializeOwned>(
+    table: &toml::Table,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    match table.get(key) {
+        Some(v) => parse(v.clone(), key, problems),
+        None => {
+            problems.push(Problem::new(key, "missing section"));
+            None
+        }
+    }
+}
+
+fn optional<T: DeserializeOwned>(
+    table: &toml::Table,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    table.get(key).and_then(|v| parse(v.clone(), key, problems))
+}
+
+fn array<T: DeserializeOwned>(
+    table: &toml::Table,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<T> {
+    match table.get(key) {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| parse(v.clone(), &format!("{key}[{i}]"), problems))
+            .collect(),
+        Some(_) => {
+            problems.push(Problem::new(
+                key,
+                format!("must be an array of tables ([[{key}]])"),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_cut() {
+        assert_eq!(
+            clean_message("invalid value \"supersecretvalue\", expected x"),
+            "invalid value \"sup…\", expected x"
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! The gateway's configuration: one TOML file (secrets by file or environment variable).
+//! `hcgw check-config FILE` loads it with [`load`] and prints every [`Problem`], each with
+//! its path in the file (`clients[2].role`, `regions.suzhou.deadline_ms`).
+//!
+//! Relative paths in the file are relative to the file's own directory.
+
+mod load;
+pub mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use hcgw_adapters::RegionId;
+use serde::Deserialize;
+
+pub(crate) use load::parse as parse_value;
+pub use load::{LoadError, Problem, load, load_str};
+pub use secret::{SecretError, SecretRef};
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it was read from (for reloads and messages).
+    pub source: PathBuf,
+    /// Name and logging.
+    pub gateway: GatewaySection,
+    /// The mTLS API listener.
+    pub listener: ListenerSection,
+    /// The plain-HTTP admin listener.
+    pub admin: AdminSection,
+    /// Server certificate, client CA bundle, CRLs.
+    pub tls: TlsSection,
+    /// Known callers.
+    pub clients: Vec<ClientEntry>,
+    /// Regions served locally, by id.
+    pub regions: BTreeMap<RegionId, RegionEntry>,
+    /// Mutual-recognition agreements.
+    pub recognition: RecognitionSection,
+    /// Peer gateways.
+    pub peers: Vec<PeerEntry>,
+    /// Local cache and the keyed hash of subjects.
+    pub cache: CacheSection,
+    /// The optional shared tier.
+    pub redis: RedisSection,
+    /// The audit trail.
+    pub audit: AuditSection,
+}
+
+/// `[gateway]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// This instance's name (`served_by` in responses).
+    pub name: String,
+    /// `pretty` or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// A tracing filter (`info`, `hcgw=debug,info`).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[listener]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    /// Address of the mTLS API (`0.0.0.0:8443`).
+    pub addr: SocketAddr,
+    /// Largest request body accepted (bytes).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Longest a TLS handshake may take before the connection is dropped (ms).
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_handshake_timeout() -> u64 {
+    10_000
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the plain-HTTP admin port (loopback by default).
+    #[serde(default = "default_admin_addr")]
+    pub addr: SocketAddr,
+}
+
+fn default_admin_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection {
+            addr: default_admin_addr(),
+        }
+    }
+}
+
+/// `[tls]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Server certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// CA bundles client certificates must chain to (PEM).
+    pub client_ca: Vec<PathBuf>,
+    /// CRLs (PEM or DER) checked for every client certificate.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// How often the files are checked for changes (ms).
+    #[serde(default = "default_reload_interval")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_reload_interval() -> u64 {
+    2000
+}
+
+/// A caller role (security.md).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A provincial or city health-code platform.
+    Platform,
+    /// A transport hub gate, hospital entrance or handheld.
+    Checkpoint,
+    /// Another hcgw gateway.
+    Peer,
+    /// Dashboards and operators.
+    Ops,
+}
+
+impl Role {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Platform => "platform",
+            Role::Checkpoint => "checkpoint",
+            Role::Peer => "peer",
+            Role::Ops => "ops",
+        }
+    }
+}
+
+/// `[[clients]]`: a known caller, matched by certificate fingerprint or subject.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    /// A name for logs and audit.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its jurisdiction (`shanghai`, `guangdong/guangzhou`).
+    pub jurisdiction: String,
+    /// Lowercase hex SHA-256 of the certificate's DER (colons allowed).
+    #[serde(default)]
+    pub fingerprint_sha256: Option<String>,
+    /// The certificate subject, e.g. `O=shanghai, OU=platform, CN=platform-shanghai`
+    /// (attribute order does not matter).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// For peers: the highest role they may act on behalf of.
+    #[serde(default)]
+    pub max_on_behalf_of: Option<Role>,
+    /// Requests per second this client may make (overrides the role default).
+    #[serde(default)]
+    pub rate_limit_per_s: Option<u32>,
+}
+
+/// `[regions.<id>]`: a region served by this gateway.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionEntry {
+    /// Turn the region off without deleting its section.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The region's base URL.
+    pub base_url: String,
+    /// Deadline of one call (ms); default: the federation-agreed deadline.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// Outbound requests per second; default: the published limit. Never above it.
+    #[serde(default)]
+    pub rate_limit_per_s: Option<u32>,
+    /// Outbound requests in flight at most.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Statuses older than this are stale (`manual_check`), seconds.
+    #[serde(default = "default_status_age")]
+    pub max_status_age_s: u64,
+    /// Largest response body accepted (bytes).
+    #[serde(default = "default_upstream_body")]
+    pub max_body_bytes: usize,
+    /// Cache TTLs.
+    #[serde(default)]
+    pub ttl: TtlSection,
+    /// Region-specific credentials (see `config/production.example.toml`).
+    #[serde(default)]
+    pub auth: toml::Table,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_concurrency() -> usize {
+    64
+}
+fn default_status_age() -> u64 {
+    24 * 3600
+}
+fn default_upstream_body() -> usize {
+    256 * 1024
+}
+
+/// Cache TTLs per colour (seconds). Errors are never cached.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlSection {
+    /// Green statuses.
+    #[serde(default = "ttl_green")]
+    pub green_s: u64,
+    /// Yellow statuses.
+    #[serde(default = "ttl_short")]
+    pub yellow_s: u64,
+    /// Red statuses.
+    #[serde(default = "ttl_short")]
+    pub red_s: u64,
+    /// Unknown-colour statuses.
+    #[serde(default = "ttl_not_found")]
+    pub unknown_s: u64,
+    /// "Subject not found" answers.
+    #[serde(default = "ttl_not_found")]
+    pub not_found_s: u64,
+}
+
+fn ttl_green() -> u64 {
+    60
+}
+fn ttl_short() -> u64 {
+    30
+}
+fn ttl_not_found() -> u64 {
+    10
+}
+
+impl Default for TtlSection {
+    fn default() -> Self {
+        TtlSection {
+            green_s: 60,
+            yellow_s: 30,
+            red_s: 30,
+            unknown_s: 10,
+            not_found_s: 10,
+        }
+    }
+}
+
+/// `[recognition]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecognitionSection {
+    /// Extra jurisdictions beyond the built-in ones, with their parents
+    /// (`{ name = "anhui/hefei" }`: the parent is the part before the last `/`).
+    #[serde(default)]
+    pub jurisdictions: Vec<String>,
+    /// The agreements in force.
+    #[serde(default)]
+    pub agreements: Vec<AgreementEntry>,
+}
+
+/// `[[recognition.agreements]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementEntry {
+    /// Its id (`yrd-mutual-recognition`), reported as `basis`.
+    pub id: String,
+    /// Verifying jurisdictions (sub-jurisdictions included).
+    pub members: Vec<String>,
+    /// Code systems covered; default: those issued inside the members.
+    #[serde(default)]
+    pub code_systems: Option<Vec<RegionId>>,
+    /// Code systems excluded even if issued inside the members.
+    #[serde(default)]
+    pub exclude_code_systems: Vec<RegionId>,
+    /// Where the agreement comes from (a notice, a briefing).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// `[[peers]]`: another gateway serving regions this one does not host.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    /// Its name.
+    pub name: String,
+    /// Its base URL (`https://hcgw.jiangsu.example:8443`).
+    pub url: String,
+    /// The regions it serves for us (in fail-over order across peers).
+    pub regions: Vec<RegionId>,
+    /// The CA bundle its server certificate must chain to.
+    pub ca: PathBuf,
+    /// The name its certificate must carry (default: the URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Pinned SHA-256 fingerprint of its server certificate (optional).
+    #[serde(default)]
+    pub pinned_sha256: Option<String>,
+    /// Our client certificate for calling it.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+    /// Deadline of one forwarded call (ms).
+    #[serde(default = "default_peer_deadline")]
+    pub deadline_ms: u64,
+}
+
+fn default_peer_deadline() -> u64 {
+    3000
+}
+
+/// `[cache]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Most entries held.
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: u64,
+    /// Key of the HMAC that turns subjects into cache keys and audit subject hashes.
+    pub subject_key: SecretRef,
+}
+
+fn default_cache_entries() -> u64 {
+    100_000
+}
+
+/// `[redis]`: the shared tier for several instances (off by default).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// Use Redis.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `redis://host:port/db`.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// `[audit]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Directory of the audit files.
+    pub dir: PathBuf,
+    /// Refuse lookups with 503 rather than serve unaudited (default true).
+    #[serde(default = "yes")]
+    pub strict: bool,
+    /// Rotate when a file reaches this size (bytes).
+    #[serde(default = "default_rotate")]
+    pub rotate_bytes: u64,
+    /// `every_batch` (fsync after each batch) or `interval` (at most every second).
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+}
+
+fn default_rotate() -> u64 {
+    64 * 1024 * 1024
+}
+
+/// When the audit writer calls fsync.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// After every batch.
+    #[default]
+    EveryBatch,
+    /// At most once per second.
+    Interval,
+}
+
+impl Config {
+    /// The directory relative paths are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.source.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The configuration of a region served here, when enabled.
+    pub fn region(&self, id: RegionId) -> Option<&RegionEntry> {
+        self.regions.get(&id).filter(|r| r.enabled)
+    }
+}

@@ -1,0 +1,201 @@
+//! The mTLS listener's TLS settings: server certificate, client CA bundle and CRLs, TLS 1.3
+//! and 1.2 (AEAD suites only: rustls offers no others), client certificates required.
+//! [`TlsReloader`] watches the files and swaps in new settings for *new* handshakes, so
+//! open connections are never dropped by a reload.
+
+pub mod pem;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::server::WebPkiClientVerifier;
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::TlsSection;
+
+/// Why TLS settings cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be used.
+    #[error(transparent)]
+    Pem(#[from] pem::PemError),
+    /// A CA certificate is not a usable trust anchor.
+    #[error("CA bundle {0}: a certificate is not a usable trust anchor")]
+    TrustAnchor(String),
+    /// rustls refused the combination (key does not match certificate, bad CRL…).
+    #[error("TLS settings refused: {0}")]
+    Rustls(String),
+}
+
+/// The files the TLS settings are made of.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Server chain.
+    pub cert: PathBuf,
+    /// Server key.
+    pub key: PathBuf,
+    /// Client CA bundles.
+    pub client_ca: Vec<PathBuf>,
+    /// CRLs.
+    pub crls: Vec<PathBuf>,
+}
+
+impl From<&TlsSection> for TlsFiles {
+    fn from(s: &TlsSection) -> Self {
+        TlsFiles {
+            cert: s.cert.clone(),
+            key: s.key.clone(),
+            client_ca: s.client_ca.clone(),
+            crls: s.crls.clone(),
+        }
+    }
+}
+
+impl TlsFiles {
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.cert, &self.key]
+            .into_iter()
+            .chain(&self.client_ca)
+            .chain(&self.crls)
+    }
+
+    /// A digest of every file's contents (missing files count as empty): changes when any
+    /// file is replaced, whatever its timestamps.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for p in self.all() {
+            h.update(p.as_os_str().as_encoded_bytes());
+            h.update(std::fs::read(p).unwrap_or_default());
+        }
+        h.finalize().into()
+    }
+}
+
+/// The ring provider with the cipher suites rustls offers (all AEAD).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the listener's server settings from the files.
+pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
+    let chain = pem::load_certs(&files.cert)?;
+    let key = pem::load_key(&files.key)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for bundle in &files.client_ca {
+        for cert in pem::load_certs(bundle)? {
+            roots
+                .add(cert)
+                .map_err(|_| TlsError::TrustAnchor(bundle.display().to_string()))?;
+        }
+    }
+    let mut crls = Vec::new();
+    for f in &files.crls {
+        crls.extend(pem::load_crls(f)?);
+    }
+    let provider = provider();
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    if !crls.is_empty() {
+        verifier = verifier.with_crls(crls);
+    }
+    let verifier = verifier
+        .build()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Days until the first certificate of a PEM file expires (negative when expired).
+pub fn days_to_expiry(path: &std::path::Path) -> Option<i64> {
+    let certs = pem::load_certs(path).ok()?;
+    let (_, cert) = X509Certificate::from_der(certs.first()?).ok()?;
+    let not_after = cert.validity().not_after.timestamp();
+    Some((not_after - chrono::Utc::now().timestamp()).div_euclid(86_400))
+}
+
+/// The current TLS settings, replaced when the files change.
+pub struct TlsReloader {
+    files: TlsFiles,
+    current: ArcSwap<rustls::ServerConfig>,
+    digest: std::sync::Mutex<[u8; 32]>,
+    reloads: std::sync::atomic::AtomicU64,
+}
+
+impl TlsReloader {
+    /// Loads the settings once (failing start-up when they are unusable).
+    pub fn new(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
+        let digest = files.digest();
+        let config = server_config(&files)?;
+        Ok(Arc::new(TlsReloader {
+            files,
+            current: ArcSwap::from_pointee(config),
+            digest: std::sync::Mutex::new(digest),
+            reloads: Default::default(),
+        }))
+    }
+
+    /// The settings for the next handshake.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.current.load_full()
+    }
+
+    /// Successful reloads so far.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The files behind the settings.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// Reloads if any file changed. A change that does not make usable settings (say, a
+    /// certificate written before its key) keeps the previous settings and is retried at
+    /// the next check. Returns whether new settings are in force.
+    pub fn check(&self) -> bool {
+        let digest = self.files.digest();
+        let mut last = self.digest.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == digest {
+            return false;
+        }
+        match server_config(&self.files) {
+            Ok(config) => {
+                self.current.store(Arc::new(config));
+                *last = digest;
+                self.reloads
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    "TLS certificate, CA bundle or CRL changed: new handshakes use the new files"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS files changed but cannot be used; keeping the previous settings");
+                false
+            }
+        }
+    }
+
+    /// Checks the files every `interval` until the task is dropped.
+    pub fn spawn_watch(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(me) = me.upgrade() else { return };
+                let _ = tokio::task::spawn_blocking(move || me.check()).await;
+            }
+        })
+    }
+}
