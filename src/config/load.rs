@@ -252,31 +252,28 @@ pub(crate) fn parse<T: DeserializeOwned>(
     }
 }
 
-/// toml's messages may quote the offending value; strings longer than a word are cut so
-/// a secret typed in the wrong place is not echoed whole.
+/// serde/toml messages quote the offending value (`"…"` or `` `…` ``). A value longer than
+/// a short keyword is cut to its first three characters, so a secret typed into the wrong
+/// field is never echoed whole; expected keywords (`pretty`, `json`) stay readable.
 fn clean_message(msg: &str) -> String {
-    let msg = msg.trim().to_owned();
     let mut out = String::new();
-    let mut in_quote = false;
-    let mut quoted = 0;
-    for c in msg.chars() {
-        if c == '"' {
-            in_quote = !in_quote;
-            quoted = 0;
-            out.push(c);
-            continue;
+    let mut rest = msg.trim();
+    while let Some(i) = rest.find(['"', '`']) {
+        let quote = rest[i..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let Some(j) = rest.find(quote) else { break };
+        let inner = &rest[..j];
+        if inner.chars().count() > 12 {
+            out.extend(inner.chars().take(3));
+            out.push('…');
+        } else {
+            out.push_str(inner);
         }
-        if in_quote {
-            quoted += 1;
-            if quoted > 3 {
-                if quoted == 4 {
-                    out.push('…');
-                }
-                continue;
-            }
-        }
-        out.push(c);
+        out.push(quote);
+        rest = &rest[j + 1..];
     }
+    out.push_str(rest);
     out
 }
 

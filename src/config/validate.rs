@@ -46,7 +46,7 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "must be between 100 and 120000".into(),
             );
         }
-        if c.listener.addr == c.admin.addr {
+        if c.listener.addr == c.admin.addr && c.listener.addr.port() != 0 {
             add(
                 problems,
                 "admin.addr",

@@ -1,0 +1,379 @@
+//! `hcgw check-config`: every invalid field gives a problem naming the field; secrets never
+//! appear in errors or logs.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn base(dir: &std::path::Path) -> String {
+    config_text(&TlsPaths::standard(), &dir.join("audit"), "")
+}
+
+fn suzhou(auth: &str) -> String {
+    format!(
+        "[regions.suzhou]\nbase_url = \"http://127.0.0.1:7101\"\n[regions.suzhou.auth]\napp_id = \"x\"\n{auth}\n"
+    )
+}
+
+fn problems(text: &str, dir: &std::path::Path) -> Vec<hcgw::config::Problem> {
+    let path = dir.join("bad.toml");
+    match hcgw::config::load_str(text, &path) {
+        Ok(_) => vec![],
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+#[test]
+fn the_base_configuration_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(problems(&base(dir.path()), dir.path()), vec![]);
+}
+
+#[test]
+fn every_invalid_field_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let secret_file = pki().join("secrets/suzhou_app_secret");
+    let client = |body: &str| format!("[[clients]]\n{body}\n");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            base(d).replace(
+                "log_level = \"warn\"",
+                "log_level = \"warn\"\nlog_format = \"xml\"",
+            ),
+            "gateway.log_format",
+        ),
+        (
+            base(d).replace("log_level = \"warn\"", "log_level = \"[[[\""),
+            "gateway.log_level",
+        ),
+        (
+            base(d).replace(
+                "addr = \"127.0.0.1:0\"\n\n[admin]",
+                "addr = \"not-an-address\"\n\n[admin]",
+            ),
+            "listener.addr",
+        ),
+        (
+            base(d).replace("hcgw-dev/cert.pem", "hcgw-dev/missing.pem"),
+            "tls.cert",
+        ),
+        (
+            base(d).replace("hcgw-dev/key.pem", "hcgw-dev/cert.pem"),
+            "tls.key",
+        ),
+        (
+            base(d).replace("reload_interval_ms = 100", "reload_interval_ms = 5"),
+            "tls.reload_interval_ms",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                client(
+                    "name = \"x\"\nrole = \"admin\"\njurisdiction = \"shanghai\"\nsubject = \"CN=x\""
+                )
+            ),
+            "clients[8].role",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                client("name = \"x\"\nrole = \"platform\"\njurisdiction = \"shanghai\"")
+            ),
+            "clients[8]",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                client(
+                    "name = \"x\"\nrole = \"platform\"\njurisdiction = \"shanghai\"\nfingerprint_sha256 = \"abc\""
+                )
+            ),
+            "clients[8].fingerprint_sha256",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                client(
+                    "name = \"x\"\nrole = \"platform\"\njurisdiction = \"Shang Hai\"\nsubject = \"CN=x\""
+                )
+            ),
+            "clients[8].jurisdiction",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                client(
+                    "name = \"ops\"\nrole = \"platform\"\njurisdiction = \"shanghai\"\nsubject = \"CN=x\""
+                )
+            ),
+            "clients[8].name",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                client(
+                    "name = \"x\"\nrole = \"platform\"\njurisdiction = \"shanghai\"\nsubject = \"CN=x\"\ncolour = \"red\""
+                )
+            ),
+            "clients[8]",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                client(
+                    "name = \"x\"\nrole = \"peer\"\njurisdiction = \"jiangsu\"\nsubject = \"CN=x\""
+                )
+            ),
+            "clients[8].max_on_behalf_of",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                client(
+                    "name = \"x\"\nrole = \"platform\"\njurisdiction = \"jiangsu\"\nsubject = \"no-equals-sign\""
+                )
+            ),
+            "clients[8].subject",
+        ),
+        (
+            format!("{}[regions.atlantis]\nbase_url = \"http://x\"\n", base(d)),
+            "regions.atlantis",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                suzhou(&format!(
+                    "app_secret = {{ file = {:?} }}",
+                    secret_file.display().to_string()
+                ))
+                .replace("http://127.0.0.1:7101", "ftp://x")
+            ),
+            "regions.suzhou.base_url",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                suzhou(&format!(
+                    "app_secret = {{ file = {:?} }}",
+                    secret_file.display().to_string()
+                ))
+                .replace("base_url", "rate_limit_per_s = 1000\nbase_url")
+            ),
+            "regions.suzhou.rate_limit_per_s",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                suzhou(&format!(
+                    "app_secret = {{ file = {:?} }}",
+                    secret_file.display().to_string()
+                ))
+                .replace("base_url", "deadline_ms = 0\nbase_url")
+            ),
+            "regions.suzhou.deadline_ms",
+        ),
+        (format!("{}{}", base(d), suzhou("")), "regions.suzhou.auth"),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                suzhou("app_secret = { file = \"/nonexistent/secret\" }")
+            ),
+            "regions.suzhou.auth.app_secret",
+        ),
+        (
+            format!(
+                "{}{}",
+                base(d),
+                suzhou("app_secret = { env = \"HCGW_TEST_UNSET_SECRET_VAR\" }")
+            ),
+            "regions.suzhou.auth.app_secret",
+        ),
+        (
+            format!(
+                "{}[recognition]\n[[recognition.agreements]]\nid = \"x\"\nmembers = []\n",
+                base(d)
+            ),
+            "recognition.agreements[0].members",
+        ),
+        (
+            format!(
+                "{}[[peers]]\nname = \"p\"\nurl = \"http://peer\"\nregions = [\"sukang\"]\nca = \"/nonexistent\"\nclient_cert = \"/nonexistent\"\nclient_key = \"/nonexistent\"\n",
+                base(d)
+            ),
+            "peers[0].url",
+        ),
+        (format!("{}[redis]\nenabled = true\n", base(d)), "redis.url"),
+        (
+            base(d).replace("[audit]\n", "[audit]\nrotate_bytes = 10\n"),
+            "audit.rotate_bytes",
+        ),
+        (
+            base(d).replace("secrets/subject_hash_key", "secrets/none"),
+            "cache.subject_key",
+        ),
+        (format!("{}[frobnicate]\nx = 1\n", base(d)), "frobnicate"),
+        (base(d).replace("[audit]", "[audit"), "(syntax, line"),
+        (
+            base(d).replace(
+                "[gateway]\nname = \"hcgw-test\"\nlog_level = \"warn\"\n",
+                "",
+            ),
+            "gateway",
+        ),
+    ];
+    for (text, path) in cases {
+        let found = problems(&text, d);
+        assert!(
+            found.iter().any(|p| p.path.starts_with(path)),
+            "expected a problem at `{path}`, got {found:?}"
+        );
+        for p in &found {
+            assert!(!p.message.is_empty(), "{p}");
+        }
+    }
+}
+
+#[test]
+fn one_run_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base(dir.path())
+        .replace("reload_interval_ms = 100", "reload_interval_ms = 5")
+        .replace("[audit]\n", "[audit]\nrotate_bytes = 10\n")
+        + "[regions.atlantis]\nbase_url = \"x\"\n[[clients]]\nname = \"x\"\nrole = \"admin\"\njurisdiction = \"x\"\nsubject = \"CN=x\"\n";
+    let found = problems(&text, dir.path());
+    let paths: Vec<_> = found.iter().map(|p| p.path.as_str()).collect();
+    for expected in [
+        "tls.reload_interval_ms",
+        "audit.rotate_bytes",
+        "regions.atlantis",
+        "clients[8].role",
+    ] {
+        assert!(
+            paths.iter().any(|p| p.starts_with(expected)),
+            "{expected} missing from {paths:?}"
+        );
+    }
+}
+
+#[test]
+fn inline_or_misplaced_secrets_never_appear_in_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "INLINE-SECRET-4d3c2b1a";
+    let text = format!(
+        "{}{}",
+        base(dir.path()),
+        suzhou(&format!("app_secret = \"{secret}\""))
+    )
+    // A secret pasted into a non-secret field, too.
+    .replace(
+        "name = \"hcgw-test\"",
+        &format!("name = \"hcgw-test\"\nlog_format = \"{secret}\""),
+    );
+    let found = problems(&text, dir.path());
+    assert!(
+        found
+            .iter()
+            .any(|p| p.path == "regions.suzhou.auth.app_secret"),
+        "{found:?}"
+    );
+    for p in &found {
+        assert!(
+            !p.to_string().contains(secret) && !p.to_string().contains("4d3c2b1a"),
+            "secret leaked: {p}"
+        );
+    }
+    // The same through the real command.
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("regions.suzhou.auth.app_secret"), "{all}");
+    assert!(!all.contains("4d3c2b1a"), "secret leaked: {all}");
+}
+
+#[test]
+fn check_config_accepts_the_shipped_dev_configuration() {
+    // config/dev.toml points at certs/dev; make sure it exists for this check.
+    let status = Command::new("bash")
+        .arg(repo().join("certs/dev-pki.sh"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .arg("check-config")
+        .arg(repo().join("config/dev.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs_of_a_running_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki();
+    let text = base(dir.path()).replace(
+        "log_level = \"warn\"",
+        "log_level = \"trace\"\nlog_format = \"json\"",
+    ) + &suzhou(&format!(
+        "app_secret = {{ file = {:?} }}",
+        p.join("secrets/suzhou_app_secret").display().to_string()
+    ));
+    let path = dir.path().join("hcgw.toml");
+    std::fs::write(&path, text).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        logs.contains("gateway listening"),
+        "the gateway started and logged: {logs}"
+    );
+    for name in ["suzhou_app_secret", "subject_hash_key"] {
+        let secret = std::fs::read_to_string(p.join("secrets").join(name)).unwrap();
+        assert!(!logs.contains(secret.trim()), "{name} leaked into the logs");
+    }
+}

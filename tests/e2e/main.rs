@@ -1,0 +1,8 @@
+//! End-to-end tests of the gateway: real TLS handshakes with certificates from the dev PKI
+//! script, real servers on real ports, the real `hcgw` binary where processes matter.
+//! One test binary; one module per concern.
+
+mod config_errors;
+mod mtls;
+mod reload;
+mod support;

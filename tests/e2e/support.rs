@@ -1,0 +1,313 @@
+//! Shared fixtures: the test PKI, generated configurations, and an mTLS client that keeps
+//! one explicit connection (so keep-alive behaviour can be tested).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The dev PKI made once per test run in `target/test-pki` (the script is idempotent and
+/// locks against the contract tests running it at the same time).
+pub fn pki() -> PathBuf {
+    static PKI: OnceLock<PathBuf> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let out = repo().join("target/test-pki");
+        let status = std::process::Command::new("bash")
+            .arg(repo().join("certs/dev-pki.sh"))
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run certs/dev-pki.sh");
+        assert!(status.success(), "certs/dev-pki.sh failed");
+        out
+    })
+    .clone()
+}
+
+/// The standard `[[clients]]` of the test configurations (by subject).
+pub const CLIENTS: &str = r#"
+[[clients]]
+name = "platform-shanghai"
+role = "platform"
+jurisdiction = "shanghai"
+subject = "O=shanghai, OU=platform, CN=platform-shanghai"
+
+[[clients]]
+name = "platform-guangdong"
+role = "platform"
+jurisdiction = "guangdong"
+subject = "CN=platform-guangdong, OU=platform, O=guangdong"
+
+[[clients]]
+name = "checkpoint-shanghai"
+role = "checkpoint"
+jurisdiction = "shanghai"
+subject = "O=shanghai, OU=checkpoint, CN=checkpoint-shanghai"
+
+[[clients]]
+name = "checkpoint-guangzhou"
+role = "checkpoint"
+jurisdiction = "guangdong/guangzhou"
+subject = "O=guangdong/guangzhou, OU=checkpoint, CN=checkpoint-guangzhou"
+
+[[clients]]
+name = "ops"
+role = "ops"
+jurisdiction = "federation"
+subject = "O=federation, OU=ops, CN=ops"
+
+[[clients]]
+name = "peer-jiangsu"
+role = "peer"
+jurisdiction = "jiangsu"
+subject = "O=jiangsu, OU=peer, CN=peer-jiangsu"
+max_on_behalf_of = "platform"
+
+[[clients]]
+name = "revoked"
+role = "platform"
+jurisdiction = "shanghai"
+subject = "O=shanghai, OU=platform, CN=revoked"
+
+[[clients]]
+name = "expired"
+role = "platform"
+jurisdiction = "shanghai"
+subject = "O=shanghai, OU=platform, CN=expired"
+"#;
+
+/// TLS file paths for a test configuration.
+pub struct TlsPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub crls: Vec<PathBuf>,
+}
+
+impl TlsPaths {
+    /// The PKI's own files (gateway `hcgw-dev`).
+    pub fn standard() -> Self {
+        let p = pki();
+        TlsPaths {
+            cert: p.join("gateways/hcgw-dev/cert.pem"),
+            key: p.join("gateways/hcgw-dev/key.pem"),
+            client_ca: p.join("ca-bundle.pem"),
+            crls: vec![
+                p.join("crl/intermediate.crl.pem"),
+                p.join("crl/root.crl.pem"),
+            ],
+        }
+    }
+}
+
+/// A complete configuration on ephemeral ports, with `extra` TOML appended.
+pub fn config_text(tls: &TlsPaths, audit_dir: &Path, extra: &str) -> String {
+    let p = pki();
+    let crls = tls
+        .crls
+        .iter()
+        .map(|c| format!("{:?}", c.display().to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[gateway]
+name = "hcgw-test"
+log_level = "warn"
+
+[listener]
+addr = "127.0.0.1:0"
+
+[admin]
+addr = "127.0.0.1:0"
+
+[tls]
+cert = {cert:?}
+key = {key:?}
+client_ca = [{ca:?}]
+crls = [{crls}]
+reload_interval_ms = 100
+
+[cache]
+subject_key = {{ file = {subject:?} }}
+
+[audit]
+dir = {audit:?}
+{CLIENTS}
+{extra}
+"#,
+        cert = tls.cert.display().to_string(),
+        key = tls.key.display().to_string(),
+        ca = tls.client_ca.display().to_string(),
+        subject = p.join("secrets/subject_hash_key").display().to_string(),
+        audit = audit_dir.display().to_string(),
+    )
+}
+
+/// Starts a gateway in this process from configuration text.
+pub async fn start_gateway(text: &str, dir: &Path) -> hcgw::app::Gateway {
+    let path = dir.join("hcgw.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = hcgw::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    hcgw::app::start(config).await.expect("gateway starts")
+}
+
+/// Client TLS settings trusting the PKI's CA bundle, presenting `client`'s certificate
+/// (`clients/<name>` or any directory with cert.pem and key.pem), or none.
+pub fn client_tls(client: Option<&Path>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(pki().join("ca-bundle.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match client {
+        None => b.with_no_client_auth(),
+        Some(dir) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    Arc::new(cfg)
+}
+
+/// The PKI directory of a named client.
+pub fn client(name: &str) -> PathBuf {
+    pki().join("clients").join(name)
+}
+
+/// One HTTP/1.1 connection over mTLS, kept open across requests.
+pub struct Conn {
+    sender: SendRequest<Empty<Bytes>>,
+    /// The server certificate the gateway presented.
+    pub server_cert: Vec<u8>,
+}
+
+impl Conn {
+    /// Connects and completes the TLS handshake.
+    pub async fn open(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Result<Conn, String> {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(tls);
+        let stream = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let server_cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Conn {
+            sender,
+            server_cert,
+        })
+    }
+
+    /// `GET path` on this connection: status and body.
+    pub async fn get(&mut self, path: &str) -> Result<(u16, String), String> {
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let req = http::Request::get(path)
+            .header("host", "localhost")
+            .body(Empty::new())
+            .unwrap();
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// Opens a fresh connection and GETs `path` (with TLS 1.3 a refused client certificate
+/// surfaces on the first request, so both steps count as "the handshake").
+pub async fn fresh_get(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let mut c = Conn::open(addr, tls).await?;
+    c.get(path).await
+}
+
+/// Writes an intermediate-CA CRL listing the revoked certificates of the PKI or none,
+/// using the openssl CLI with a throw-away CA database.
+pub fn make_intermediate_crl(out: &Path, include_revoked: bool) {
+    let p = pki();
+    let work = tempfile::tempdir().unwrap();
+    let index: String = std::fs::read_to_string(p.join("intermediate/index.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| include_revoked || !l.starts_with('R'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(work.path().join("index.txt"), index).unwrap();
+    std::fs::write(work.path().join("index.txt.attr"), "unique_subject = no\n").unwrap();
+    std::fs::write(work.path().join("crlnumber"), "1000\n").unwrap();
+    let cnf = format!(
+        "[ca]\ndefault_ca = d\n[d]\ndatabase = {db}\ncrlnumber = {num}\ncertificate = {cert}\nprivate_key = {key}\ndefault_md = sha256\ndefault_crl_days = 30\n",
+        db = work.path().join("index.txt").display(),
+        num = work.path().join("crlnumber").display(),
+        cert = p.join("intermediate/ca.pem").display(),
+        key = p.join("intermediate/ca.key").display(),
+    );
+    std::fs::write(work.path().join("ca.cnf"), cnf).unwrap();
+    let status = std::process::Command::new("openssl")
+        .args(["ca", "-batch", "-gencrl", "-config"])
+        .arg(work.path().join("ca.cnf"))
+        .arg("-out")
+        .arg(out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl ca -gencrl");
+}
+
+/// Waits until `f` returns true (polling), or panics after `secs`.
+pub async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, what: &str, mut f: F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
