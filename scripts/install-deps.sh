@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the system packages hcgw's tests and tools need, only when missing.
+# Debian packages: openssl (the dev PKI), redis-server (shared-tier tests start their own).
+set -euo pipefail
+
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v curl >/dev/null || need+=(curl)
+
+if ((${#need[@]})); then
+  echo "install-deps: installing ${need[*]}"
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
