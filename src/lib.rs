@@ -20,6 +20,7 @@ pub mod demo;
 pub mod identity;
 pub mod logging;
 pub mod net;
+pub mod recognition;
 pub mod regions;
 pub mod server;
 pub mod simulator;
