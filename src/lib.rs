@@ -21,6 +21,7 @@ pub mod identity;
 pub mod logging;
 pub mod net;
 pub mod recognition;
+pub mod redact;
 pub mod regions;
 pub mod server;
 pub mod simulator;

@@ -41,11 +41,13 @@ pub enum ErrorCode {
     UpstreamInvalidResponse,
     /// 508: a forwarded request came back (hop limit).
     FederationLoop,
+    /// 503: the audit trail cannot record the lookup, so it is not served (strict mode).
+    AuditUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidRequest,
         ErrorCode::UnknownRegion,
         ErrorCode::UnrecognizedQr,
@@ -61,6 +63,7 @@ impl ErrorCode {
         ErrorCode::RegionTimeout,
         ErrorCode::UpstreamInvalidResponse,
         ErrorCode::FederationLoop,
+        ErrorCode::AuditUnavailable,
     ];
 
     /// The snake_case code of the API.
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::RegionTimeout => "region_timeout",
             ErrorCode::UpstreamInvalidResponse => "upstream_invalid_response",
             ErrorCode::FederationLoop => "federation_loop",
+            ErrorCode::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -96,7 +100,7 @@ impl ErrorCode {
             ErrorCode::UnrecognizedQr | ErrorCode::UnsupportedIdType => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::UpstreamInvalidResponse => 502,
-            ErrorCode::UpstreamRateLimited | ErrorCode::RegionUnavailable => 503,
+            ErrorCode::UpstreamRateLimited | ErrorCode::RegionUnavailable | ErrorCode::AuditUnavailable => 503,
             ErrorCode::RegionTimeout => 504,
             ErrorCode::FederationLoop => 508,
         }
@@ -120,6 +124,7 @@ impl ErrorCode {
             ErrorCode::RegionTimeout => "Region timeout",
             ErrorCode::UpstreamInvalidResponse => "Invalid response from the region",
             ErrorCode::FederationLoop => "Federation loop",
+            ErrorCode::AuditUnavailable => "Audit trail unavailable",
         }
     }
 
@@ -283,6 +288,7 @@ mod tests {
             ("region_timeout", 504),
             ("upstream_invalid_response", 502),
             ("federation_loop", 508),
+            ("audit_unavailable", 503),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len());
         for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {

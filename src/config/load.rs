@@ -245,36 +245,11 @@ pub(crate) fn parse<T: DeserializeOwned>(
             };
             problems.push(Problem::new(
                 full,
-                clean_message(&e.into_inner().to_string()),
+                crate::redact::quoted_values(&e.into_inner().to_string()),
             ));
             None
         }
     }
-}
-
-/// serde/toml messages quote the offending value (`"…"` or `` `…` ``). A value longer than
-/// a short keyword is cut to its first three characters, so a secret typed into the wrong
-/// field is never echoed whole; expected keywords (`pretty`, `json`) stay readable.
-fn clean_message(msg: &str) -> String {
-    let mut out = String::new();
-    let mut rest = msg.trim();
-    while let Some(i) = rest.find(['"', '`']) {
-        let quote = rest[i..].chars().next().unwrap_or('"');
-        out.push_str(&rest[..=i]);
-        rest = &rest[i + 1..];
-        let Some(j) = rest.find(quote) else { break };
-        let inner = &rest[..j];
-        if inner.chars().count() > 12 {
-            out.extend(inner.chars().take(3));
-            out.push('…');
-        } else {
-            out.push_str(inner);
-        }
-        out.push(quote);
-        rest = &rest[j + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn required<T: DeserializeOwned>(
@@ -318,18 +293,5 @@ fn array<T: DeserializeOwned>(
             ));
             Vec::new()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoted_values_are_cut() {
-        assert_eq!(
-            clean_message("invalid value \"supersecretvalue\", expected x"),
-            "invalid value \"sup…\", expected x"
-        );
     }
 }
