@@ -3,3 +3,4 @@
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
 mod support;
+mod suzhou;
