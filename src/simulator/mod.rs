@@ -10,6 +10,7 @@
 //!   behaviour at run time (taking a region down in a test).
 
 pub mod population;
+pub mod suzhou;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -232,7 +233,7 @@ pub trait RegionSim: Send + Sync + 'static {
 
 /// Every region's simulator.
 pub fn all() -> Vec<Arc<dyn RegionSim>> {
-    Vec::new()
+    vec![Arc::new(suzhou::SuzhouSim::new())]
 }
 
 /// The simulator of one region, when it exists.
