@@ -9,6 +9,7 @@
 //! - `POST /_sim/control`: `{"down": bool, "latency_ms": n, "error_rate": x}` to change
 //!   behaviour at run time (taking a region down in a test).
 
+pub mod huzhou;
 pub mod population;
 pub mod suzhou;
 
@@ -233,7 +234,10 @@ pub trait RegionSim: Send + Sync + 'static {
 
 /// Every region's simulator.
 pub fn all() -> Vec<Arc<dyn RegionSim>> {
-    vec![Arc::new(suzhou::SuzhouSim::new())]
+    vec![
+        Arc::new(suzhou::SuzhouSim::new()),
+        Arc::new(huzhou::HuzhouSim::new()),
+    ]
 }
 
 /// The simulator of one region, when it exists.
