@@ -2,3 +2,4 @@
 //! (`shared/spec/regions/<region>.md`).
 pub mod huzhou;
 pub mod suzhou;
+pub mod xuzhou;

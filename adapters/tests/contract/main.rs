@@ -5,3 +5,4 @@
 mod huzhou;
 mod support;
 mod suzhou;
+mod xuzhou;
