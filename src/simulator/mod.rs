@@ -12,6 +12,7 @@
 pub mod huzhou;
 pub mod population;
 pub mod suzhou;
+pub mod xuzhou;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -237,6 +238,7 @@ pub fn all() -> Vec<Arc<dyn RegionSim>> {
     vec![
         Arc::new(suzhou::SuzhouSim::new()),
         Arc::new(huzhou::HuzhouSim::new()),
+        Arc::new(xuzhou::XuzhouSim::new()),
     ]
 }
 

@@ -277,17 +277,16 @@ pub fn normalise(
                 .ok_or_else(|| AdapterError::invalid_response("unparseable skm.updatedAt"))?,
         );
     }
-    let registration_known_not_pending = match &data.entry_registration {
+    let registration_known_not_pending = matches!(
+        &data.entry_registration,
         Some(EntryRegistration {
             required: Some(false),
             ..
-        }) => true,
-        Some(EntryRegistration {
+        }) | Some(EntryRegistration {
             required: Some(true),
             completed: Some(true),
-        }) => true,
-        _ => false,
-    };
+        })
+    );
     if !registration_known_not_pending {
         status.push_action(Action::RegisterOnArrival);
     }
