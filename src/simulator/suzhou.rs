@@ -566,6 +566,73 @@ pub(crate) mod tests {
         running.task.abort();
     }
 
+    #[tokio::test]
+    async fn simulator_refuses_bad_signatures_stale_timestamps_and_replays() {
+        use hcgw_adapters::regions::suzhou::{sign, string_to_sign};
+        let sim: Arc<dyn RegionSim> = Arc::new(SuzhouSim::new());
+        let running = spawn_sim(sim).await;
+        let secret = running.context.env.secret("suzhou_app_secret").unwrap();
+        let token = gp_token(&running);
+        let body = format!(r#"{{"qrToken":"{token}"}}"#);
+        hcgw_adapters::upstream::install_crypto_provider();
+        let client = reqwest::Client::new();
+        let call = |ts: i64, nonce: &str, key: &str| {
+            let s = string_to_sign(
+                DEV_APP_ID,
+                ts,
+                nonce,
+                "POST",
+                "/scm/api/v2/status/qr",
+                body.as_bytes(),
+            );
+            client
+                .post(format!("{}/scm/api/v2/status/qr", running.base_url()))
+                .header("content-type", "application/json; charset=utf-8")
+                .header("X-SCM-AppId", DEV_APP_ID)
+                .header("X-SCM-Timestamp", ts.to_string())
+                .header("X-SCM-Nonce", nonce)
+                .header("X-SCM-Sign", sign(key, &s))
+                .body(body.clone())
+                .send()
+        };
+        let ret_code = |r: reqwest::Response| async move {
+            let v: Value = r.json().await.unwrap();
+            v["retCode"].as_str().unwrap().to_owned()
+        };
+        let now = chrono::Utc::now().timestamp();
+        let n1 = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            ret_code(call(now, n1, &secret).await.unwrap()).await,
+            "0000"
+        );
+        assert_eq!(
+            ret_code(call(now, n1, &secret).await.unwrap()).await,
+            "1003"
+        );
+        let n2 = "1123456789abcdef0123456789abcdef";
+        assert_eq!(
+            ret_code(call(now - 301, n2, &secret).await.unwrap()).await,
+            "1002"
+        );
+        assert_eq!(
+            ret_code(call(now + 301, n2, &secret).await.unwrap()).await,
+            "1002"
+        );
+        assert_eq!(
+            ret_code(call(now, n2, "wrong").await.unwrap()).await,
+            "1001"
+        );
+        assert_eq!(
+            ret_code(call(now, "short", &secret).await.unwrap()).await,
+            "1001"
+        );
+        assert_eq!(
+            ret_code(call(now, n2, &secret).await.unwrap()).await,
+            "0000"
+        );
+        running.task.abort();
+    }
+
     fn gp_token(running: &RunningSim) -> String {
         running.context.population.subjects()[2].token.clone()
     }

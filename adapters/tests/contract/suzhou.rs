@@ -304,6 +304,28 @@ async fn timestamp_and_nonce_refusals_are_retried_once_with_fresh_values() {
 }
 
 #[tokio::test]
+async fn parallel_lookups_never_reuse_a_nonce() {
+    let server = server_with(fixture_answer("green.json")).await;
+    let adapter = std::sync::Arc::new(SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap());
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let a = adapter.clone();
+            tokio::spawn(async move { a.lookup(&qr()).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap().color, Color::Green);
+    }
+    let reqs = server.received_requests().await.unwrap();
+    let nonces: HashSet<&str> = reqs.iter().map(|r| header(r, HEADER_NONCE)).collect();
+    assert_eq!(
+        (reqs.len(), nonces.len()),
+        (32, 32),
+        "one request each, fresh nonces"
+    );
+}
+
+#[tokio::test]
 async fn wrong_secret_is_refused_as_region_unavailable() {
     let server = server_with(fixture_answer("green.json")).await;
     let adapter = SuzhouAdapter::new(config(&server.uri(), "wrong")).unwrap();
