@@ -327,6 +327,11 @@ pub struct HealthStatus {
     /// What the holder must do.
     #[serde(default)]
     pub actions: Vec<Action>,
+    /// The region says this status is provisional and may change soon (Huzhou's
+    /// `locationOff`): the colour is kept, but the gateway caches it for at most the
+    /// region's shortest TTL. Internal: never serialised on the API.
+    #[serde(skip)]
+    pub provisional: bool,
 }
 
 impl HealthStatus {
@@ -345,6 +350,7 @@ impl HealthStatus {
             quarantine_until: None,
             holder: Holder::default(),
             actions: Vec::new(),
+            provisional: false,
         }
     }
 

@@ -9,7 +9,10 @@
 //! - `POST /_sim/control`: `{"down": bool, "latency_ms": n, "error_rate": x}` to change
 //!   behaviour at run time (taking a region down in a test).
 
+pub mod huzhou;
 pub mod population;
+pub mod suzhou;
+pub mod xuzhou;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -232,7 +235,11 @@ pub trait RegionSim: Send + Sync + 'static {
 
 /// Every region's simulator.
 pub fn all() -> Vec<Arc<dyn RegionSim>> {
-    Vec::new()
+    vec![
+        Arc::new(suzhou::SuzhouSim::new()),
+        Arc::new(huzhou::HuzhouSim::new()),
+        Arc::new(xuzhou::XuzhouSim::new()),
+    ]
 }
 
 /// The simulator of one region, when it exists.

@@ -1,2 +1,6 @@
 //! One module per region, each implementing its published contract
 //! (`shared/spec/regions/<region>.md`).
+
+pub mod huzhou;
+pub mod suzhou;
+pub mod xuzhou;

@@ -2,4 +2,7 @@
 //! (`shared/spec/regions/*.md`). One test binary; one module per region.
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
+mod huzhou;
 mod support;
+mod suzhou;
+mod xuzhou;
