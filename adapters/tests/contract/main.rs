@@ -3,4 +3,6 @@
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
 mod hangzhou;
+mod mtls_mock;
+mod sukang;
 mod support;
