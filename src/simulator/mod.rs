@@ -11,6 +11,7 @@
 
 pub mod hangzhou;
 pub mod population;
+pub mod sukang;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -233,7 +234,7 @@ pub trait RegionSim: Send + Sync + 'static {
 
 /// Every region's simulator.
 pub fn all() -> Vec<Arc<dyn RegionSim>> {
-    vec![Arc::new(hangzhou::HangzhouSim)]
+    vec![Arc::new(hangzhou::HangzhouSim), Arc::new(sukang::SukangSim)]
 }
 
 /// The simulator of one region, when it exists.
