@@ -1,4 +1,5 @@
 //! One module per region, each implementing its published contract
 //! (`shared/spec/regions/<region>.md`).
+pub mod guangdong;
 pub mod hangzhou;
 pub mod sukang;

@@ -2,6 +2,7 @@
 //! (`shared/spec/regions/*.md`). One test binary; one module per region.
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
+mod guangdong;
 mod hangzhou;
 mod mtls_mock;
 mod sukang;
