@@ -9,6 +9,7 @@
 //! - `POST /_sim/control`: `{"down": bool, "latency_ms": n, "error_rate": x}` to change
 //!   behaviour at run time (taking a region down in a test).
 
+pub mod guangdong;
 pub mod hangzhou;
 pub mod population;
 pub mod sukang;
@@ -234,7 +235,11 @@ pub trait RegionSim: Send + Sync + 'static {
 
 /// Every region's simulator.
 pub fn all() -> Vec<Arc<dyn RegionSim>> {
-    vec![Arc::new(hangzhou::HangzhouSim), Arc::new(sukang::SukangSim)]
+    vec![
+        Arc::new(sukang::SukangSim),
+        Arc::new(hangzhou::HangzhouSim),
+        Arc::new(guangdong::GuangdongSim),
+    ]
 }
 
 /// The simulator of one region, when it exists.
