@@ -84,7 +84,7 @@ fn id_type_of(zjlx: &str) -> Option<IdType> {
     }
 }
 
-/// The query parameters for a subject (percent-encoded by the client).
+/// The query parameters for a subject, not yet encoded.
 pub fn query_for(subject: &Subject) -> Vec<(&'static str, String)> {
     match subject {
         Subject::QrToken(t) => vec![("qr", t.clone())],
@@ -94,6 +94,29 @@ pub fn query_for(subject: &Subject) -> Vec<(&'static str, String)> {
             ("xm", i.name.clone()),
         ],
     }
+}
+
+/// Percent-encodes a query value: every byte but the RFC 3986 unreserved characters
+/// becomes `%XX` (UTF-8), so a space is `%20`, never `+`.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The query string for a subject (`qr=…` or `zjlx=…&zjhm=…&xm=…`), percent-encoded.
+pub fn query_string(subject: &Subject) -> String {
+    query_for(subject)
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The fields of an answer the adapter reads; everything else is ignored.
@@ -392,8 +415,7 @@ impl RegionAdapter for SukangAdapter {
         let up = &self.config.upstream;
         let resp = self
             .client
-            .get(up.url(QUERY_PATH))
-            .query(&query_for(subject))
+            .get(format!("{}?{}", up.url(QUERY_PATH), query_string(subject)))
             .send()
             .await
             .map_err(|e| transport_error(&e, up.deadline))?;
@@ -521,6 +543,20 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded_utf8() {
+        let s = Subject::Identity(crate::adapter::Identity {
+            id_type: IdType::Passport,
+            id_number: "E1234".into(),
+            name: "JOHN SMITH+王".into(),
+        });
+        assert_eq!(
+            query_string(&s),
+            "zjlx=2&zjhm=E1234&xm=JOHN%20SMITH%2B%E7%8E%8B"
+        );
+        assert_eq!(query_string(&Subject::QrToken("AB12".into())), "qr=AB12");
     }
 
     #[test]

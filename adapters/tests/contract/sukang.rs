@@ -164,6 +164,13 @@ async fn requests_follow_the_contract_with_percent_encoded_names() {
     assert_eq!(reqs[1].param("xm").as_deref(), Some("王小明"));
     assert_eq!(reqs[2].param("zjlx").as_deref(), Some("2"));
     assert_eq!(reqs[2].param("xm").as_deref(), Some("JOHN SMITH"));
+    assert!(
+        reqs[2]
+            .query
+            .as_deref()
+            .unwrap()
+            .ends_with("xm=JOHN%20SMITH")
+    );
     assert_eq!(reqs[3].param("zjlx").as_deref(), Some("3"));
     assert_eq!(reqs[4].param("zjlx").as_deref(), Some("4"));
     assert!(
