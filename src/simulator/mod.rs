@@ -9,8 +9,11 @@
 //! - `POST /_sim/control`: `{"down": bool, "latency_ms": n, "error_rate": x}` to change
 //!   behaviour at run time (taking a region down in a test).
 
+pub mod guangdong;
+pub mod hangzhou;
 pub mod huzhou;
 pub mod population;
+pub mod sukang;
 pub mod suzhou;
 pub mod xuzhou;
 
@@ -239,6 +242,9 @@ pub fn all() -> Vec<Arc<dyn RegionSim>> {
         Arc::new(suzhou::SuzhouSim::new()),
         Arc::new(huzhou::HuzhouSim::new()),
         Arc::new(xuzhou::XuzhouSim::new()),
+        Arc::new(sukang::SukangSim),
+        Arc::new(hangzhou::HangzhouSim),
+        Arc::new(guangdong::GuangdongSim),
     ]
 }
 

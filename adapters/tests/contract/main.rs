@@ -2,7 +2,11 @@
 //! (`shared/spec/regions/*.md`). One test binary; one module per region.
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
+mod guangdong;
+mod hangzhou;
 mod huzhou;
+mod mtls_mock;
+mod sukang;
 mod support;
 mod suzhou;
 mod xuzhou;

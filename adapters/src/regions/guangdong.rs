@@ -1,0 +1,390 @@
+//! 粤康码 Yuekang Code (Guangdong) (`shared/spec/regions/guangdong.md`).
+//!
+//! `POST /ykm/v2/health/check` over mutual TLS with Guangdong's private CA, plus the header
+//! `X-Yss-Paasid` on every call; JSON in and out. Decisions where the contract leaves room:
+//! - `codeStatus` must be one of the strings `"1"`, `"2"`, `"3"`; `"0"` (未赋码) and any
+//!   other string are colour `unknown` (the others recorded as unmapped); a non-string
+//!   `codeStatus` breaks the contract → `upstream_invalid_response`.
+//! - `source.label` is the region's `riskTips` when sent, else its wording of the code.
+//! - HTTP 503 (and any 5xx) → `region_unavailable` (retryable) whatever the body; HTTP
+//!   401/403 → credentials refused; any other non-200 → `upstream_invalid_response`.
+//!   `E503` with HTTP 200 is `region_unavailable` too.
+//! - `retryAfter` may be a number or a numeric string of seconds.
+//! - A present but unparseable `statusTime` → `upstream_invalid_response`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::{RegionAdapter, Subject};
+use crate::error::AdapterError;
+use crate::identity::{mask_id, mask_name};
+use crate::model::{HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
+use crate::secret::Secret;
+use crate::time::parse_shanghai_local;
+use crate::unmapped::record_unmapped;
+use crate::upstream::{
+    ClientBuildError, UpstreamConfig, build_client, has_media_type, read_body_limited,
+    transport_error,
+};
+
+/// The check path of the Guangdong API.
+pub const CHECK_PATH: &str = "/ykm/v2/health/check";
+
+/// The header carrying the 粤省事 PaaS id.
+pub const PAAS_ID_HEADER: &str = "X-Yss-Paasid";
+
+/// How to reach the Yuekang Code API. The upstream's `tls` must carry Guangdong's CA
+/// bundle and our client certificate and key.
+#[derive(Clone, Debug)]
+pub struct GuangdongConfig {
+    /// Base URL (`https://…`), deadline (contract: 1.5 s), body limit and mTLS material.
+    pub upstream: UpstreamConfig,
+    /// The PaaS id sent as `X-Yss-Paasid` on every call.
+    pub paas_id: Secret,
+}
+
+/// The Guangdong adapter.
+#[derive(Debug)]
+pub struct GuangdongAdapter {
+    config: GuangdongConfig,
+    client: reqwest::Client,
+}
+
+impl GuangdongAdapter {
+    /// Builds the adapter and its mTLS client.
+    pub fn new(config: GuangdongConfig) -> Result<Self, ClientBuildError> {
+        let client = build_client(&config.upstream)?;
+        Ok(GuangdongAdapter { config, client })
+    }
+}
+
+/// The contract's `cardType` for an identity type.
+pub fn card_type(id_type: IdType) -> &'static str {
+    match id_type {
+        IdType::ResidentId => "1",
+        IdType::Passport => "2",
+        IdType::HkMacaoPermit => "3",
+        IdType::TaiwanPermit => "4",
+    }
+}
+
+fn id_type_of(card_type: &str) -> Option<IdType> {
+    match card_type {
+        "1" => Some(IdType::ResidentId),
+        "2" => Some(IdType::Passport),
+        "3" => Some(IdType::HkMacaoPermit),
+        "4" => Some(IdType::TaiwanPermit),
+        _ => None,
+    }
+}
+
+/// The request body: by QR text or by card.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CheckRequest<'a> {
+    /// `{"qrText": …}`.
+    Qr {
+        /// The token after `YKM:`.
+        #[serde(rename = "qrText")]
+        qr_text: &'a str,
+    },
+    /// `{"cardType": …, "cardNo": …, "name": …}`.
+    Card {
+        /// `"1"`..`"4"`.
+        #[serde(rename = "cardType")]
+        card_type: &'static str,
+        /// The document number.
+        #[serde(rename = "cardNo")]
+        card_no: &'a str,
+        /// The holder's name.
+        name: &'a str,
+    },
+}
+
+/// The request body for a subject.
+pub fn request_for(subject: &Subject) -> CheckRequest<'_> {
+    match subject {
+        Subject::QrToken(t) => CheckRequest::Qr { qr_text: t },
+        Subject::Identity(i) => CheckRequest::Card {
+            card_type: card_type(i.id_type),
+            card_no: &i.id_number,
+            name: &i.name,
+        },
+    }
+}
+
+/// The response envelope.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    /// `"0"` or an `E…` code.
+    pub err_code: String,
+    /// The data (status, or `retryAfter` with E429).
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+}
+
+/// The `data` object of a successful check, only the fields the common model uses.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckData {
+    /// `"1"`, `"2"`, `"3"`, `"0"`.
+    pub code_status: Option<String>,
+    /// Local `yyyyMMddHHmmss`.
+    #[serde(default)]
+    pub status_time: Option<String>,
+    /// The region's wording.
+    #[serde(default)]
+    pub risk_tips: Option<String>,
+    /// Category codes.
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
+    /// Masked name.
+    #[serde(default)]
+    pub mask_name: Option<String>,
+    /// Masked card number.
+    #[serde(default)]
+    pub mask_card_no: Option<String>,
+    /// Card type.
+    #[serde(default)]
+    pub card_type: Option<String>,
+}
+
+/// The level of a `codeStatus`; `"0"` and unlisted values are unknown.
+pub fn level_of(code_status: &str) -> Level {
+    match code_status {
+        "1" => Level::Clear,
+        "2" => Level::Monitoring,
+        "3" => Level::Quarantine,
+        _ => Level::Unknown,
+    }
+}
+
+fn label_of(code_status: &str) -> Option<&'static str> {
+    match code_status {
+        "1" => Some("绿码"),
+        "2" => Some("黄码"),
+        "3" => Some("红码"),
+        "0" => Some("未赋码"),
+        _ => None,
+    }
+}
+
+/// The reason of a category (`None`: unlisted).
+pub fn reason_of(category: &str) -> Option<Reason> {
+    match category {
+        "CENTRAL_ISOLATION" => Some(Reason::CentralizedQuarantine),
+        "HOME_ISOLATION" | "HEALTH_MONITORING" => Some(Reason::HomeQuarantine),
+        "CLOSE_CONTACT" => Some(Reason::CloseContact),
+        "CONFIRMED" => Some(Reason::ConfirmedCase),
+        "ASYMPTOMATIC" => Some(Reason::AsymptomaticInfection),
+        "NAT_POSITIVE" => Some(Reason::NucleicAcidPositive),
+        "RISK_AREA" => Some(Reason::HighRiskAreaArrival),
+        _ => None,
+    }
+}
+
+fn masked(value: Option<String>, mask: fn(&str) -> String) -> Option<String> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| if v.contains('*') { v } else { mask(&v) })
+}
+
+fn retry_after_of(data: Option<&serde_json::Value>) -> Option<Duration> {
+    let v = data?.get("retryAfter")?;
+    let secs = match v {
+        serde_json::Value::Number(n) => n.as_u64()?,
+        serde_json::Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs.min(86_400)))
+}
+
+/// Normalises the `data` of a successful check (no network).
+pub fn normalise(data: CheckData) -> Result<HealthStatus, AdapterError> {
+    let region = RegionId::Guangdong;
+    let code = data
+        .code_status
+        .ok_or_else(|| AdapterError::invalid_response("data without codeStatus"))?;
+    let level = level_of(&code);
+    if level == Level::Unknown && code != "0" {
+        record_unmapped(region, "codeStatus", &code);
+    }
+    let label = data
+        .risk_tips
+        .filter(|t| !t.trim().is_empty())
+        .or_else(|| label_of(&code).map(str::to_owned));
+    let mut status = HealthStatus::new(region, level, Source { code, label });
+    for category in data.categories.unwrap_or_default() {
+        match reason_of(&category) {
+            Some(r) => status.push_reason(r),
+            None => {
+                record_unmapped(region, "categories", &category);
+                status.push_reason(Reason::OtherConcern);
+            }
+        }
+    }
+    if let Some(t) = data.status_time {
+        status.as_of =
+            Some(parse_shanghai_local(&t, "%Y%m%d%H%M%S").ok_or_else(|| {
+                AdapterError::invalid_response("statusTime is not yyyyMMddHHmmss")
+            })?);
+    }
+    status.holder = Holder {
+        name_masked: masked(data.mask_name, mask_name),
+        id_type: data.card_type.as_deref().and_then(id_type_of),
+        id_masked: masked(data.mask_card_no, mask_id),
+    };
+    Ok(status)
+}
+
+/// Interprets a whole HTTP answer (status, headers, body) per the contract (no network).
+pub fn interpret(
+    http: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<HealthStatus, AdapterError> {
+    match http.as_u16() {
+        200 => {}
+        401 | 403 => return Err(AdapterError::credentials_refused("HTTP 401/403")),
+        500..=599 => return Err(AdapterError::unavailable_retryable("HTTP 5xx")),
+        _ => return Err(AdapterError::invalid_response("unexpected HTTP status")),
+    }
+    if !has_media_type(headers, "application/json") {
+        return Err(AdapterError::invalid_response("content type is not JSON"));
+    }
+    let env: Envelope = serde_json::from_slice(body)
+        .map_err(|_| AdapterError::invalid_response("body is not the contract's JSON"))?;
+    match env.err_code.as_str() {
+        "0" => {}
+        "E401" => return Err(AdapterError::credentials_refused("E401")),
+        "E404" => return Err(AdapterError::SubjectNotFound),
+        "E410" => return Err(AdapterError::TokenExpired),
+        "E429" => {
+            return Err(AdapterError::RateLimited {
+                retry_after: retry_after_of(env.data.as_ref()),
+            });
+        }
+        "E503" => return Err(AdapterError::unavailable_retryable("E503")),
+        _ => return Err(AdapterError::invalid_response("unknown errCode")),
+    }
+    let data = env
+        .data
+        .ok_or_else(|| AdapterError::invalid_response("success without data"))?;
+    let data: CheckData = serde_json::from_value(data)
+        .map_err(|_| AdapterError::invalid_response("data is not the contract's JSON"))?;
+    normalise(data)
+}
+
+#[async_trait]
+impl RegionAdapter for GuangdongAdapter {
+    fn region(&self) -> RegionId {
+        RegionId::Guangdong
+    }
+
+    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+        let up = &self.config.upstream;
+        let resp = self
+            .client
+            .post(up.url(CHECK_PATH))
+            .header(PAAS_ID_HEADER, self.config.paas_id.expose())
+            .json(&request_for(subject))
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, up.deadline))?;
+        let http = resp.status();
+        let headers = resp.headers().clone();
+        let body = read_body_limited(resp, up.max_body_bytes, up.deadline).await?;
+        interpret(http, &headers, &body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapter::Identity;
+    use crate::model::Color;
+    use reqwest::header::{CONTENT_TYPE, HeaderValue};
+
+    fn run(body: &str) -> Result<HealthStatus, AdapterError> {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        interpret(StatusCode::OK, &h, body.as_bytes())
+    }
+
+    #[test]
+    fn the_spec_example_normalises() {
+        let s = run(r#"{"errCode":"0","errMsg":"","data":{
+          "codeStatus":"3","statusTime":"20220401100000","riskTips":"集中隔离",
+          "categories":["CENTRAL_ISOLATION"],"maskName":"黄*",
+          "maskCardNo":"4403**********5566","cardType":"1"}}"#)
+        .unwrap();
+        assert_eq!((s.color, s.level), (Color::Red, Level::Quarantine));
+        assert_eq!(s.reasons, vec![Reason::CentralizedQuarantine]);
+        assert_eq!(s.as_of.unwrap().to_rfc3339(), "2022-04-01T10:00:00+08:00");
+        assert_eq!(s.source.code, "3");
+        assert_eq!(s.source.label.as_deref(), Some("集中隔离"));
+        assert_eq!(s.holder.id_type, Some(IdType::ResidentId));
+    }
+
+    #[test]
+    fn unassigned_and_unknown_codes_are_unknown() {
+        for c in ["\"0\"", "\"4\"", "\"\"", "\"01\""] {
+            let s = run(&format!(r#"{{"errCode":"0","data":{{"codeStatus":{c}}}}}"#)).unwrap();
+            assert_eq!(s.color, Color::Unknown, "{c}");
+        }
+        assert!(run(r#"{"errCode":"0","data":{"codeStatus":1}}"#).is_err());
+    }
+
+    #[test]
+    fn requests_follow_the_contract() {
+        let q = serde_json::to_value(request_for(&Subject::QrToken("Zx9".into()))).unwrap();
+        assert_eq!(q, serde_json::json!({"qrText":"Zx9"}));
+        let c = serde_json::to_value(request_for(&Subject::Identity(Identity {
+            id_type: IdType::TaiwanPermit,
+            id_number: "123".into(),
+            name: "林美".into(),
+        })))
+        .unwrap();
+        assert_eq!(
+            c,
+            serde_json::json!({"cardType":"4","cardNo":"123","name":"林美"})
+        );
+    }
+
+    #[test]
+    fn errors_map() {
+        let e = |code: &str, data: &str| {
+            run(&format!(
+                r#"{{"errCode":"{code}","errMsg":"x","data":{data}}}"#
+            ))
+            .unwrap_err()
+        };
+        assert_eq!(e("E404", "null").code(), crate::ErrorCode::SubjectNotFound);
+        assert_eq!(e("E410", "null").code(), crate::ErrorCode::TokenExpired);
+        assert_eq!(
+            e("E429", r#"{"retryAfter":5}"#).retry_after(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            e("E429", r#"{"retryAfter":"6"}"#).retry_after(),
+            Some(Duration::from_secs(6))
+        );
+        assert!(matches!(
+            e("E401", "null"),
+            AdapterError::Unavailable {
+                credentials: true,
+                ..
+            }
+        ));
+        assert!(e("E503", "null").is_retryable());
+        assert_eq!(
+            e("E999", "null").code(),
+            crate::ErrorCode::UpstreamInvalidResponse
+        );
+    }
+}
