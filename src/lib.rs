@@ -24,5 +24,6 @@ pub mod recognition;
 pub mod redact;
 pub mod regions;
 pub mod server;
+pub mod subject;
 pub mod simulator;
 pub mod tls;

@@ -20,6 +20,11 @@ pub fn current() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// Runs `f` with `id` as the current request id (for tasks spawned by a handler).
+pub async fn scope<F: std::future::Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
 /// The id to use for a request: the caller's if sane, else a fresh ULID.
 pub fn choose(from_caller: Option<&str>) -> String {
     match from_caller {

@@ -6,10 +6,15 @@ pub mod auth;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use hcgw_adapters::regions::{guangdong, hangzhou, huzhou, sukang, suzhou, xuzhou};
+use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
 use hcgw_adapters::{RegionAdapter, RegionId};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, RegionEntry};
+use auth::RegionAuth;
 
 /// How a region is served by this gateway.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -68,20 +73,29 @@ impl Registry {
     /// reported `down` with the reason (never served with made-up statuses).
     pub fn from_config(config: &Config) -> Self {
         let mut served = BTreeMap::new();
-        let adapters = BTreeMap::new();
+        let mut adapters: BTreeMap<RegionId, Arc<dyn RegionAdapter>> = BTreeMap::new();
         let mut notes = BTreeMap::new();
-        for region in RegionId::ALL {
+        // Sukang first: Xuzhou may fall back to it.
+        let mut order = RegionId::ALL.to_vec();
+        order.sort_by_key(|r| *r != RegionId::Sukang);
+        for region in order {
             let peers: Vec<String> = config
                 .peers
                 .iter()
                 .filter(|p| p.regions.contains(&region))
                 .map(|p| p.name.clone())
                 .collect();
-            let s = if config.region(region).is_some() {
-                notes.insert(
-                    region,
-                    "no adapter for this region in this build".to_owned(),
-                );
+            let s = if let Some(entry) = config.region(region) {
+                let sukang = adapters.get(&RegionId::Sukang).cloned();
+                match build_adapter(region, entry, config, sukang) {
+                    Ok(a) => {
+                        adapters.insert(region, a);
+                    }
+                    Err(e) => {
+                        tracing::error!(region = region.as_str(), error = %e, "region adapter unavailable");
+                        notes.insert(region, e);
+                    }
+                }
                 Served::Local
             } else if !peers.is_empty() {
                 Served::Peer { peers }
@@ -95,6 +109,11 @@ impl Registry {
             adapters,
             notes,
         }
+    }
+
+    /// How a region is served.
+    pub fn served(&self, region: RegionId) -> Served {
+        self.served.get(&region).cloned().unwrap_or(Served::None)
     }
 
     /// The adapter of a locally served region.
@@ -124,4 +143,78 @@ impl Registry {
             })
             .collect()
     }
+}
+
+/// The upstream settings of a region entry.
+pub fn upstream_config(region: RegionId, entry: &RegionEntry) -> UpstreamConfig {
+    let deadline = entry.deadline_ms.map(Duration::from_millis).unwrap_or_else(|| region.agreed_deadline());
+    let mut up = UpstreamConfig::new(entry.base_url.clone(), deadline);
+    up.max_body_bytes = entry.max_body_bytes;
+    up.max_idle_connections = entry.max_concurrency;
+    up
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))
+}
+
+fn mtls(ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> Result<UpstreamTls, String> {
+    let key = String::from_utf8(read(key)?).map_err(|_| format!("{} is not PEM", key.display()))?;
+    Ok(UpstreamTls {
+        ca_pem: Some(read(ca)?),
+        client_cert_pem: Some(read(cert)?),
+        client_key_pem: Some(hcgw_adapters::Secret::new(key)),
+    })
+}
+
+/// Builds the adapter of one configured region. Errors are short and free of secrets.
+fn build_adapter(
+    region: RegionId,
+    entry: &RegionEntry,
+    config: &Config,
+    sukang: Option<Arc<dyn RegionAdapter>>,
+) -> Result<Arc<dyn RegionAdapter>, String> {
+    let mut problems = Vec::new();
+    let auth = RegionAuth::parse(region, &entry.auth, config.base_dir(), &mut problems)
+        .ok_or_else(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+    let mut upstream = upstream_config(region, entry);
+    let secret = |s: &crate::config::SecretRef| s.load().map_err(|e| e.to_string());
+    let built: Arc<dyn RegionAdapter> = match auth {
+        RegionAuth::Suzhou(a) => Arc::new(
+            suzhou::SuzhouAdapter::new(suzhou::SuzhouConfig { upstream, app_id: a.app_id, app_secret: secret(&a.app_secret)? })
+                .map_err(|e| e.to_string())?,
+        ),
+        RegionAuth::Huzhou(a) => Arc::new(
+            huzhou::HuzhouAdapter::new(huzhou::HuzhouConfig { upstream, token: secret(&a.token)? }).map_err(|e| e.to_string())?,
+        ),
+        RegionAuth::Xuzhou(a) => {
+            let fallback = if a.fallback_to_sukang { sukang } else { None };
+            Arc::new(
+                xuzhou::XuzhouAdapter::new(
+                    xuzhou::XuzhouConfig { upstream, api_key: secret(&a.api_key)?, fallback_to_sukang: a.fallback_to_sukang },
+                    fallback,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        RegionAuth::Sukang(a) => {
+            upstream.tls = mtls(&a.ca, &a.client_cert, &a.client_key)?;
+            Arc::new(sukang::SukangAdapter::new(sukang::SukangConfig { upstream }).map_err(|e| e.to_string())?)
+        }
+        RegionAuth::Guangdong(a) => {
+            upstream.tls = mtls(&a.ca, &a.client_cert, &a.client_key)?;
+            Arc::new(
+                guangdong::GuangdongAdapter::new(guangdong::GuangdongConfig { upstream, paas_id: secret(&a.paas_id)? })
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        RegionAuth::Hangzhou(a) => Arc::new(
+            hangzhou::HangzhouAdapter::new(hangzhou::HangzhouConfig { upstream, appcode: secret(&a.appcode)? })
+                .map_err(|e| e.to_string())?,
+        ),
+        RegionAuth::Suishen(_) | RegionAuth::Guangzhou(_) => {
+            return Err("no adapter for this region in this build".into());
+        }
+    };
+    Ok(built)
 }

@@ -1,0 +1,131 @@
+//! The role and jurisdiction a request acts with. For every caller but a peer it is the
+//! caller's own; a peer gateway acts on behalf of its caller (`X-Hcgw-On-Behalf-Of:
+//! <role>:<jurisdiction>`), never above its configured `max_on_behalf_of`.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::ApiError;
+use crate::config::Role;
+use crate::identity::Caller;
+
+/// The header a forwarding gateway sets.
+pub const ON_BEHALF_OF: &str = "x-hcgw-on-behalf-of";
+
+/// Who a request acts as.
+#[derive(Clone, Debug)]
+pub struct Acting {
+    /// The authenticated caller (for peers: the peer gateway).
+    pub caller: Caller,
+    /// The effective role (decides the endpoints and the fields shown).
+    pub role: Role,
+    /// The effective jurisdiction (the verifier of recognition decisions).
+    pub jurisdiction: String,
+    /// `role:jurisdiction` when a peer forwarded the request.
+    pub on_behalf_of: Option<String>,
+}
+
+/// Privilege order for capping: a checkpoint sees less than a platform.
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Checkpoint => 1,
+        Role::Platform => 2,
+        Role::Peer | Role::Ops => 0,
+    }
+}
+
+/// The role a peer may act as: the claimed one, capped at its maximum.
+pub fn cap(claimed: Role, max: Role) -> Role {
+    if rank(claimed) > rank(max) { max } else { claimed }
+}
+
+impl Acting {
+    /// The acting identity for `caller` given the on-behalf-of header value.
+    pub fn resolve(caller: Caller, on_behalf_of: Option<&str>) -> Result<Acting, ApiError> {
+        if caller.role != Role::Peer {
+            let (role, jurisdiction) = (caller.role, caller.jurisdiction.clone());
+            return Ok(Acting { caller, role, jurisdiction, on_behalf_of: None });
+        }
+        let max = caller.max_on_behalf_of.unwrap_or(Role::Checkpoint);
+        let Some(value) = on_behalf_of else {
+            // A peer calling for itself acts at its maximum, in its own jurisdiction.
+            let jurisdiction = caller.jurisdiction.clone();
+            return Ok(Acting { caller, role: max, jurisdiction, on_behalf_of: None });
+        };
+        let (role, jurisdiction) = value
+            .split_once(':')
+            .ok_or_else(|| ApiError::invalid("X-Hcgw-On-Behalf-Of must be <role>:<jurisdiction>"))?;
+        let claimed = match role {
+            "platform" => Role::Platform,
+            "checkpoint" => Role::Checkpoint,
+            _ => return Err(ApiError::forbidden("a peer acts on behalf of platform or checkpoint callers only")),
+        };
+        if !crate::config::valid_jurisdiction(jurisdiction) {
+            return Err(ApiError::invalid("X-Hcgw-On-Behalf-Of: invalid jurisdiction"));
+        }
+        let role = cap(claimed, max);
+        if role != claimed {
+            tracing::warn!(peer = %caller.name, claimed = claimed.as_str(), capped = role.as_str(), "peer claimed a role above its maximum; capped");
+        }
+        Ok(Acting {
+            on_behalf_of: Some(format!("{}:{jurisdiction}", role.as_str())),
+            jurisdiction: jurisdiction.to_owned(),
+            role,
+            caller,
+        })
+    }
+
+    /// Refuses the request unless the effective role is allowed.
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if allowed.contains(&self.role) || (self.caller.role == Role::Peer && allowed.contains(&Role::Peer)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("the {} role may not use this endpoint", self.role.as_str())))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Acting {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let header = parts.headers.get(ON_BEHALF_OF).map(|v| v.to_str().map_err(|_| ApiError::invalid("X-Hcgw-On-Behalf-Of: not ASCII")));
+        let header = header.transpose()?;
+        Acting::resolve(caller, header)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(max: Role) -> Caller {
+        Caller {
+            name: "hcgw-jiangsu".into(),
+            role: Role::Peer,
+            jurisdiction: "jiangsu".into(),
+            fingerprint: String::new(),
+            max_on_behalf_of: Some(max),
+        }
+    }
+
+    #[test]
+    fn peers_act_on_behalf_capped_at_their_maximum() {
+        let a = Acting::resolve(peer(Role::Checkpoint), Some("platform:shanghai")).unwrap();
+        assert_eq!((a.role, a.jurisdiction.as_str()), (Role::Checkpoint, "shanghai"));
+        assert_eq!(a.on_behalf_of.as_deref(), Some("checkpoint:shanghai"));
+        let a = Acting::resolve(peer(Role::Platform), Some("checkpoint:guangdong/guangzhou")).unwrap();
+        assert_eq!((a.role, a.jurisdiction.as_str()), (Role::Checkpoint, "guangdong/guangzhou"));
+        assert!(Acting::resolve(peer(Role::Platform), Some("ops:x")).is_err());
+        assert!(Acting::resolve(peer(Role::Platform), Some("platform")).is_err());
+        assert!(Acting::resolve(peer(Role::Platform), Some("platform:Not Valid")).is_err());
+    }
+
+    #[test]
+    fn only_peers_may_act_on_behalf_of_others() {
+        let platform = Caller { role: Role::Platform, max_on_behalf_of: None, ..peer(Role::Platform) };
+        let a = Acting::resolve(platform, Some("checkpoint:guangdong")).unwrap();
+        assert_eq!((a.role, a.jurisdiction.as_str(), a.on_behalf_of), (Role::Platform, "jiangsu", None));
+    }
+}

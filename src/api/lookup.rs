@@ -1,0 +1,283 @@
+//! `POST /v1/lookup`, `POST /v1/lookup/batch`, `POST /v1/verify`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use futures_util::StreamExt;
+use hcgw_adapters::{Color, ErrorCode, HealthStatus, Level, RegionId, Subject};
+use serde::{Deserialize, Serialize};
+
+use super::acting::Acting;
+use super::json::ApiJson;
+use super::{ApiError, request_id};
+use crate::app::AppState;
+use crate::audit_hook::Audited;
+use crate::config::Role;
+use crate::lookup::Fetched;
+use crate::recognition::Recognition;
+use crate::subject::SubjectIn;
+
+/// Most items in one batch.
+pub const MAX_BATCH: usize = 1000;
+/// Distinct upstream lookups of one batch in flight at once.
+pub const BATCH_CONCURRENCY: usize = 32;
+
+/// `POST /v1/lookup` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    /// Region id (`suzhou`, `suishen`, …).
+    pub region: String,
+    /// The subject: a QR text or an identity.
+    pub subject: SubjectIn,
+    /// Free text up to 64 characters, recorded in the audit trail.
+    #[serde(default)]
+    pub purpose: Option<String>,
+}
+
+/// `POST /v1/verify` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The raw scanned QR text.
+    pub qr: String,
+    /// The checkpoint's own id (e.g. `SH-HONGQIAO-RAIL-G12`), up to 64 characters.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+}
+
+/// `POST /v1/lookup/batch` body: up to 1,000 lookup bodies.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The lookups, answered in the same order.
+    #[schema(value_type = Vec<LookupRequest>)]
+    pub items: Vec<serde_json::Value>,
+}
+
+/// Whether the answer came from the cache.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CacheInfo {
+    /// Served from the cache.
+    pub hit: bool,
+    /// Age of the cached answer (ms).
+    pub age_ms: u64,
+}
+
+/// The answer of lookup and verify.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LookupResponse {
+    /// The request id.
+    pub request_id: String,
+    /// The normalised status, fields filtered by the caller's role.
+    #[schema(value_type = Object)]
+    pub status: serde_json::Value,
+    /// The recognition decision for the caller's jurisdiction.
+    #[schema(value_type = Object)]
+    pub recognition: Recognition,
+    /// Cache information.
+    pub cache: CacheInfo,
+    /// The gateway instance that answered.
+    pub served_by: String,
+}
+
+/// The answer of a batch: one result per item, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    /// The request id.
+    pub request_id: String,
+    /// Each item's lookup response or `{ "error": problem }`.
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<serde_json::Value>,
+}
+
+/// Fields of `status` a checkpoint may see (security.md).
+const CHECKPOINT_FIELDS: [&str; 5] = ["region", "color", "level", "as_of", "holder"];
+
+/// The status as the acting role may see it.
+pub fn status_view(status: &HealthStatus, role: Role) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if role != Role::Platform
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.retain(|k, _| CHECKPOINT_FIELDS.contains(&k.as_str()));
+    }
+    v
+}
+
+fn parse_region(text: &str) -> Result<RegionId, ApiError> {
+    text.parse::<RegionId>()
+        .map_err(|_| ApiError::new(ErrorCode::UnknownRegion, "region: not a region id known to the federation"))
+}
+
+fn check_short_text(field: &str, value: &Option<String>) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.chars().count() > 64 || v.chars().any(char::is_control) => {
+            Err(ApiError::invalid(format!("{field}: at most 64 characters, no control characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A validated lookup: region, adapter subject and the request's purpose.
+struct Validated {
+    region: RegionId,
+    subject: Subject,
+    purpose: Option<String>,
+}
+
+fn validate(state: &AppState, req: &LookupRequest) -> Result<Validated, ApiError> {
+    let region = parse_region(&req.region)?;
+    if !state.lookups.knows(region) {
+        return Err(ApiError::new(ErrorCode::UnknownRegion, format!("{region} is not served by this gateway nor by its peers")));
+    }
+    check_short_text("purpose", &req.purpose)?;
+    let subject = req.subject.validate(region)?;
+    Ok(Validated { region, subject, purpose: req.purpose.clone() })
+}
+
+fn respond(state: &AppState, acting: &Acting, fetched: &Fetched) -> LookupResponse {
+    let max_age = state.lookups.max_status_age(fetched.status.region);
+    let recognition = state.policy.decide(
+        &acting.jurisdiction,
+        &fetched.status,
+        chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::hours(24)),
+        chrono::Utc::now(),
+    );
+    LookupResponse {
+        request_id: request_id::current().unwrap_or_default(),
+        status: status_view(&fetched.status, acting.role),
+        recognition,
+        cache: CacheInfo { hit: fetched.cache_hit, age_ms: fetched.age.as_millis() as u64 },
+        served_by: state.config.gateway.name.clone(),
+    }
+}
+
+/// `POST /v1/lookup` (platform, peer).
+pub async fn lookup(
+    State(state): State<Arc<AppState>>,
+    acting: Acting,
+    ApiJson(req): ApiJson<LookupRequest>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    acting.require(&[Role::Platform, Role::Peer])?;
+    let v = validate(&state, &req)?;
+    let result = state.lookups.fetch(v.region, &v.subject).await;
+    let response = result.as_ref().map(|f| respond(&state, &acting, f));
+    let audited = Audited::lookup("lookup", &acting, v.region, state.hasher.audit_hash(&v.subject), v.purpose, None)
+        .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
+    state.audit(vec![audited]).await?;
+    Ok(Json(response?))
+}
+
+/// `POST /v1/lookup/batch` (platform, peer).
+pub async fn batch(
+    State(state): State<Arc<AppState>>,
+    acting: Acting,
+    ApiJson(req): ApiJson<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    acting.require(&[Role::Platform, Role::Peer])?;
+    if req.items.len() > MAX_BATCH {
+        return Err(ApiError::invalid(format!("items: at most {MAX_BATCH} lookups per batch")));
+    }
+    // Validate every item; collect the distinct questions to ask.
+    let validated: Vec<Result<Validated, ApiError>> = req
+        .items
+        .iter()
+        .map(|item| {
+            let parsed: LookupRequest = serde_json::from_value(item.clone())
+                .map_err(|e| ApiError::invalid(format!("item: {}", crate::redact::quoted_values(&e.to_string()))))?;
+            validate(&state, &parsed)
+        })
+        .collect();
+    let mut unique: HashMap<String, (RegionId, Subject)> = HashMap::new();
+    let keys: Vec<Option<String>> = validated
+        .iter()
+        .map(|v| {
+            v.as_ref().ok().map(|v| {
+                let key = state.hasher.cache_key(v.region, &v.subject);
+                unique.entry(key.clone()).or_insert_with(|| (v.region, v.subject.clone()));
+                key
+            })
+        })
+        .collect();
+    // Duplicates cost one upstream call; distinct ones run with bounded concurrency.
+    let state2 = state.clone();
+    let answers: HashMap<String, Result<Fetched, ApiError>> = futures_util::stream::iter(unique)
+        .map(|(key, (region, subject))| {
+            let state = state2.clone();
+            let id = request_id::current().unwrap_or_default();
+            async move {
+                let r = request_id_scope(id, async { state.lookups.fetch(region, &subject).await }).await;
+                (key, r)
+            }
+        })
+        .buffer_unordered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    let mut results = Vec::with_capacity(validated.len());
+    let mut audit = Vec::new();
+    for (v, key) in validated.into_iter().zip(keys) {
+        let item: Result<LookupResponse, ApiError> = match (v, key) {
+            (Err(e), _) => Err(e),
+            (Ok(v), Some(key)) => {
+                let result = answers.get(&key).cloned().unwrap_or_else(|| Err(ApiError::new(ErrorCode::RegionUnavailable, "no answer")));
+                let response = result.as_ref().map(|f| respond(&state, &acting, f)).map_err(Clone::clone);
+                audit.push(
+                    Audited::lookup("batch", &acting, v.region, state.hasher.audit_hash(&v.subject), v.purpose, None)
+                        .outcome(&result, response.as_ref().ok().map(|r| &r.recognition)),
+                );
+                response
+            }
+            (Ok(_), None) => Err(ApiError::new(ErrorCode::RegionUnavailable, "no answer")),
+        };
+        results.push(match item {
+            Ok(r) => serde_json::to_value(r).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e.problem() }),
+        });
+    }
+    state.audit(audit).await?;
+    Ok(Json(BatchResponse { request_id: request_id::current().unwrap_or_default(), results }))
+}
+
+async fn request_id_scope<F: std::future::Future>(id: String, f: F) -> F::Output {
+    request_id::scope(id, f).await
+}
+
+/// `POST /v1/verify` (checkpoint, platform, peer): detect, look up, decide. Upstream faults
+/// become `200 manual_check` with the cause: a gate needs an answer.
+pub async fn verify(
+    State(state): State<Arc<AppState>>,
+    acting: Acting,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    acting.require(&[Role::Checkpoint, Role::Platform, Role::Peer])?;
+    check_short_text("checkpoint", &req.checkpoint)?;
+    let detected = hcgw_adapters::qr::detect(&req.qr).map_err(|e| ApiError::new(ErrorCode::UnrecognizedQr, e.to_string()))?;
+    let region = detected.region;
+    if !state.lookups.knows(region) {
+        return Err(ApiError::new(ErrorCode::UnknownRegion, format!("{region} is not served by this gateway nor by its peers")).with_region(region));
+    }
+    let subject = Subject::QrToken(detected.token);
+    let result = state.lookups.fetch(region, &subject).await;
+    let response = match &result {
+        Ok(f) => Ok(respond(&state, &acting, f)),
+        Err(e) if e.code.is_upstream_fault() => Ok(LookupResponse {
+            request_id: request_id::current().unwrap_or_default(),
+            status: serde_json::json!({ "region": region, "color": Color::Unknown, "level": Level::Unknown }),
+            recognition: state.policy.unavailable(&acting.jurisdiction, region, e.code),
+            cache: CacheInfo { hit: false, age_ms: 0 },
+            served_by: state.config.gateway.name.clone(),
+        }),
+        Err(e) => Err(e.clone()),
+    };
+    let audited = Audited::lookup("verify", &acting, region, state.hasher.audit_hash(&subject), None, req.checkpoint.clone())
+        .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
+    state.audit(vec![audited]).await?;
+    Ok(Json(response?))
+}
+
+/// A batch result's retry hint (for documentation).
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
