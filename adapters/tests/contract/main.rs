@@ -2,4 +2,5 @@
 //! (`shared/spec/regions/*.md`). One test binary; one module per region.
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
+mod guangzhou;
 mod support;
