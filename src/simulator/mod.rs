@@ -9,6 +9,7 @@
 //! - `POST /_sim/control`: `{"down": bool, "latency_ms": n, "error_rate": x}` to change
 //!   behaviour at run time (taking a region down in a test).
 
+pub mod guangzhou;
 pub mod population;
 
 use std::net::SocketAddr;
@@ -232,7 +233,7 @@ pub trait RegionSim: Send + Sync + 'static {
 
 /// Every region's simulator.
 pub fn all() -> Vec<Arc<dyn RegionSim>> {
-    Vec::new()
+    vec![Arc::new(guangzhou::GuangzhouSim::default())]
 }
 
 /// The simulator of one region, when it exists.
