@@ -3,4 +3,5 @@
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
 mod guangzhou;
+mod suishen;
 mod support;
