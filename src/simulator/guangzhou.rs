@@ -8,6 +8,8 @@
 //!   unknown subject 46004, a malformed body 47001. HTTP 200 always, like the region.
 //! - Cases: `blue` (self-applied normal), `green` (proxy-applied normal — the trap), and
 //!   `red` once per `red_category`, alternating `apply_mode`.
+//! - Test hook outside the contract: `POST /_sim/guangzhou/expire_tokens` expires every
+//!   issued token, so the next call gets errcode 42001.
 //! - Suikang codes are long-term valid: a subject whose fate is "token expired" is still
 //!   found by its QR code (the region has no expired-QR error).
 
@@ -36,6 +38,7 @@ pub const SECRET_NAME: &str = "guangzhou_secret";
 
 const TOKEN_PATH: &str = "/cgi-bin/token";
 const QUERY_PATH: &str = "/suikang/api/code/query";
+const EXPIRE_PATH: &str = "/_sim/guangzhou/expire_tokens";
 
 /// What Suikang sends for one case.
 struct CaseAnswer {
@@ -156,6 +159,7 @@ impl RegionSim for GuangzhouSim {
         Router::new()
             .route(TOKEN_PATH, get(token))
             .route(QUERY_PATH, post(query))
+            .route(EXPIRE_PATH, post(expire_tokens))
             .with_state(state)
     }
 
@@ -205,6 +209,19 @@ async fn token(
     }
     axum::Json(json!({ "access_token": value, "expires_in": st.sim.token_ttl.as_secs() }))
         .into_response()
+}
+
+async fn expire_tokens(State(st): State<Arc<SimState>>) -> axum::http::StatusCode {
+    let now = Instant::now();
+    for expiry in st
+        .tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values_mut()
+    {
+        *expiry = now;
+    }
+    axum::http::StatusCode::NO_CONTENT
 }
 
 async fn query(
@@ -461,9 +478,46 @@ mod tests {
             .await
             .unwrap();
         assert!(resp.status().is_success());
-        let e = adapter.lookup(&Subject::QrToken(token)).await.unwrap_err();
+        let e = adapter
+            .lookup(&Subject::QrToken(token.clone()))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), hcgw_adapters::ErrorCode::RegionUnavailable);
         assert!(e.is_retryable(), "system busy may be retried once");
+        running.task.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_tokens_42001_are_refreshed_once_for_many_callers() {
+        let (running, adapter) = start(
+            GuangzhouSim::with_token_ttl(Duration::from_secs(7200)),
+            test_pki(),
+        )
+        .await;
+        let adapter = Arc::new(adapter);
+        let qr = Subject::QrToken(running.context.population.subjects()[1].token.clone());
+        assert_eq!(adapter.lookup(&qr).await.unwrap().proxy_applied, Some(true));
+        let client = hcgw_adapters::upstream::build_client(&UpstreamConfig::new(
+            running.base_url(),
+            Duration::from_secs(2),
+        ))
+        .unwrap();
+        let resp = client
+            .post(format!("{}{EXPIRE_PATH}", running.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (a, q) = (adapter.clone(), qr.clone());
+                tokio::spawn(async move { a.lookup(&q).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().proxy_applied, Some(true));
+        }
+        assert_eq!(adapter.token_fetches(), 2, "one refresh for twenty callers");
         running.task.abort();
     }
 

@@ -11,6 +11,7 @@
 
 pub mod guangzhou;
 pub mod population;
+pub mod suishen;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -233,7 +234,10 @@ pub trait RegionSim: Send + Sync + 'static {
 
 /// Every region's simulator.
 pub fn all() -> Vec<Arc<dyn RegionSim>> {
-    vec![Arc::new(guangzhou::GuangzhouSim::default())]
+    vec![
+        Arc::new(suishen::SuishenSim::default()),
+        Arc::new(guangzhou::GuangzhouSim::default()),
+    ]
 }
 
 /// The simulator of one region, when it exists.
