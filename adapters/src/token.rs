@@ -345,10 +345,13 @@ mod tests {
     async fn fifty_concurrent_callers_cause_exactly_one_fetch() {
         let cache = Arc::new(TokenCache::default());
         let count = Arc::new(AtomicUsize::new(0));
+        // All 50 start together (the fetch takes 50 ms, so they overlap).
+        let start = Arc::new(tokio::sync::Barrier::new(50));
         let mut tasks = Vec::new();
         for _ in 0..50 {
-            let (cache, count) = (cache.clone(), count.clone());
+            let (cache, count, start) = (cache.clone(), count.clone(), start.clone());
             tasks.push(tokio::spawn(async move {
+                start.wait().await;
                 cache.get(counting(&count, 7200)).await
             }));
         }

@@ -97,7 +97,9 @@ pub mod sm2 {
     /// update: OpenSSL computes the SM2 `Z` value (which hashes the ID) on the first
     /// update, and refuses a later ID.
     fn set_distinguishing_id<T>(ctx: &mut PkeyCtxRef<T>, id: &[u8]) -> Result<(), ErrorStack> {
-        let len = c_int::try_from(id.len()).expect("a short, constant ID");
+        let Ok(len) = c_int::try_from(id.len()) else {
+            return Err(ErrorStack::get());
+        };
         // SAFETY: `ctx.as_ptr()` is a valid `EVP_PKEY_CTX*` for the duration of the borrow
         // (owned by the `MdCtx` that handed it out). The ctrl reads `len` bytes from `id`
         // and copies them into the context ("set1" = copy); it neither writes through nor
