@@ -581,3 +581,21 @@ fn mutations_of_normal_answers_are_never_a_false_green() {
     }
     assert!(checked > 500, "only {checked} mutations");
 }
+
+#[test]
+fn the_token_answer_fixture_parses() {
+    let now = Utc.with_ymd_and_hms(2022, 4, 1, 2, 0, 0).unwrap();
+    let t = hcgw_adapters::regions::guangzhou::parse_token_response(
+        &fixture(REGION, "token.json"),
+        now,
+    )
+    .unwrap();
+    assert_eq!(t.value.expose(), "ACCESS_TOKEN_A");
+    assert_eq!(t.lifetime, Duration::from_secs(7200));
+    let e = hcgw_adapters::regions::guangzhou::parse_token_response(
+        &fixture(REGION, "token_error_40001.json"),
+        now,
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+}

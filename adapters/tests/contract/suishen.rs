@@ -849,3 +849,29 @@ fn mutations_of_a_green_answer_are_never_a_false_green() {
     }
     assert!(checked > 800, "only {checked} mutations");
 }
+
+#[test]
+fn the_token_answer_fixture_parses() {
+    use hcgw_adapters::regions::suishen::parse_token_response;
+    let t = parse_token_response(200, &HeaderMap::new(), &fixture(REGION, "token.json")).unwrap();
+    assert_eq!(t.value.expose(), "SUISHEN_TOKEN_A");
+    assert_eq!(t.lifetime, Duration::from_secs(7200));
+    let e = parse_token_response(
+        401,
+        &HeaderMap::new(),
+        &fixture(REGION, "token_invalid_client.json"),
+    )
+    .unwrap_err();
+    assert!(matches!(
+        e,
+        AdapterError::Unavailable {
+            credentials: true,
+            ..
+        }
+    ));
+    let mut not_bearer: Value = serde_json::from_slice(&fixture(REGION, "token.json")).unwrap();
+    not_bearer["token_type"] = json!("mac");
+    let e = parse_token_response(200, &HeaderMap::new(), not_bearer.to_string().as_bytes())
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+}
