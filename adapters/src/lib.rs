@@ -8,6 +8,7 @@
 //! - [`adapter`]: the [`RegionAdapter`] trait and the [`Subject`] of a lookup;
 //! - [`upstream`]: shared plumbing for calling regions (HTTP clients, TLS, size-limited bodies);
 //! - [`time`]: conversions from each region's time format to RFC 3339;
+//! - [`token`]: the single-flight access-token cache of regions with tokens;
 //! - [`regions`]: one module per region, each implementing its published contract.
 
 pub mod adapter;
@@ -18,6 +19,7 @@ pub mod qr;
 pub mod regions;
 pub mod secret;
 pub mod time;
+pub mod token;
 pub mod unmapped;
 pub mod upstream;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use hcgw_adapters::regions::{guangdong, hangzhou, huzhou, sukang, suzhou, xuzhou};
+use hcgw_adapters::regions::{guangdong, guangzhou, hangzhou, huzhou, suishen, sukang, suzhou, xuzhou};
 use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
 use hcgw_adapters::{RegionAdapter, RegionId};
 use serde::Serialize;
@@ -212,9 +212,26 @@ fn build_adapter(
             hangzhou::HangzhouAdapter::new(hangzhou::HangzhouConfig { upstream, appcode: secret(&a.appcode)? })
                 .map_err(|e| e.to_string())?,
         ),
-        RegionAuth::Suishen(_) | RegionAuth::Guangzhou(_) => {
-            return Err("no adapter for this region in this build".into());
+        RegionAuth::Suishen(a) => {
+            let signing_keys = a
+                .signing_keys
+                .iter()
+                .map(|k| Ok((k.key_id.clone(), read(&k.public_key)?)))
+                .collect::<Result<Vec<_>, String>>()?;
+            Arc::new(
+                suishen::SuishenAdapter::new(suishen::SuishenConfig {
+                    upstream,
+                    client_id: a.client_id,
+                    client_secret: secret(&a.client_secret)?,
+                    signing_keys,
+                })
+                .map_err(|e| e.to_string())?,
+            )
         }
+        RegionAuth::Guangzhou(a) => Arc::new(
+            guangzhou::GuangzhouAdapter::new(guangzhou::GuangzhouConfig { upstream, appid: a.appid, secret: secret(&a.secret)? })
+                .map_err(|e| e.to_string())?,
+        ),
     };
     Ok(built)
 }

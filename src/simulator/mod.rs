@@ -10,9 +10,11 @@
 //!   behaviour at run time (taking a region down in a test).
 
 pub mod guangdong;
+pub mod guangzhou;
 pub mod hangzhou;
 pub mod huzhou;
 pub mod population;
+pub mod suishen;
 pub mod sukang;
 pub mod suzhou;
 pub mod xuzhou;
@@ -245,6 +247,8 @@ pub fn all() -> Vec<Arc<dyn RegionSim>> {
         Arc::new(sukang::SukangSim),
         Arc::new(hangzhou::HangzhouSim),
         Arc::new(guangdong::GuangdongSim),
+        Arc::new(suishen::SuishenSim::default()),
+        Arc::new(guangzhou::GuangzhouSim::default()),
     ]
 }
 

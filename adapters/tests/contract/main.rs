@@ -3,9 +3,11 @@
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
 mod guangdong;
+mod guangzhou;
 mod hangzhou;
 mod huzhou;
 mod mtls_mock;
+mod suishen;
 mod sukang;
 mod support;
 mod suzhou;

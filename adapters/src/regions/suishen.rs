@@ -1,0 +1,885 @@
+//! Region `suishen` — 随申码 Suishen Code, Shanghai (`shared/spec/regions/suishen.md`).
+//!
+//! - Auth: OAuth2 client credentials (`POST /oauth2/token`, form-encoded), then
+//!   `Authorization: Bearer …`, cached in a single-flight [`TokenCache`]; HTTP 401 /
+//!   code 40101 → one refresh for all waiting requests and one retry, then
+//!   `region_unavailable`.
+//! - **Every response body is SM2-signed** (SM3 digest, distinguishing ID
+//!   `1234567812345678`, base64 DER in `X-Suishen-Signature`, key named by
+//!   `X-Suishen-Key-Id`). The signature over the exact raw bytes is checked *before* the
+//!   body is parsed, on the token endpoint too; a missing, malformed, unknown-key or wrong
+//!   signature is `upstream_invalid_response`. See [`sm2`].
+//! - `codeColor` 0/1/2 → green/yellow/red; anything else (strings, floats, 3, …) →
+//!   `unknown`. `registration: REQUIRED` → action `register_on_arrival`. `refreshTime` is
+//!   epoch milliseconds.
+//!
+//! Decisions where the contract is silent (listed in the report):
+//! - `codeColor` 0 with any `reasonTags` contradicts itself → `unknown`;
+//! - an unlisted `registration` value → `register_on_arrival` (not known to be done);
+//! - an HTTP status and `code` that do not match the error table → `upstream_invalid_response`;
+//! - token endpoint: 400/401/403 → our credentials were refused (`region_unavailable`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, TimeZone, Utc};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
+use serde_json::{Value, json};
+
+use crate::adapter::{RegionAdapter, Subject};
+use crate::error::AdapterError;
+use crate::identity::{mask_id, mask_name};
+use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
+use crate::secret::Secret;
+use crate::time;
+use crate::token::{Attempt, FetchedToken, RefreshPolicy, Token, TokenCache};
+use crate::unmapped::record_unmapped;
+use crate::upstream::{
+    ClientBuildError, UpstreamConfig, build_client, has_media_type, read_body_limited, retry_after,
+    transport_error,
+};
+
+/// The OAuth2 token endpoint.
+pub const TOKEN_PATH: &str = "/oauth2/token";
+/// The lookup endpoint.
+pub const VERIFY_PATH: &str = "/api/suishenma/v1/verify";
+/// The header naming the signing key.
+pub const KEY_ID_HEADER: &str = "x-suishen-key-id";
+/// The header carrying the base64 DER SM2 signature.
+pub const SIGNATURE_HEADER: &str = "x-suishen-signature";
+/// The contract's deadline for one call.
+pub const DEADLINE: Duration = Duration::from_millis(1500);
+
+/// The contract's reason tags.
+pub const REASON_TAGS: [(&str, Reason); 4] = [
+    ("FROM_KEY_AREA", Reason::HighRiskAreaArrival),
+    ("UNDER_MEDICAL_MANAGEMENT", Reason::UnderMedicalManagement),
+    ("CONFIRMED_NOT_DISCHARGED", Reason::ConfirmedCase),
+    ("SUSPECTED_NOT_EXCLUDED", Reason::SuspectedCase),
+];
+
+/// The contract's identity types (`idType`).
+pub const ID_TYPES: [(&str, IdType); 4] = [
+    ("01", IdType::ResidentId),
+    ("02", IdType::Passport),
+    ("03", IdType::HkMacaoPermit),
+    ("04", IdType::TaiwanPermit),
+];
+
+/// SM2 signatures as Suishen makes them: SM3 digest over the raw message, with the signer
+/// distinguishing ID set (GM/T 0009's default `1234567812345678`; OpenSSL 3's default is
+/// empty, which would give different, incompatible signatures).
+pub mod sm2 {
+    use std::ffi::{c_int, c_void};
+
+    use foreign_types::ForeignTypeRef;
+    use openssl::error::ErrorStack;
+    use openssl::md::Md;
+    use openssl::md_ctx::MdCtx;
+    use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Private, Public};
+    use openssl::pkey_ctx::PkeyCtxRef;
+
+    /// The GM/T 0009 default distinguishing ID Suishen signs with.
+    pub const DISTINGUISHING_ID: &[u8] = b"1234567812345678";
+
+    /// `EVP_PKEY_CTRL_SET1_ID` from OpenSSL's `evp.h` (not bound by `openssl-sys`).
+    const EVP_PKEY_CTRL_SET1_ID: c_int = 15;
+
+    /// Sets the SM2 distinguishing ID on a signing/verifying context.
+    ///
+    /// The `openssl` crate does not expose `EVP_PKEY_CTX_set1_id`, and `openssl-sys` does
+    /// not bind it (a macro in OpenSSL 1.1.1, a function in 3.0); both are exactly
+    /// `EVP_PKEY_CTX_ctrl(ctx, -1, -1, EVP_PKEY_CTRL_SET1_ID, len, id)`, which `openssl-sys`
+    /// does bind. It must run after `EVP_DigestSign/VerifyInit` and before the first
+    /// update: OpenSSL computes the SM2 `Z` value (which hashes the ID) on the first
+    /// update, and refuses a later ID.
+    fn set_distinguishing_id<T>(ctx: &mut PkeyCtxRef<T>, id: &[u8]) -> Result<(), ErrorStack> {
+        let Ok(len) = c_int::try_from(id.len()) else {
+            return Err(ErrorStack::get());
+        };
+        // SAFETY: `ctx.as_ptr()` is a valid `EVP_PKEY_CTX*` for the duration of the borrow
+        // (owned by the `MdCtx` that handed it out). The ctrl reads `len` bytes from `id`
+        // and copies them into the context ("set1" = copy); it neither writes through nor
+        // keeps the pointer, so casting away `const` for the C signature is sound.
+        let r = unsafe {
+            openssl_sys::EVP_PKEY_CTX_ctrl(
+                ctx.as_ptr(),
+                -1,
+                -1,
+                EVP_PKEY_CTRL_SET1_ID,
+                len,
+                id.as_ptr() as *mut c_void,
+            )
+        };
+        if r > 0 {
+            Ok(())
+        } else {
+            Err(ErrorStack::get())
+        }
+    }
+
+    /// Whether the key is on the SM2 curve. OpenSSL 3 decodes such keys as provider keys of
+    /// type "SM2" whose numeric id is -1 and which are not `EC_KEY`s, so ask by name.
+    fn is_sm2<T: HasPublic>(key: &PKeyRef<T>) -> bool {
+        // SAFETY: `key.as_ptr()` is a valid `EVP_PKEY*` for the borrow; the name is a
+        // NUL-terminated static string; `EVP_PKEY_is_a` only reads both.
+        let by_name = unsafe { openssl_sys::EVP_PKEY_is_a(key.as_ptr(), c"SM2".as_ptr()) == 1 };
+        by_name || key.id() == Id::SM2
+    }
+
+    /// A region public key that verifies SM2/SM3 signatures.
+    #[derive(Clone)]
+    pub struct VerifyingKey(PKey<Public>);
+
+    impl std::fmt::Debug for VerifyingKey {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("sm2::VerifyingKey")
+        }
+    }
+
+    impl VerifyingKey {
+        /// Parses a PEM public key (`-----BEGIN PUBLIC KEY-----`) on the SM2 curve.
+        pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+            let key = PKey::public_key_from_pem(pem).map_err(|_| "not a PEM public key")?;
+            if !is_sm2(&key) {
+                return Err("not an SM2 key".into());
+            }
+            Ok(VerifyingKey(key))
+        }
+
+        /// Whether `signature` (DER) is this key's SM2 signature of `message` with
+        /// distinguishing ID `id`. Any failure (malformed DER, wrong key) is `false`.
+        pub fn verify_with_id(&self, message: &[u8], signature: &[u8], id: &[u8]) -> bool {
+            let result = (|| -> Result<bool, ErrorStack> {
+                let mut ctx = MdCtx::new()?;
+                let pctx = ctx.digest_verify_init(Some(Md::sm3()), &self.0)?;
+                set_distinguishing_id(pctx, id)?;
+                ctx.digest_verify_update(message)?;
+                ctx.digest_verify_final(signature)
+            })();
+            // An error leaves nothing on OpenSSL's thread-local queue: ErrorStack::get
+            // drained it.
+            matches!(result, Ok(true))
+        }
+
+        /// [`VerifyingKey::verify_with_id`] with Suishen's ID `1234567812345678`.
+        pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+            self.verify_with_id(message, signature, DISTINGUISHING_ID)
+        }
+    }
+
+    /// An SM2 private key that signs like Suishen (for the simulator and tests).
+    pub struct SigningKey(PKey<Private>);
+
+    impl std::fmt::Debug for SigningKey {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("sm2::SigningKey([redacted])")
+        }
+    }
+
+    impl SigningKey {
+        /// Parses a PEM private key on the SM2 curve (PKCS#8 or SEC1).
+        pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+            let key = PKey::private_key_from_pem(pem).map_err(|_| "not a PEM private key")?;
+            if !is_sm2(&key) {
+                return Err("not an SM2 key".into());
+            }
+            Ok(SigningKey(key))
+        }
+
+        /// The DER SM2 signature of `message` with distinguishing ID `id`.
+        pub fn sign_with_id(&self, message: &[u8], id: &[u8]) -> Result<Vec<u8>, String> {
+            (|| -> Result<Vec<u8>, ErrorStack> {
+                let mut ctx = MdCtx::new()?;
+                let pctx = ctx.digest_sign_init(Some(Md::sm3()), &self.0)?;
+                set_distinguishing_id(pctx, id)?;
+                ctx.digest_sign_update(message)?;
+                let mut sig = Vec::new();
+                ctx.digest_sign_final_to_vec(&mut sig)?;
+                Ok(sig)
+            })()
+            .map_err(|e| format!("SM2 signing failed: {e}"))
+        }
+
+        /// [`SigningKey::sign_with_id`] with Suishen's ID `1234567812345678`.
+        pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+            self.sign_with_id(message, DISTINGUISHING_ID)
+        }
+
+        /// The matching public key.
+        pub fn verifying_key(&self) -> Result<VerifyingKey, String> {
+            let der = self
+                .0
+                .public_key_to_der()
+                .map_err(|_| "cannot export the public key")?;
+            PKey::public_key_from_der(&der)
+                .map(VerifyingKey)
+                .map_err(|_| "cannot import the public key".into())
+        }
+    }
+}
+
+/// How to reach and authenticate to Suishen, and the keys its answers are signed with.
+#[derive(Clone, Debug)]
+pub struct SuishenConfig {
+    /// Base URL, deadline (1.5 s by contract), body limit, TLS.
+    pub upstream: UpstreamConfig,
+    /// Our OAuth2 client id (`hcgw-dev` against the simulator).
+    pub client_id: String,
+    /// Our OAuth2 client secret.
+    pub client_secret: Secret,
+    /// The region's signing keys: (key id, SM2 public key PEM). Two during a rotation.
+    pub signing_keys: Vec<(String, Vec<u8>)>,
+}
+
+/// The Suishen adapter. One per gateway: it owns the shared access-token cache.
+#[derive(Debug)]
+pub struct SuishenAdapter {
+    config: SuishenConfig,
+    client: reqwest::Client,
+    keys: SignatureVerifier,
+    tokens: TokenCache,
+}
+
+/// Checks `X-Suishen-Key-Id` / `X-Suishen-Signature` against the configured keys.
+#[derive(Clone, Debug)]
+pub struct SignatureVerifier {
+    keys: HashMap<String, sm2::VerifyingKey>,
+}
+
+impl SignatureVerifier {
+    /// Parses the configured (key id, PEM) pairs; at least one key is required.
+    pub fn new(keys: &[(String, Vec<u8>)]) -> Result<Self, String> {
+        if keys.is_empty() {
+            return Err("no Suishen signing key configured".into());
+        }
+        let mut map = HashMap::new();
+        for (id, pem) in keys {
+            let key = sm2::VerifyingKey::from_pem(pem)
+                .map_err(|e| format!("Suishen signing key `{id}`: {e}"))?;
+            map.insert(id.clone(), key);
+        }
+        Ok(SignatureVerifier { keys: map })
+    }
+
+    /// Verifies the signature headers over the exact raw `body`.
+    pub fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AdapterError> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let key_id = header(KEY_ID_HEADER)
+            .ok_or_else(|| AdapterError::invalid_response("response not signed (no key id)"))?;
+        let signature = header(SIGNATURE_HEADER)
+            .ok_or_else(|| AdapterError::invalid_response("response not signed (no signature)"))?;
+        let key = self
+            .keys
+            .get(key_id)
+            .ok_or_else(|| AdapterError::invalid_response("response signed by an unknown key"))?;
+        let der = BASE64
+            .decode(signature)
+            .map_err(|_| AdapterError::invalid_response("signature is not base64"))?;
+        if key.verify(body, &der) {
+            Ok(())
+        } else {
+            Err(AdapterError::invalid_response("bad response signature"))
+        }
+    }
+}
+
+/// A verified response: HTTP status and signed body.
+struct Verified {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+/// What one verify answer means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// A status.
+    Status(Box<HealthStatus>),
+    /// HTTP 401 / 40101: the access token was rejected.
+    TokenRejected,
+}
+
+impl SuishenAdapter {
+    /// Builds the adapter, its HTTP client and its signature verifier (a key that is not
+    /// an SM2 public key PEM is a configuration error).
+    pub fn new(config: SuishenConfig) -> Result<Self, ClientBuildError> {
+        SuishenAdapter::with_refresh_policy(config, RefreshPolicy::default())
+    }
+
+    /// Builds the adapter with a specific token refresh policy.
+    pub fn with_refresh_policy(
+        config: SuishenConfig,
+        policy: RefreshPolicy,
+    ) -> Result<Self, ClientBuildError> {
+        let keys = SignatureVerifier::new(&config.signing_keys)
+            .map_err(ClientBuildError::ClientIdentity)?;
+        let client = build_client(&config.upstream)?;
+        Ok(SuishenAdapter {
+            config,
+            client,
+            keys,
+            tokens: TokenCache::new(policy),
+        })
+    }
+
+    /// How many access-token fetches this adapter has started (for metrics and tests).
+    pub fn token_fetches(&self) -> u64 {
+        self.tokens.fetches()
+    }
+
+    /// Sends a request, checks the media type, reads the body within the limit and
+    /// verifies its signature before anything else looks at it.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Verified, AdapterError> {
+        let up = &self.config.upstream;
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, up.deadline))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = read_body_limited(resp, up.max_body_bytes, up.deadline).await?;
+        if body.is_empty() {
+            return Err(if (500..600).contains(&status) {
+                AdapterError::unavailable_retryable(format!("http {status}"))
+            } else {
+                AdapterError::invalid_response(format!("http {status} without a body"))
+            });
+        }
+        self.keys.check(&headers, &body)?;
+        if !has_media_type(&headers, "application/json") {
+            return Err(AdapterError::invalid_response("content type is not JSON"));
+        }
+        Ok(Verified {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn fetch_token(&self) -> Result<FetchedToken, AdapterError> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.config.client_id.as_str()),
+            ("client_secret", self.config.client_secret.expose()),
+        ];
+        let request = self
+            .client
+            .post(self.config.upstream.url(TOKEN_PATH))
+            .form(&form);
+        let v = self.send(request).await?;
+        parse_token_response(v.status, &v.headers, &v.body)
+    }
+
+    async fn verify(&self, token: &Token, request: &Value) -> Attempt<HealthStatus> {
+        let builder = self
+            .client
+            .post(self.config.upstream.url(VERIFY_PATH))
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+            .json(request);
+        let result = match self.send(builder).await {
+            Err(e) => Err(e),
+            Ok(v) => match interpret(v.status, &v.headers, &v.body, Utc::now()) {
+                Ok(Answer::TokenRejected) => return Attempt::TokenRejected,
+                Ok(Answer::Status(s)) => Ok(*s),
+                Err(e) => Err(e),
+            },
+        };
+        Attempt::Done(result)
+    }
+}
+
+#[async_trait]
+impl RegionAdapter for SuishenAdapter {
+    fn region(&self) -> RegionId {
+        RegionId::Suishen
+    }
+
+    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+        let request = match subject {
+            Subject::QrToken(token) => json!({ "qrcode": token }),
+            Subject::Identity(id) => json!({
+                "idType": id_type_code(id.id_type),
+                "idNo": id.id_number,
+                "name": id.name,
+            }),
+        };
+        self.tokens
+            .call(
+                || self.fetch_token(),
+                |token| {
+                    let request = &request;
+                    async move { self.verify(&token, request).await }
+                },
+            )
+            .await
+    }
+}
+
+/// The contract's `idType` code of an identity type.
+pub fn id_type_code(id_type: IdType) -> &'static str {
+    ID_TYPES
+        .iter()
+        .find(|(_, t)| *t == id_type)
+        .map(|(c, _)| *c)
+        .unwrap_or("01")
+}
+
+/// Parses the (already signature-checked) token endpoint answer.
+pub fn parse_token_response(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<FetchedToken, AdapterError> {
+    match status {
+        200 => {}
+        400 | 401 | 403 => {
+            return Err(AdapterError::credentials_refused(format!(
+                "token endpoint http {status}"
+            )));
+        }
+        429 => {
+            return Err(AdapterError::RateLimited {
+                retry_after: retry_after(headers),
+            });
+        }
+        500..=599 => {
+            return Err(AdapterError::unavailable_retryable(format!(
+                "token endpoint http {status}"
+            )));
+        }
+        _ => {
+            return Err(AdapterError::invalid_response(format!(
+                "token endpoint http {status}"
+            )));
+        }
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| AdapterError::invalid_response("token answer is not JSON"))?;
+    let value = v
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| AdapterError::invalid_response("token answer without access_token"))?;
+    if !v
+        .get("token_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
+    {
+        return Err(AdapterError::invalid_response("token type is not Bearer"));
+    }
+    let lifetime = v
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| AdapterError::invalid_response("token answer without expires_in"))?;
+    Ok(FetchedToken {
+        value: Secret::new(value),
+        lifetime: Duration::from_secs(lifetime),
+    })
+}
+
+/// Interprets an (already signature-checked) verify answer: HTTP status and `code` must
+/// agree with the contract's error table. `now` bounds a plausible `refreshTime`.
+pub fn interpret(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Answer, AdapterError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| AdapterError::invalid_response("answer is not JSON"))?;
+    let code = v
+        .get("code")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| AdapterError::invalid_response("answer without an integer code"))?;
+    match (status, code) {
+        (200, 0) => {
+            let data = v
+                .get("data")
+                .ok_or_else(|| AdapterError::invalid_response("code 0 without data"))?;
+            normalise(data, now).map(|s| Answer::Status(Box::new(s)))
+        }
+        (401, 40101) => Ok(Answer::TokenRejected),
+        (403, 40301) => Err(AdapterError::credentials_refused(
+            "40301 client not allowed",
+        )),
+        (404, 40401) => Err(AdapterError::SubjectNotFound),
+        (410, 40402) => Err(AdapterError::TokenExpired),
+        (429, 42901) => Err(AdapterError::RateLimited {
+            retry_after: retry_after(headers),
+        }),
+        (503, 50301) => Err(AdapterError::unavailable_retryable("50301 system busy")),
+        (500..=599, _) => Err(AdapterError::unavailable_retryable(format!(
+            "http {status}"
+        ))),
+        _ => Err(AdapterError::invalid_response(format!(
+            "http {status} with code {code} is not in the contract"
+        ))),
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Maps `data` to the common status model (no network). `now` bounds a plausible
+/// `refreshTime` (more than a day in the future is dropped, not trusted).
+pub fn normalise(data: &Value, now: DateTime<Utc>) -> Result<HealthStatus, AdapterError> {
+    let obj = data
+        .as_object()
+        .ok_or_else(|| AdapterError::invalid_response("data is not an object"))?;
+    let color = match obj.get("codeColor") {
+        None | Some(Value::Null) => {
+            return Err(AdapterError::invalid_response("data without codeColor"));
+        }
+        Some(c) => c,
+    };
+    // Only the JSON integers 0, 1, 2: "0", 0.0, true, 3 … are unknown.
+    let level = match color {
+        Value::Number(n) if n.as_u64() == Some(0) => Level::Clear,
+        Value::Number(n) if n.as_u64() == Some(1) => Level::Monitoring,
+        Value::Number(n) if n.as_u64() == Some(2) => Level::Quarantine,
+        other => {
+            record_unmapped(RegionId::Suishen, "codeColor", &value_text(other));
+            Level::Unknown
+        }
+    };
+    let default_label = match level {
+        Level::Clear => Some("未见异常或已解除医学管理措施，可以通行"),
+        Level::Monitoring => Some("重点地区来沪未满14天，建议观察"),
+        Level::Quarantine => Some("未解除医学管理措施、确诊未出院、疑似未排除，建议隔离"),
+        _ => None,
+    };
+    let label = obj
+        .get("statusDesc")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or(default_label);
+    let mut reasons = Vec::new();
+    match obj.get("reasonTags") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(tags)) => {
+            for tag in tags {
+                let mapped = tag
+                    .as_str()
+                    .and_then(|t| REASON_TAGS.iter().find(|(k, _)| *k == t))
+                    .map(|(_, r)| *r);
+                reasons.push(mapped.unwrap_or_else(|| {
+                    record_unmapped(RegionId::Suishen, "reasonTags", &value_text(tag));
+                    Reason::OtherConcern
+                }));
+            }
+        }
+        Some(other) => {
+            record_unmapped(RegionId::Suishen, "reasonTags", &value_text(other));
+            reasons.push(Reason::OtherConcern);
+        }
+    }
+    // Green with reasons to worry contradicts itself: not sure → unknown.
+    let level = if level == Level::Clear && !reasons.is_empty() {
+        Level::Unknown
+    } else {
+        level
+    };
+    let mut status = HealthStatus::new(
+        RegionId::Suishen,
+        level,
+        Source {
+            code: value_text(color),
+            label: label.map(str::to_owned),
+        },
+    );
+    for r in reasons {
+        status.push_reason(r);
+    }
+    match obj.get("registration") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(r)) if r == "DONE" || r == "NOT_APPLICABLE" => {}
+        Some(Value::String(r)) if r == "REQUIRED" => status.push_action(Action::RegisterOnArrival),
+        Some(other) => {
+            // Not known to be done: ask for it.
+            record_unmapped(RegionId::Suishen, "registration", &value_text(other));
+            status.push_action(Action::RegisterOnArrival);
+        }
+    }
+    status.as_of = obj
+        .get("refreshTime")
+        .and_then(Value::as_i64)
+        .and_then(time::from_epoch_millis)
+        .filter(|t| plausible(t.with_timezone(&Utc), now));
+    let id_type = match obj.get("idType") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let t = v
+                .as_str()
+                .and_then(|c| ID_TYPES.iter().find(|(k, _)| *k == c))
+                .map(|(_, t)| *t);
+            if t.is_none() {
+                record_unmapped(RegionId::Suishen, "idType", &value_text(v));
+            }
+            t
+        }
+    };
+    status.holder = Holder {
+        name_masked: obj.get("maskedName").and_then(Value::as_str).map(mask_name),
+        id_type,
+        id_masked: obj.get("maskedIdNo").and_then(Value::as_str).map(mask_id),
+    };
+    Ok(status)
+}
+
+/// A refresh time is plausible from 2020 (the first health codes) to one day ahead.
+fn plausible(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let earliest = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).single();
+    earliest.is_some_and(|e| t >= e) && t <= now + chrono::Duration::days(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::model::Color;
+    use reqwest::header::HeaderValue;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2022, 4, 1, 2, 0, 0).unwrap()
+    }
+
+    fn data(color: Value, tags: Value, registration: &str) -> Value {
+        json!({
+            "codeColor": color,
+            "statusDesc": "说明",
+            "refreshTime": 1583210112000i64,
+            "maskedName": "李*",
+            "maskedIdNo": "310***********0012",
+            "idType": "01",
+            "controlMeasure": "OBSERVE",
+            "reasonTags": tags,
+            "registration": registration
+        })
+    }
+
+    #[test]
+    fn code_colours() {
+        let s = normalise(&data(json!(0), json!([]), "DONE"), now()).unwrap();
+        assert_eq!((s.color, s.level), (Color::Green, Level::Clear));
+        assert_eq!(s.source.code, "0");
+        assert_eq!(s.source.label.as_deref(), Some("说明"));
+        let s = normalise(&data(json!(1), json!(["FROM_KEY_AREA"]), "DONE"), now()).unwrap();
+        assert_eq!((s.color, s.level), (Color::Yellow, Level::Monitoring));
+        assert_eq!(s.reasons, vec![Reason::HighRiskAreaArrival]);
+        let s = normalise(&data(json!(2), json!([]), "DONE"), now()).unwrap();
+        assert_eq!((s.color, s.level), (Color::Red, Level::Quarantine));
+    }
+
+    #[test]
+    fn anything_but_integer_0_1_2_is_unknown() {
+        for c in [
+            json!(3),
+            json!(-1),
+            json!("0"),
+            json!("1"),
+            json!(0.0),
+            json!(1.0),
+            json!(0.5),
+            json!(true),
+            json!([0]),
+            json!({"v": 0}),
+            json!("green"),
+        ] {
+            let s = normalise(&data(c.clone(), json!([]), "DONE"), now()).unwrap();
+            assert_eq!((s.color, s.level), (Color::Unknown, Level::Unknown), "{c}");
+        }
+        assert!(normalise(&data(Value::Null, json!([]), "DONE"), now()).is_err());
+    }
+
+    #[test]
+    fn reason_tags() {
+        for (tag, reason) in REASON_TAGS {
+            let s = normalise(&data(json!(2), json!([tag]), "DONE"), now()).unwrap();
+            assert_eq!(s.reasons, vec![reason], "{tag}");
+        }
+        let s = normalise(&data(json!(2), json!(["NEW_TAG", 7]), "DONE"), now()).unwrap();
+        assert_eq!(s.reasons, vec![Reason::OtherConcern]);
+        let s = normalise(&data(json!(1), json!("FROM_KEY_AREA"), "DONE"), now()).unwrap();
+        assert_eq!(s.reasons, vec![Reason::OtherConcern]);
+        // Green with a reason to worry is unknown.
+        let s = normalise(
+            &data(json!(0), json!(["CONFIRMED_NOT_DISCHARGED"]), "DONE"),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(s.level, Level::Unknown);
+    }
+
+    #[test]
+    fn registration_required_is_an_action() {
+        let s = normalise(&data(json!(0), json!([]), "REQUIRED"), now()).unwrap();
+        assert_eq!(s.level, Level::Clear);
+        assert_eq!(s.actions, vec![Action::RegisterOnArrival]);
+        for done in ["DONE", "NOT_APPLICABLE"] {
+            let s = normalise(&data(json!(0), json!([]), done), now()).unwrap();
+            assert!(s.actions.is_empty(), "{done}");
+        }
+        let s = normalise(&data(json!(0), json!([]), "PENDING"), now()).unwrap();
+        assert_eq!(s.actions, vec![Action::RegisterOnArrival]);
+    }
+
+    #[test]
+    fn refresh_time_and_holder() {
+        let s = normalise(&data(json!(1), json!([]), "DONE"), now()).unwrap();
+        assert_eq!(s.as_of.unwrap().to_rfc3339(), "2020-03-03T12:35:12+08:00");
+        assert_eq!(s.holder.name_masked.as_deref(), Some("李*"));
+        assert_eq!(s.holder.id_masked.as_deref(), Some("310***********0012"));
+        assert_eq!(s.holder.id_type, Some(IdType::ResidentId));
+        for (code, t) in ID_TYPES {
+            let mut d = data(json!(0), json!([]), "DONE");
+            d["idType"] = json!(code);
+            assert_eq!(normalise(&d, now()).unwrap().holder.id_type, Some(t));
+        }
+        let mut d = data(json!(0), json!([]), "DONE");
+        d["idType"] = json!("05");
+        d["refreshTime"] = json!(1583210112); // seconds by mistake: 1970, dropped
+        d["maskedName"] = json!("李小龙");
+        let s = normalise(&d, now()).unwrap();
+        assert_eq!(s.holder.id_type, None);
+        assert_eq!(s.as_of, None);
+        assert_eq!(s.holder.name_masked.as_deref(), Some("李*"));
+    }
+
+    #[test]
+    fn error_table() {
+        let h = |retry: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(r) = retry {
+                h.insert("retry-after", HeaderValue::from_static(r));
+            }
+            h
+        };
+        let body = |code: i64| {
+            json!({"code": code, "message": "m"})
+                .to_string()
+                .into_bytes()
+        };
+        let run = |status, code| interpret(status, &h(Some("17")), &body(code), now());
+        assert_eq!(run(401, 40101).unwrap(), Answer::TokenRejected);
+        let e = run(403, 40301).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert!(!e.is_retryable());
+        assert_eq!(run(404, 40401).unwrap_err(), AdapterError::SubjectNotFound);
+        assert_eq!(run(410, 40402).unwrap_err(), AdapterError::TokenExpired);
+        let e = run(429, 42901).unwrap_err();
+        assert_eq!(
+            (e.code(), e.retry_after()),
+            (
+                ErrorCode::UpstreamRateLimited,
+                Some(Duration::from_secs(17))
+            )
+        );
+        let e = run(503, 50301).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        // Mismatched status and code, unknown codes: broken contract.
+        for (status, code) in [(200, 40401), (404, 0), (401, 40301), (400, 40001), (200, 1)] {
+            assert_eq!(
+                run(status, code).unwrap_err().code(),
+                ErrorCode::UpstreamInvalidResponse,
+                "{status}/{code}"
+            );
+        }
+    }
+
+    fn pki_key(name: &str) -> Option<Vec<u8>> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/test-pki/upstream/suishen")
+            .join(name);
+        std::fs::read(p).ok()
+    }
+
+    #[test]
+    fn sm2_sign_and_verify_round_trip_and_need_the_right_id() {
+        // A fresh key made by OpenSSL itself (independent of the dev PKI).
+        let ec = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SM2).unwrap(),
+        )
+        .unwrap();
+        let pem = ec.private_key_to_pem().unwrap();
+        let signer = sm2::SigningKey::from_pem(&pem).unwrap();
+        let verifier = signer.verifying_key().unwrap();
+        let msg = br#"{"code":0}"#;
+        let sig = signer.sign(msg).unwrap();
+        assert!(verifier.verify(msg, &sig));
+        assert!(!verifier.verify(br#"{"code":1}"#, &sig));
+        assert!(!verifier.verify(msg, b"not der"));
+        // Signed with the empty (OpenSSL 3 default) ID: must not verify.
+        let wrong_id = signer.sign_with_id(msg, b"").unwrap();
+        assert!(!verifier.verify(msg, &wrong_id));
+        assert!(verifier.verify_with_id(msg, &wrong_id, b""));
+        // A P-256 key is refused.
+        let p256 = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap();
+        assert!(sm2::SigningKey::from_pem(&p256.private_key_to_pem().unwrap()).is_err());
+        assert!(sm2::VerifyingKey::from_pem(&p256.public_key_to_pem().unwrap()).is_err());
+        if let Some(pem) = pki_key("sign-key-1.pub.pem") {
+            assert!(sm2::VerifyingKey::from_pem(&pem).is_ok());
+        }
+    }
+
+    #[test]
+    fn signature_headers_are_checked() {
+        let ec = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SM2).unwrap(),
+        )
+        .unwrap();
+        let signer = sm2::SigningKey::from_pem(&ec.private_key_to_pem().unwrap()).unwrap();
+        let pub_pem = ec.public_key_to_pem().unwrap();
+        let v = SignatureVerifier::new(&[("k1".into(), pub_pem)]).unwrap();
+        let body = br#"{"code":0,"data":{}}"#;
+        let sig = BASE64.encode(signer.sign(body).unwrap());
+        let headers = |kid: Option<&str>, sig: Option<&str>| {
+            let mut h = HeaderMap::new();
+            if let Some(k) = kid {
+                h.insert(KEY_ID_HEADER, HeaderValue::from_str(k).unwrap());
+            }
+            if let Some(s) = sig {
+                h.insert(SIGNATURE_HEADER, HeaderValue::from_str(s).unwrap());
+            }
+            h
+        };
+        assert!(v.check(&headers(Some("k1"), Some(&sig)), body).is_ok());
+        for (name, h, b) in [
+            ("no key id", headers(None, Some(&sig)), &body[..]),
+            ("no signature", headers(Some("k1"), None), &body[..]),
+            ("unknown key", headers(Some("k9"), Some(&sig)), &body[..]),
+            ("not base64", headers(Some("k1"), Some("%%%")), &body[..]),
+            ("garbage DER", headers(Some("k1"), Some("AAAA")), &body[..]),
+            (
+                "other body",
+                headers(Some("k1"), Some(&sig)),
+                &br#"{"code":1,"data":{}}"#[..],
+            ),
+        ] {
+            assert_eq!(
+                v.check(&h, b).unwrap_err().code(),
+                ErrorCode::UpstreamInvalidResponse,
+                "{name}"
+            );
+        }
+        assert!(SignatureVerifier::new(&[]).is_err());
+        assert!(SignatureVerifier::new(&[("k".into(), b"junk".to_vec())]).is_err());
+    }
+}
