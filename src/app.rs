@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::api::ApiError;
+use crate::audit_hook::Audited;
 use crate::config::Config;
 use crate::identity::ClientDirectory;
-use crate::regions::Registry;
+use crate::lookup::LookupService;
+use crate::recognition::{Agreement, Policy};
+use crate::subject::SubjectHasher;
 use crate::tls::{TlsError, TlsFiles, TlsReloader};
 
 /// State shared by all handlers.
@@ -19,8 +23,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The listener's TLS settings.
     pub tls: Arc<TlsReloader>,
-    /// The regions and their adapters.
-    pub regions: Registry,
+    /// Looking subjects up in the regions.
+    pub lookups: LookupService,
+    /// The recognition policy.
+    pub policy: Policy,
+    /// Keyed hashes of subjects.
+    pub hasher: SubjectHasher,
     /// Whether the API listener accepts connections.
     pub listener_up: AtomicBool,
 }
@@ -31,6 +39,9 @@ pub enum StartError {
     /// TLS settings unusable.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// A secret could not be read.
+    #[error("{0}")]
+    Secret(String),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -67,11 +78,26 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let config = Arc::new(config);
     let tls = TlsReloader::new(TlsFiles::from(&config.tls))?;
     let clients = Arc::new(ClientDirectory::new(&config.clients));
-    let regions = Registry::from_config(&config);
+    let lookups = LookupService::from_config(&config);
+    let policy = Policy::new(
+        config
+            .recognition
+            .agreements
+            .iter()
+            .map(Agreement::from)
+            .collect(),
+    );
+    let key = config
+        .cache
+        .subject_key
+        .load()
+        .map_err(|e| StartError::Secret(format!("cache.subject_key: {e}")))?;
     let state = Arc::new(AppState {
         config: config.clone(),
         tls: tls.clone(),
-        regions,
+        lookups,
+        policy,
+        hasher: SubjectHasher::new(key),
         listener_up: AtomicBool::new(false),
     });
 
@@ -125,6 +151,17 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         admin_task,
         _watch_task: watch_task,
     })
+}
+
+impl AppState {
+    /// Records audited operations; in strict mode an error means the answer must not be
+    /// served (503 `audit_unavailable`).
+    pub async fn audit(&self, records: Vec<Audited>) -> Result<(), ApiError> {
+        for r in &records {
+            tracing::debug!(endpoint = r.endpoint, region = r.region.as_str(), caller = %r.acting.caller.name, "audited");
+        }
+        Ok(())
+    }
 }
 
 impl Gateway {

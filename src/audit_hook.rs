@@ -63,7 +63,11 @@ impl Audited {
     }
 
     /// Adds the outcome.
-    pub fn outcome(mut self, result: &Result<Fetched, ApiError>, recognition: Option<&Recognition>) -> Self {
+    pub fn outcome(
+        mut self,
+        result: &Result<Fetched, ApiError>,
+        recognition: Option<&Recognition>,
+    ) -> Self {
         match result {
             Ok(f) => {
                 self.color = Some(f.status.color);

@@ -44,11 +44,23 @@ impl LookupService {
             .regions
             .iter()
             .map(|(id, e)| {
-                let deadline = e.deadline_ms.map(Duration::from_millis).unwrap_or_else(|| id.agreed_deadline());
-                (*id, RegionSettings { deadline, max_status_age: Duration::from_secs(e.max_status_age_s) })
+                let deadline = e
+                    .deadline_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or_else(|| id.agreed_deadline());
+                (
+                    *id,
+                    RegionSettings {
+                        deadline,
+                        max_status_age: Duration::from_secs(e.max_status_age_s),
+                    },
+                )
             })
             .collect();
-        LookupService { registry: Registry::from_config(config), settings }
+        LookupService {
+            registry: Registry::from_config(config),
+            settings,
+        }
     }
 
     /// The regions and their adapters.
@@ -58,7 +70,10 @@ impl LookupService {
 
     /// The age beyond which a status of `region` is stale (default 24 h).
     pub fn max_status_age(&self, region: RegionId) -> Duration {
-        self.settings.get(&region).map(|s| s.max_status_age).unwrap_or(Duration::from_secs(24 * 3600))
+        self.settings
+            .get(&region)
+            .map(|s| s.max_status_age)
+            .unwrap_or(Duration::from_secs(24 * 3600))
     }
 
     /// Whether `region` is served here or by a peer.
@@ -70,37 +85,63 @@ impl LookupService {
     pub async fn fetch(&self, region: RegionId, subject: &Subject) -> Result<Fetched, ApiError> {
         match self.registry.served(region) {
             Served::None => {
-                return Err(ApiError::new(ErrorCode::UnknownRegion, format!("{region} is not served by this gateway nor by its peers"))
-                    .with_region(region));
+                return Err(ApiError::new(
+                    ErrorCode::UnknownRegion,
+                    format!("{region} is not served by this gateway nor by its peers"),
+                )
+                .with_region(region));
             }
             Served::Peer { .. } => {
-                return Err(ApiError::new(ErrorCode::RegionUnavailable, format!("{region} is served by a peer gateway, and forwarding is not enabled"))
-                    .with_region(region)
-                    .with_retry_after(Duration::from_secs(30)));
+                return Err(ApiError::new(
+                    ErrorCode::RegionUnavailable,
+                    format!("{region} is served by a peer gateway, and forwarding is not enabled"),
+                )
+                .with_region(region)
+                .with_retry_after(Duration::from_secs(30)));
             }
             Served::Local => {}
         }
         let Some(adapter) = self.registry.adapter(region) else {
-            return Err(ApiError::new(ErrorCode::RegionUnavailable, format!("{region} has no working adapter here"))
-                .with_region(region)
-                .with_retry_after(Duration::from_secs(30)));
+            return Err(ApiError::new(
+                ErrorCode::RegionUnavailable,
+                format!("{region} has no working adapter here"),
+            )
+            .with_region(region)
+            .with_retry_after(Duration::from_secs(30)));
         };
         if let Some(id_type) = subject.id_type()
             && !adapter.supports_id_type(id_type)
         {
-            return Err(ApiError::from_adapter(region, &AdapterError::UnsupportedIdType(id_type)));
+            return Err(ApiError::from_adapter(
+                region,
+                &AdapterError::UnsupportedIdType(id_type),
+            ));
         }
-        let deadline = self.settings.get(&region).map(|s| s.deadline).unwrap_or_else(|| region.agreed_deadline());
+        let deadline = self
+            .settings
+            .get(&region)
+            .map(|s| s.deadline)
+            .unwrap_or_else(|| region.agreed_deadline());
         let started = Instant::now();
         // The adapter's client enforces the deadline; this outer bound also covers retries
         // and token refreshes inside the adapter.
-        let result = match tokio::time::timeout(deadline + Duration::from_millis(200), adapter.lookup(subject)).await {
+        let result = match tokio::time::timeout(
+            deadline + Duration::from_millis(200),
+            adapter.lookup(subject),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(AdapterError::Timeout(deadline)),
         };
         let latency = started.elapsed();
         match result {
-            Ok(status) => Ok(Fetched { status, cache_hit: false, age: Duration::ZERO, upstream_latency: Some(latency) }),
+            Ok(status) => Ok(Fetched {
+                status,
+                cache_hit: false,
+                age: Duration::ZERO,
+                upstream_latency: Some(latency),
+            }),
             Err(e) => {
                 if e.is_upstream_failure() {
                     tracing::warn!(region = region.as_str(), code = %e.code(), error = %e, "region call failed");

@@ -104,7 +104,10 @@ impl Agreement {
         let member = self.members.iter().any(|m| is_within(verifier, m));
         let code_system = match &self.code_systems {
             Some(list) => list.contains(&issuer),
-            None => self.members.iter().any(|m| is_within(issuer.jurisdiction(), m)),
+            None => self
+                .members
+                .iter()
+                .any(|m| is_within(issuer.jurisdiction(), m)),
         };
         member && code_system
     }
@@ -149,11 +152,19 @@ impl Policy {
         if let Some(a) = self.agreements.iter().find(|a| a.covers(verifier, issuer)) {
             return Some(&a.id);
         }
-        ancestors(verifier).any(|p| is_within(issuer.jurisdiction(), p)).then_some(HOME_JURISDICTION)
+        ancestors(verifier)
+            .any(|p| is_within(issuer.jurisdiction(), p))
+            .then_some(HOME_JURISDICTION)
     }
 
     /// The decision for `status` (recognition.md, first matching row wins).
-    pub fn decide(&self, verifier: &str, status: &HealthStatus, max_status_age: Duration, now: DateTime<Utc>) -> Recognition {
+    pub fn decide(
+        &self,
+        verifier: &str,
+        status: &HealthStatus,
+        max_status_age: Duration,
+        now: DateTime<Utc>,
+    ) -> Recognition {
         let issuer = status.region;
         let basis = self.basis(verifier, issuer);
         let recognized = basis.is_some();
@@ -168,22 +179,36 @@ impl Policy {
         };
         let consistent = status.color == status.level.color();
         if status.color == Color::Unknown || !consistent {
-            return make(Decision::ManualCheck, "Colour could not be determined: check manually. 颜色无法确定，请人工核验。".into());
+            return make(
+                Decision::ManualCheck,
+                "Colour could not be determined: check manually. 颜色无法确定，请人工核验。".into(),
+            );
         }
         match status.as_of {
-            None => return make(Decision::ManualCheck, "The region did not say when the status was computed: check manually.".into()),
+            None => {
+                return make(
+                    Decision::ManualCheck,
+                    "The region did not say when the status was computed: check manually.".into(),
+                );
+            }
             Some(t) if now.signed_duration_since(t.with_timezone(&Utc)) > max_status_age => {
                 return make(Decision::ManualCheck, "Stale status (older than the region's maximum age): check manually. 状态已过时。".into());
             }
             Some(t) if t.with_timezone(&Utc).signed_duration_since(now) > FUTURE_SKEW => {
-                return make(Decision::ManualCheck, "Status time is in the future: check manually.".into());
+                return make(
+                    Decision::ManualCheck,
+                    "Status time is in the future: check manually.".into(),
+                );
             }
             Some(_) => {}
         }
         let Some(basis_id) = basis else {
             return make(
                 Decision::RegisterLocally,
-                format!("{} is not recognised in {verifier}: register locally. 不在互认范围内，请按本地政策登记。", issuer.display_name()),
+                format!(
+                    "{} is not recognised in {verifier}: register locally. 不在互认范围内，请按本地政策登记。",
+                    issuer.display_name()
+                ),
             );
         };
         match (status.color, status.level) {
@@ -212,7 +237,9 @@ impl Policy {
             recognized: basis.is_some(),
             decision: Decision::ManualCheck,
             basis: basis.unwrap_or("none").to_owned(),
-            note: format!("The status could not be obtained ({cause}): check manually. 无法获取状态，请人工核验。"),
+            note: format!(
+                "The status could not be obtained ({cause}): check manually. 无法获取状态，请人工核验。"
+            ),
             cause: Some(cause),
         }
     }
@@ -225,17 +252,28 @@ mod tests {
 
     /// The spec's default agreements, as shipped in config/.
     fn defaults() -> Policy {
-        let a = |id: &str, members: &[&str], cs: Option<Vec<RegionId>>, ex: Vec<RegionId>| Agreement {
-            id: id.into(),
-            members: members.iter().map(|s| s.to_string()).collect(),
-            code_systems: cs,
-            exclude_code_systems: ex,
-            source: None,
-        };
+        let a =
+            |id: &str, members: &[&str], cs: Option<Vec<RegionId>>, ex: Vec<RegionId>| Agreement {
+                id: id.into(),
+                members: members.iter().map(|s| s.to_string()).collect(),
+                code_systems: cs,
+                exclude_code_systems: ex,
+                source: None,
+            };
         Policy::new(vec![
-            a("yrd-mutual-recognition", &["shanghai", "jiangsu", "zhejiang", "anhui"], None, vec![RegionId::Xuzhou]),
+            a(
+                "yrd-mutual-recognition",
+                &["shanghai", "jiangsu", "zhejiang", "anhui"],
+                None,
+                vec![RegionId::Xuzhou],
+            ),
             a("guangdong-interop", &["guangdong"], None, vec![]),
-            a("xuzhou-within-jiangsu", &["jiangsu"], Some(vec![RegionId::Xuzhou]), vec![]),
+            a(
+                "xuzhou-within-jiangsu",
+                &["jiangsu"],
+                Some(vec![RegionId::Xuzhou]),
+                vec![],
+            ),
         ])
     }
 
@@ -244,7 +282,14 @@ mod tests {
     }
 
     fn status(region: RegionId, level: Level) -> HealthStatus {
-        let mut s = HealthStatus::new(region, level, Source { code: "x".into(), label: None });
+        let mut s = HealthStatus::new(
+            region,
+            level,
+            Source {
+                code: "x".into(),
+                label: None,
+            },
+        );
         s.as_of = Some((now() - Duration::hours(1)).fixed_offset());
         s
     }
@@ -266,18 +311,48 @@ mod tests {
     fn every_default_agreement_covers_what_the_spec_says() {
         let p = defaults();
         // Yangtze River Delta: Shanghai honours Jiangsu, Zhejiang (and their cities).
-        for issuer in [RegionId::Suzhou, RegionId::Sukang, RegionId::Hangzhou, RegionId::Huzhou] {
-            assert_eq!(p.basis("shanghai", issuer), Some("yrd-mutual-recognition"), "{issuer}");
+        for issuer in [
+            RegionId::Suzhou,
+            RegionId::Sukang,
+            RegionId::Hangzhou,
+            RegionId::Huzhou,
+        ] {
+            assert_eq!(
+                p.basis("shanghai", issuer),
+                Some("yrd-mutual-recognition"),
+                "{issuer}"
+            );
         }
-        assert_eq!(p.basis("zhejiang/hangzhou", RegionId::Suishen), Some("yrd-mutual-recognition"));
-        assert_eq!(p.basis("anhui", RegionId::Sukang), Some("yrd-mutual-recognition"));
+        assert_eq!(
+            p.basis("zhejiang/hangzhou", RegionId::Suishen),
+            Some("yrd-mutual-recognition")
+        );
+        assert_eq!(
+            p.basis("anhui", RegionId::Sukang),
+            Some("yrd-mutual-recognition")
+        );
         // Guangdong interop: Guangzhou and Guangdong scan each other.
-        assert_eq!(p.basis("guangdong/guangzhou", RegionId::Guangdong), Some("guangdong-interop"));
-        assert_eq!(p.basis("guangdong", RegionId::Guangzhou), Some(HOME_JURISDICTION));
+        assert_eq!(
+            p.basis("guangdong/guangzhou", RegionId::Guangdong),
+            Some("guangdong-interop")
+        );
+        assert_eq!(
+            p.basis("guangdong", RegionId::Guangzhou),
+            Some(HOME_JURISDICTION)
+        );
         // Home jurisdiction.
-        assert_eq!(p.basis("shanghai", RegionId::Suishen), Some(HOME_JURISDICTION));
-        assert_eq!(p.basis("jiangsu", RegionId::Suzhou), Some(HOME_JURISDICTION));
-        assert_eq!(p.basis("guangdong/guangzhou", RegionId::Guangzhou), Some(HOME_JURISDICTION));
+        assert_eq!(
+            p.basis("shanghai", RegionId::Suishen),
+            Some(HOME_JURISDICTION)
+        );
+        assert_eq!(
+            p.basis("jiangsu", RegionId::Suzhou),
+            Some(HOME_JURISDICTION)
+        );
+        assert_eq!(
+            p.basis("guangdong/guangzhou", RegionId::Guangzhou),
+            Some(HOME_JURISDICTION)
+        );
         // No agreement across the two groups.
         assert_eq!(p.basis("shanghai", RegionId::Guangzhou), None);
         assert_eq!(p.basis("guangdong", RegionId::Suishen), None);
@@ -287,14 +362,35 @@ mod tests {
     #[test]
     fn xuzhou_inside_and_outside_jiangsu() {
         let p = defaults();
-        assert_eq!(p.basis("jiangsu", RegionId::Xuzhou), Some(HOME_JURISDICTION));
-        assert_eq!(p.basis("jiangsu/suzhou", RegionId::Xuzhou), Some("xuzhou-within-jiangsu"));
-        assert_eq!(p.basis("jiangsu/xuzhou", RegionId::Xuzhou), Some(HOME_JURISDICTION));
-        for outside in ["shanghai", "zhejiang", "zhejiang/hangzhou", "anhui", "guangdong"] {
+        assert_eq!(
+            p.basis("jiangsu", RegionId::Xuzhou),
+            Some(HOME_JURISDICTION)
+        );
+        assert_eq!(
+            p.basis("jiangsu/suzhou", RegionId::Xuzhou),
+            Some("xuzhou-within-jiangsu")
+        );
+        assert_eq!(
+            p.basis("jiangsu/xuzhou", RegionId::Xuzhou),
+            Some(HOME_JURISDICTION)
+        );
+        for outside in [
+            "shanghai",
+            "zhejiang",
+            "zhejiang/hangzhou",
+            "anhui",
+            "guangdong",
+        ] {
             assert_eq!(p.basis(outside, RegionId::Xuzhou), None, "{outside}");
-            assert_eq!(decide(outside, &status(RegionId::Xuzhou, Level::Clear)).decision, Decision::RegisterLocally);
+            assert_eq!(
+                decide(outside, &status(RegionId::Xuzhou, Level::Clear)).decision,
+                Decision::RegisterLocally
+            );
         }
-        assert_eq!(decide("jiangsu/suzhou", &status(RegionId::Xuzhou, Level::Clear)).decision, Decision::Pass);
+        assert_eq!(
+            decide("jiangsu/suzhou", &status(RegionId::Xuzhou, Level::Clear)).decision,
+            Decision::Pass
+        );
     }
 
     #[test]
@@ -303,7 +399,10 @@ mod tests {
         // Row: colour unknown → manual_check (even where no agreement applies).
         let unknown = status(RegionId::Guangzhou, Level::Unknown);
         assert_eq!(decide("shanghai", &unknown).decision, Decision::ManualCheck);
-        assert_eq!(decide("guangdong", &unknown).decision, Decision::ManualCheck);
+        assert_eq!(
+            decide("guangdong", &unknown).decision,
+            Decision::ManualCheck
+        );
         // Row: stale → manual_check.
         let mut stale = green.clone();
         stale.as_of = Some((now() - Duration::hours(25)).fixed_offset());
@@ -317,18 +416,38 @@ mod tests {
         // Row: no agreement → register_locally (for every colour).
         for level in [Level::Clear, Level::Monitoring, Level::Quarantine] {
             let r = decide("shanghai", &status(RegionId::Guangdong, level));
-            assert_eq!((r.decision, r.recognized, r.basis.as_str()), (Decision::RegisterLocally, false, "none"));
+            assert_eq!(
+                (r.decision, r.recognized, r.basis.as_str()),
+                (Decision::RegisterLocally, false, "none")
+            );
         }
         // Rows: red, yellow → deny.
-        assert_eq!(decide("shanghai", &status(RegionId::Suzhou, Level::Quarantine)).decision, Decision::Deny);
-        assert_eq!(decide("shanghai", &status(RegionId::Suzhou, Level::Monitoring)).decision, Decision::Deny);
+        assert_eq!(
+            decide("shanghai", &status(RegionId::Suzhou, Level::Quarantine)).decision,
+            Decision::Deny
+        );
+        assert_eq!(
+            decide("shanghai", &status(RegionId::Suzhou, Level::Monitoring)).decision,
+            Decision::Deny
+        );
         // Row: green clear_restricted → pass_restricted.
-        assert_eq!(decide("shanghai", &status(RegionId::Suzhou, Level::ClearRestricted)).decision, Decision::PassRestricted);
+        assert_eq!(
+            decide(
+                "shanghai",
+                &status(RegionId::Suzhou, Level::ClearRestricted)
+            )
+            .decision,
+            Decision::PassRestricted
+        );
         // Row: green clear with register_on_arrival or update_identity → manual_check.
         for action in [Action::RegisterOnArrival, Action::UpdateIdentity] {
             let mut s = green.clone();
             s.push_action(action);
-            assert_eq!(decide("shanghai", &s).decision, Decision::ManualCheck, "{action:?}");
+            assert_eq!(
+                decide("shanghai", &s).decision,
+                Decision::ManualCheck,
+                "{action:?}"
+            );
         }
         // Other actions do not block a pass.
         let mut appeal = green.clone();
@@ -336,7 +455,20 @@ mod tests {
         assert_eq!(decide("shanghai", &appeal).decision, Decision::Pass);
         // Row: green clear → pass, with its basis.
         let r = decide("shanghai", &green);
-        assert_eq!((r.decision, r.recognized, r.basis.as_str(), r.issuer.as_str()), (Decision::Pass, true, "yrd-mutual-recognition", "jiangsu/suzhou"));
+        assert_eq!(
+            (
+                r.decision,
+                r.recognized,
+                r.basis.as_str(),
+                r.issuer.as_str()
+            ),
+            (
+                Decision::Pass,
+                true,
+                "yrd-mutual-recognition",
+                "jiangsu/suzhou"
+            )
+        );
         assert!(!r.note.is_empty());
     }
 
@@ -353,7 +485,10 @@ mod tests {
     #[test]
     fn unavailable_status_is_a_manual_check_with_its_cause() {
         let r = defaults().unavailable("shanghai", RegionId::Suishen, ErrorCode::RegionTimeout);
-        assert_eq!((r.decision, r.cause), (Decision::ManualCheck, Some(ErrorCode::RegionTimeout)));
+        assert_eq!(
+            (r.decision, r.cause),
+            (Decision::ManualCheck, Some(ErrorCode::RegionTimeout))
+        );
         assert!(r.recognized);
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["cause"], "region_timeout");
@@ -371,7 +506,10 @@ mod tests {
             source: None,
         });
         let p = Policy::new(agreements);
-        assert_eq!(p.basis("shanghai", RegionId::Guangzhou), Some("all-provinces"));
+        assert_eq!(
+            p.basis("shanghai", RegionId::Guangzhou),
+            Some("all-provinces")
+        );
         assert_eq!(p.basis("guangdong", RegionId::Xuzhou), None);
     }
 }

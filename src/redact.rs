@@ -33,13 +33,22 @@ mod tests {
 
     #[test]
     fn long_or_non_ascii_values_are_cut() {
-        assert_eq!(quoted_values("invalid value \"supersecretvalue\", expected x"), "invalid value \"sup…\", expected x");
+        assert_eq!(
+            quoted_values("invalid value \"supersecretvalue\", expected x"),
+            "invalid value \"sup…\", expected x"
+        );
         assert_eq!(
             quoted_values("unknown variant `INLINE-SECRET-4d3c2b1a`, expected `pretty` or `json`"),
             "unknown variant `INL…`, expected `pretty` or `json`"
         );
-        assert_eq!(quoted_values("invalid type: integer `320501199003071234`, expected a string"), "invalid type: integer `320…`, expected a string");
-        assert_eq!(quoted_values("invalid type: string \"张三\", expected x"), "invalid type: string \"…\", expected x");
+        assert_eq!(
+            quoted_values("invalid type: integer `320501199003071234`, expected a string"),
+            "invalid type: integer `320…`, expected a string"
+        );
+        assert_eq!(
+            quoted_values("invalid type: string \"张三\", expected x"),
+            "invalid type: string \"…\", expected x"
+        );
         assert_eq!(quoted_values("unterminated \"abc"), "unterminated \"abc");
     }
 }

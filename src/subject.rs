@@ -48,7 +48,8 @@ impl SubjectIn {
     pub fn validate(&self, region: RegionId) -> Result<Subject, ApiError> {
         match (&self.qr, &self.id_type, &self.id_number, &self.name) {
             (Some(text), None, None, None) => {
-                let detected = qr::detect(text).map_err(|e| ApiError::new(ErrorCode::UnrecognizedQr, e.to_string()))?;
+                let detected = qr::detect(text)
+                    .map_err(|e| ApiError::new(ErrorCode::UnrecognizedQr, e.to_string()))?;
                 if detected.region != region {
                     return Err(ApiError::invalid(format!(
                         "the QR code was issued by {}, not {region}",
@@ -64,7 +65,9 @@ impl SubjectIn {
                         .map_err(|e| ApiError::invalid(format!("subject.id_number: {e}")))?,
                     _ => {
                         let n = number.trim();
-                        if !(5..=20).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                        if !(5..=20).contains(&n.len())
+                            || !n.bytes().all(|b| b.is_ascii_alphanumeric())
+                        {
                             return Err(ApiError::invalid(
                                 "subject.id_number: a document number is 5 to 20 letters or digits",
                             ));
@@ -74,13 +77,25 @@ impl SubjectIn {
                 };
                 let name = name.trim();
                 if name.is_empty() || name.chars().count() > 64 || !plain_text(name) {
-                    return Err(ApiError::invalid("subject.name: 1 to 64 characters, no control characters"));
+                    return Err(ApiError::invalid(
+                        "subject.name: 1 to 64 characters, no control characters",
+                    ));
                 }
-                Ok(Subject::Identity(Identity { id_type: *id_type, id_number: number, name: name.to_owned() }))
+                Ok(Subject::Identity(Identity {
+                    id_type: *id_type,
+                    id_number: number,
+                    name: name.to_owned(),
+                }))
             }
-            (None, None, None, None) => Err(ApiError::invalid("subject: give `qr`, or `id_type`, `id_number` and `name`")),
-            (Some(_), ..) => Err(ApiError::invalid("subject: give either `qr` or an identity, not both")),
-            _ => Err(ApiError::invalid("subject: an identity needs `id_type`, `id_number` and `name`")),
+            (None, None, None, None) => Err(ApiError::invalid(
+                "subject: give `qr`, or `id_type`, `id_number` and `name`",
+            )),
+            (Some(_), ..) => Err(ApiError::invalid(
+                "subject: give either `qr` or an identity, not both",
+            )),
+            _ => Err(ApiError::invalid(
+                "subject: an identity needs `id_type`, `id_number` and `name`",
+            )),
         }
     }
 }
@@ -100,7 +115,8 @@ impl SubjectHasher {
     }
 
     fn mac(&self, parts: &[&str]) -> String {
-        let mut mac = HmacSha256::new_from_slice(self.key.expose().as_bytes()).expect("HMAC takes any key length");
+        let mut mac = HmacSha256::new_from_slice(self.key.expose().as_bytes())
+            .expect("HMAC takes any key length");
         for p in parts {
             mac.update(p.as_bytes());
             mac.update(&[0]);
@@ -113,7 +129,13 @@ impl SubjectHasher {
     pub fn cache_key(&self, region: RegionId, subject: &Subject) -> String {
         match subject {
             Subject::QrToken(t) => self.mac(&["qr", region.as_str(), t]),
-            Subject::Identity(i) => self.mac(&["id", region.as_str(), i.id_type.as_str(), &i.id_number, &i.name]),
+            Subject::Identity(i) => self.mac(&[
+                "id",
+                region.as_str(),
+                i.id_type.as_str(),
+                &i.id_number,
+                &i.name,
+            ]),
         }
     }
 
@@ -132,24 +154,54 @@ mod tests {
     use super::*;
 
     fn identity(number: &str) -> SubjectIn {
-        SubjectIn { id_type: Some(IdType::ResidentId), id_number: Some(number.into()), name: Some("张三".into()), qr: None }
+        SubjectIn {
+            id_type: Some(IdType::ResidentId),
+            id_number: Some(number.into()),
+            name: Some("张三".into()),
+            qr: None,
+        }
     }
 
     #[test]
     fn resident_ids_are_validated_before_any_call() {
-        assert!(identity("11010519491231002X").validate(RegionId::Suzhou).is_ok());
-        let e = identity("110105194912310021").validate(RegionId::Suzhou).unwrap_err();
+        assert!(
+            identity("11010519491231002X")
+                .validate(RegionId::Suzhou)
+                .is_ok()
+        );
+        let e = identity("110105194912310021")
+            .validate(RegionId::Suzhou)
+            .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequest);
-        assert!(e.detail.contains("check digit") && !e.detail.contains("1101"), "{}", e.detail);
+        assert!(
+            e.detail.contains("check digit") && !e.detail.contains("1101"),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]
     fn qr_subjects_must_match_the_named_region() {
-        let s = SubjectIn { qr: Some("SCM:5f2b9c0e8d7a41b3a6c2e9f0d1b4a7c8".into()), ..Default::default() };
-        assert_eq!(s.validate(RegionId::Suzhou).unwrap(), Subject::QrToken("5f2b9c0e8d7a41b3a6c2e9f0d1b4a7c8".into()));
-        assert_eq!(s.validate(RegionId::Sukang).unwrap_err().code, ErrorCode::InvalidRequest);
-        let bad = SubjectIn { qr: Some("SCM:nope".into()), ..Default::default() };
-        assert_eq!(bad.validate(RegionId::Suzhou).unwrap_err().code, ErrorCode::UnrecognizedQr);
+        let s = SubjectIn {
+            qr: Some("SCM:5f2b9c0e8d7a41b3a6c2e9f0d1b4a7c8".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.validate(RegionId::Suzhou).unwrap(),
+            Subject::QrToken("5f2b9c0e8d7a41b3a6c2e9f0d1b4a7c8".into())
+        );
+        assert_eq!(
+            s.validate(RegionId::Sukang).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        let bad = SubjectIn {
+            qr: Some("SCM:nope".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate(RegionId::Suzhou).unwrap_err().code,
+            ErrorCode::UnrecognizedQr
+        );
     }
 
     #[test]
@@ -170,7 +222,9 @@ mod tests {
     fn hashes_are_keyed_and_never_contain_the_subject() {
         let h = SubjectHasher::new(Secret::new("k1-k1-k1-k1-k1-k1"));
         let h2 = SubjectHasher::new(Secret::new("k2-k2-k2-k2-k2-k2"));
-        let s = identity("11010519491231002X").validate(RegionId::Suzhou).unwrap();
+        let s = identity("11010519491231002X")
+            .validate(RegionId::Suzhou)
+            .unwrap();
         let k = h.cache_key(RegionId::Suzhou, &s);
         assert_eq!(k.len(), 64);
         assert!(!k.contains("11010519491231002"));
@@ -180,7 +234,10 @@ mod tests {
         let mut other_name = identity("11010519491231002X");
         other_name.name = Some("李四".into());
         let s2 = other_name.validate(RegionId::Suzhou).unwrap();
-        assert_ne!(h.cache_key(RegionId::Suzhou, &s), h.cache_key(RegionId::Suzhou, &s2));
+        assert_ne!(
+            h.cache_key(RegionId::Suzhou, &s),
+            h.cache_key(RegionId::Suzhou, &s2)
+        );
         assert_eq!(h.audit_hash(&s), h.audit_hash(&s2));
     }
 }

@@ -100,7 +100,9 @@ impl ErrorCode {
             ErrorCode::UnrecognizedQr | ErrorCode::UnsupportedIdType => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::UpstreamInvalidResponse => 502,
-            ErrorCode::UpstreamRateLimited | ErrorCode::RegionUnavailable | ErrorCode::AuditUnavailable => 503,
+            ErrorCode::UpstreamRateLimited
+            | ErrorCode::RegionUnavailable
+            | ErrorCode::AuditUnavailable => 503,
             ErrorCode::RegionTimeout => 504,
             ErrorCode::FederationLoop => 508,
         }

@@ -36,7 +36,11 @@ fn rank(role: Role) -> u8 {
 
 /// The role a peer may act as: the claimed one, capped at its maximum.
 pub fn cap(claimed: Role, max: Role) -> Role {
-    if rank(claimed) > rank(max) { max } else { claimed }
+    if rank(claimed) > rank(max) {
+        max
+    } else {
+        claimed
+    }
 }
 
 impl Acting {
@@ -44,24 +48,40 @@ impl Acting {
     pub fn resolve(caller: Caller, on_behalf_of: Option<&str>) -> Result<Acting, ApiError> {
         if caller.role != Role::Peer {
             let (role, jurisdiction) = (caller.role, caller.jurisdiction.clone());
-            return Ok(Acting { caller, role, jurisdiction, on_behalf_of: None });
+            return Ok(Acting {
+                caller,
+                role,
+                jurisdiction,
+                on_behalf_of: None,
+            });
         }
         let max = caller.max_on_behalf_of.unwrap_or(Role::Checkpoint);
         let Some(value) = on_behalf_of else {
             // A peer calling for itself acts at its maximum, in its own jurisdiction.
             let jurisdiction = caller.jurisdiction.clone();
-            return Ok(Acting { caller, role: max, jurisdiction, on_behalf_of: None });
+            return Ok(Acting {
+                caller,
+                role: max,
+                jurisdiction,
+                on_behalf_of: None,
+            });
         };
-        let (role, jurisdiction) = value
-            .split_once(':')
-            .ok_or_else(|| ApiError::invalid("X-Hcgw-On-Behalf-Of must be <role>:<jurisdiction>"))?;
+        let (role, jurisdiction) = value.split_once(':').ok_or_else(|| {
+            ApiError::invalid("X-Hcgw-On-Behalf-Of must be <role>:<jurisdiction>")
+        })?;
         let claimed = match role {
             "platform" => Role::Platform,
             "checkpoint" => Role::Checkpoint,
-            _ => return Err(ApiError::forbidden("a peer acts on behalf of platform or checkpoint callers only")),
+            _ => {
+                return Err(ApiError::forbidden(
+                    "a peer acts on behalf of platform or checkpoint callers only",
+                ));
+            }
         };
         if !crate::config::valid_jurisdiction(jurisdiction) {
-            return Err(ApiError::invalid("X-Hcgw-On-Behalf-Of: invalid jurisdiction"));
+            return Err(ApiError::invalid(
+                "X-Hcgw-On-Behalf-Of: invalid jurisdiction",
+            ));
         }
         let role = cap(claimed, max);
         if role != claimed {
@@ -77,10 +97,15 @@ impl Acting {
 
     /// Refuses the request unless the effective role is allowed.
     pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
-        if allowed.contains(&self.role) || (self.caller.role == Role::Peer && allowed.contains(&Role::Peer)) {
+        if allowed.contains(&self.role)
+            || (self.caller.role == Role::Peer && allowed.contains(&Role::Peer))
+        {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("the {} role may not use this endpoint", self.role.as_str())))
+            Err(ApiError::forbidden(format!(
+                "the {} role may not use this endpoint",
+                self.role.as_str()
+            )))
         }
     }
 }
@@ -90,7 +115,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Acting {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let header = parts.headers.get(ON_BEHALF_OF).map(|v| v.to_str().map_err(|_| ApiError::invalid("X-Hcgw-On-Behalf-Of: not ASCII")));
+        let header = parts.headers.get(ON_BEHALF_OF).map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid("X-Hcgw-On-Behalf-Of: not ASCII"))
+        });
         let header = header.transpose()?;
         Acting::resolve(caller, header)
     }
@@ -113,10 +141,17 @@ mod tests {
     #[test]
     fn peers_act_on_behalf_capped_at_their_maximum() {
         let a = Acting::resolve(peer(Role::Checkpoint), Some("platform:shanghai")).unwrap();
-        assert_eq!((a.role, a.jurisdiction.as_str()), (Role::Checkpoint, "shanghai"));
+        assert_eq!(
+            (a.role, a.jurisdiction.as_str()),
+            (Role::Checkpoint, "shanghai")
+        );
         assert_eq!(a.on_behalf_of.as_deref(), Some("checkpoint:shanghai"));
-        let a = Acting::resolve(peer(Role::Platform), Some("checkpoint:guangdong/guangzhou")).unwrap();
-        assert_eq!((a.role, a.jurisdiction.as_str()), (Role::Checkpoint, "guangdong/guangzhou"));
+        let a =
+            Acting::resolve(peer(Role::Platform), Some("checkpoint:guangdong/guangzhou")).unwrap();
+        assert_eq!(
+            (a.role, a.jurisdiction.as_str()),
+            (Role::Checkpoint, "guangdong/guangzhou")
+        );
         assert!(Acting::resolve(peer(Role::Platform), Some("ops:x")).is_err());
         assert!(Acting::resolve(peer(Role::Platform), Some("platform")).is_err());
         assert!(Acting::resolve(peer(Role::Platform), Some("platform:Not Valid")).is_err());
@@ -124,8 +159,15 @@ mod tests {
 
     #[test]
     fn only_peers_may_act_on_behalf_of_others() {
-        let platform = Caller { role: Role::Platform, max_on_behalf_of: None, ..peer(Role::Platform) };
+        let platform = Caller {
+            role: Role::Platform,
+            max_on_behalf_of: None,
+            ..peer(Role::Platform)
+        };
         let a = Acting::resolve(platform, Some("checkpoint:guangdong")).unwrap();
-        assert_eq!((a.role, a.jurisdiction.as_str(), a.on_behalf_of), (Role::Platform, "jiangsu", None));
+        assert_eq!(
+            (a.role, a.jurisdiction.as_str(), a.on_behalf_of),
+            (Role::Platform, "jiangsu", None)
+        );
     }
 }

@@ -47,9 +47,16 @@ pub fn too_deep(bytes: &[u8], max: usize) -> bool {
 /// Parses a JSON value with the gateway's rules (used for the body and for batch items).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if too_deep(bytes, MAX_DEPTH) {
-        return Err(ApiError::invalid(format!("JSON nested deeper than {MAX_DEPTH} levels")));
+        return Err(ApiError::invalid(format!(
+            "JSON nested deeper than {MAX_DEPTH} levels"
+        )));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("body: {}", crate::redact::quoted_values(&e.to_string()))))
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid(format!(
+            "body: {}",
+            crate::redact::quoted_values(&e.to_string())
+        ))
+    })
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -67,7 +74,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorCode::PayloadTooLarge, "the body is over the size limit")
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the body is over the size limit",
+                )
             } else {
                 ApiError::invalid("the body could not be read")
             }

@@ -109,14 +109,20 @@ pub fn status_view(status: &HealthStatus, role: Role) -> serde_json::Value {
 }
 
 fn parse_region(text: &str) -> Result<RegionId, ApiError> {
-    text.parse::<RegionId>()
-        .map_err(|_| ApiError::new(ErrorCode::UnknownRegion, "region: not a region id known to the federation"))
+    text.parse::<RegionId>().map_err(|_| {
+        ApiError::new(
+            ErrorCode::UnknownRegion,
+            "region: not a region id known to the federation",
+        )
+    })
 }
 
 fn check_short_text(field: &str, value: &Option<String>) -> Result<(), ApiError> {
     match value {
         Some(v) if v.chars().count() > 64 || v.chars().any(char::is_control) => {
-            Err(ApiError::invalid(format!("{field}: at most 64 characters, no control characters")))
+            Err(ApiError::invalid(format!(
+                "{field}: at most 64 characters, no control characters"
+            )))
         }
         _ => Ok(()),
     }
@@ -132,11 +138,18 @@ struct Validated {
 fn validate(state: &AppState, req: &LookupRequest) -> Result<Validated, ApiError> {
     let region = parse_region(&req.region)?;
     if !state.lookups.knows(region) {
-        return Err(ApiError::new(ErrorCode::UnknownRegion, format!("{region} is not served by this gateway nor by its peers")));
+        return Err(ApiError::new(
+            ErrorCode::UnknownRegion,
+            format!("{region} is not served by this gateway nor by its peers"),
+        ));
     }
     check_short_text("purpose", &req.purpose)?;
     let subject = req.subject.validate(region)?;
-    Ok(Validated { region, subject, purpose: req.purpose.clone() })
+    Ok(Validated {
+        region,
+        subject,
+        purpose: req.purpose.clone(),
+    })
 }
 
 fn respond(state: &AppState, acting: &Acting, fetched: &Fetched) -> LookupResponse {
@@ -151,7 +164,10 @@ fn respond(state: &AppState, acting: &Acting, fetched: &Fetched) -> LookupRespon
         request_id: request_id::current().unwrap_or_default(),
         status: status_view(&fetched.status, acting.role),
         recognition,
-        cache: CacheInfo { hit: fetched.cache_hit, age_ms: fetched.age.as_millis() as u64 },
+        cache: CacheInfo {
+            hit: fetched.cache_hit,
+            age_ms: fetched.age.as_millis() as u64,
+        },
         served_by: state.config.gateway.name.clone(),
     }
 }
@@ -165,9 +181,19 @@ pub async fn lookup(
     acting.require(&[Role::Platform, Role::Peer])?;
     let v = validate(&state, &req)?;
     let result = state.lookups.fetch(v.region, &v.subject).await;
-    let response = result.as_ref().map(|f| respond(&state, &acting, f));
-    let audited = Audited::lookup("lookup", &acting, v.region, state.hasher.audit_hash(&v.subject), v.purpose, None)
-        .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
+    let response = result
+        .as_ref()
+        .map(|f| respond(&state, &acting, f))
+        .map_err(Clone::clone);
+    let audited = Audited::lookup(
+        "lookup",
+        &acting,
+        v.region,
+        state.hasher.audit_hash(&v.subject),
+        v.purpose,
+        None,
+    )
+    .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
     state.audit(vec![audited]).await?;
     Ok(Json(response?))
 }
@@ -180,15 +206,21 @@ pub async fn batch(
 ) -> Result<Json<BatchResponse>, ApiError> {
     acting.require(&[Role::Platform, Role::Peer])?;
     if req.items.len() > MAX_BATCH {
-        return Err(ApiError::invalid(format!("items: at most {MAX_BATCH} lookups per batch")));
+        return Err(ApiError::invalid(format!(
+            "items: at most {MAX_BATCH} lookups per batch"
+        )));
     }
     // Validate every item; collect the distinct questions to ask.
     let validated: Vec<Result<Validated, ApiError>> = req
         .items
         .iter()
         .map(|item| {
-            let parsed: LookupRequest = serde_json::from_value(item.clone())
-                .map_err(|e| ApiError::invalid(format!("item: {}", crate::redact::quoted_values(&e.to_string()))))?;
+            let parsed: LookupRequest = serde_json::from_value(item.clone()).map_err(|e| {
+                ApiError::invalid(format!(
+                    "item: {}",
+                    crate::redact::quoted_values(&e.to_string())
+                ))
+            })?;
             validate(&state, &parsed)
         })
         .collect();
@@ -198,7 +230,9 @@ pub async fn batch(
         .map(|v| {
             v.as_ref().ok().map(|v| {
                 let key = state.hasher.cache_key(v.region, &v.subject);
-                unique.entry(key.clone()).or_insert_with(|| (v.region, v.subject.clone()));
+                unique
+                    .entry(key.clone())
+                    .or_insert_with(|| (v.region, v.subject.clone()));
                 key
             })
         })
@@ -210,7 +244,8 @@ pub async fn batch(
             let state = state2.clone();
             let id = request_id::current().unwrap_or_default();
             async move {
-                let r = request_id_scope(id, async { state.lookups.fetch(region, &subject).await }).await;
+                let r = request_id_scope(id, async { state.lookups.fetch(region, &subject).await })
+                    .await;
                 (key, r)
             }
         })
@@ -223,11 +258,23 @@ pub async fn batch(
         let item: Result<LookupResponse, ApiError> = match (v, key) {
             (Err(e), _) => Err(e),
             (Ok(v), Some(key)) => {
-                let result = answers.get(&key).cloned().unwrap_or_else(|| Err(ApiError::new(ErrorCode::RegionUnavailable, "no answer")));
-                let response = result.as_ref().map(|f| respond(&state, &acting, f)).map_err(Clone::clone);
+                let result = answers.get(&key).cloned().unwrap_or_else(|| {
+                    Err(ApiError::new(ErrorCode::RegionUnavailable, "no answer"))
+                });
+                let response = result
+                    .as_ref()
+                    .map(|f| respond(&state, &acting, f))
+                    .map_err(Clone::clone);
                 audit.push(
-                    Audited::lookup("batch", &acting, v.region, state.hasher.audit_hash(&v.subject), v.purpose, None)
-                        .outcome(&result, response.as_ref().ok().map(|r| &r.recognition)),
+                    Audited::lookup(
+                        "batch",
+                        &acting,
+                        v.region,
+                        state.hasher.audit_hash(&v.subject),
+                        v.purpose,
+                        None,
+                    )
+                    .outcome(&result, response.as_ref().ok().map(|r| &r.recognition)),
                 );
                 response
             }
@@ -239,7 +286,10 @@ pub async fn batch(
         });
     }
     state.audit(audit).await?;
-    Ok(Json(BatchResponse { request_id: request_id::current().unwrap_or_default(), results }))
+    Ok(Json(BatchResponse {
+        request_id: request_id::current().unwrap_or_default(),
+        results,
+    }))
 }
 
 async fn request_id_scope<F: std::future::Future>(id: String, f: F) -> F::Output {
@@ -255,10 +305,15 @@ pub async fn verify(
 ) -> Result<Json<LookupResponse>, ApiError> {
     acting.require(&[Role::Checkpoint, Role::Platform, Role::Peer])?;
     check_short_text("checkpoint", &req.checkpoint)?;
-    let detected = hcgw_adapters::qr::detect(&req.qr).map_err(|e| ApiError::new(ErrorCode::UnrecognizedQr, e.to_string()))?;
+    let detected = hcgw_adapters::qr::detect(&req.qr)
+        .map_err(|e| ApiError::new(ErrorCode::UnrecognizedQr, e.to_string()))?;
     let region = detected.region;
     if !state.lookups.knows(region) {
-        return Err(ApiError::new(ErrorCode::UnknownRegion, format!("{region} is not served by this gateway nor by its peers")).with_region(region));
+        return Err(ApiError::new(
+            ErrorCode::UnknownRegion,
+            format!("{region} is not served by this gateway nor by its peers"),
+        )
+        .with_region(region));
     }
     let subject = Subject::QrToken(detected.token);
     let result = state.lookups.fetch(region, &subject).await;
@@ -267,14 +322,26 @@ pub async fn verify(
         Err(e) if e.code.is_upstream_fault() => Ok(LookupResponse {
             request_id: request_id::current().unwrap_or_default(),
             status: serde_json::json!({ "region": region, "color": Color::Unknown, "level": Level::Unknown }),
-            recognition: state.policy.unavailable(&acting.jurisdiction, region, e.code),
-            cache: CacheInfo { hit: false, age_ms: 0 },
+            recognition: state
+                .policy
+                .unavailable(&acting.jurisdiction, region, e.code),
+            cache: CacheInfo {
+                hit: false,
+                age_ms: 0,
+            },
             served_by: state.config.gateway.name.clone(),
         }),
         Err(e) => Err(e.clone()),
     };
-    let audited = Audited::lookup("verify", &acting, region, state.hasher.audit_hash(&subject), None, req.checkpoint.clone())
-        .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
+    let audited = Audited::lookup(
+        "verify",
+        &acting,
+        region,
+        state.hasher.audit_hash(&subject),
+        None,
+        req.checkpoint.clone(),
+    )
+    .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
     state.audit(vec![audited]).await?;
     Ok(Json(response?))
 }

@@ -1,15 +1,19 @@
 //! The HTTP API served over mTLS (`gateway-api.md`).
 
+pub mod acting;
+pub mod json;
+pub mod lookup;
 pub mod problem;
 pub mod request_id;
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hcgw_adapters::ErrorCode;
 use serde::Serialize;
@@ -22,10 +26,15 @@ pub use problem::ApiError;
 
 /// The API router (all routes need a known client certificate).
 pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.listener.max_body_bytes;
     Router::new()
         .route("/v1/whoami", get(whoami))
         .route("/v1/regions", get(regions))
+        .route("/v1/lookup", post(lookup::lookup))
+        .route("/v1/lookup/batch", post(lookup::batch))
+        .route("/v1/verify", post(lookup::verify))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(known_callers_only))
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
@@ -89,12 +98,15 @@ async fn whoami(caller: Caller) -> Json<Caller> {
 struct RegionsBody {
     served_by: String,
     regions: Vec<crate::regions::RegionView>,
+    agreements: Vec<crate::recognition::Agreement>,
 }
 
-/// `GET /v1/regions`: every region, how it is served and its state.
+/// `GET /v1/regions`: every region, how it is served and its state, and the agreements in
+/// force.
 async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
     Json(RegionsBody {
         served_by: state.config.gateway.name.clone(),
-        regions: state.regions.views(),
+        regions: state.lookups.registry().views(),
+        agreements: state.policy.agreements().to_vec(),
     })
 }

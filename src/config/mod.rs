@@ -16,9 +16,9 @@ use hcgw_adapters::RegionId;
 use serde::Deserialize;
 
 pub(crate) use load::parse as parse_value;
-pub(crate) use validate::valid_jurisdiction;
 pub use load::{LoadError, Problem, load, load_str};
 pub use secret::{SecretError, SecretRef};
+pub(crate) use validate::valid_jurisdiction;
 
 /// The whole configuration.
 #[derive(Clone, Debug)]

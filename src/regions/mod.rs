@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use hcgw_adapters::regions::{guangdong, guangzhou, hangzhou, huzhou, suishen, sukang, suzhou, xuzhou};
+use hcgw_adapters::regions::{
+    guangdong, guangzhou, hangzhou, huzhou, suishen, sukang, suzhou, xuzhou,
+};
 use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
 use hcgw_adapters::{RegionAdapter, RegionId};
 use serde::Serialize;
@@ -147,7 +149,10 @@ impl Registry {
 
 /// The upstream settings of a region entry.
 pub fn upstream_config(region: RegionId, entry: &RegionEntry) -> UpstreamConfig {
-    let deadline = entry.deadline_ms.map(Duration::from_millis).unwrap_or_else(|| region.agreed_deadline());
+    let deadline = entry
+        .deadline_ms
+        .map(Duration::from_millis)
+        .unwrap_or_else(|| region.agreed_deadline());
     let mut up = UpstreamConfig::new(entry.base_url.clone(), deadline);
     up.max_body_bytes = entry.max_body_bytes;
     up.max_idle_connections = entry.max_concurrency;
@@ -158,7 +163,11 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))
 }
 
-fn mtls(ca: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> Result<UpstreamTls, String> {
+fn mtls(
+    ca: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<UpstreamTls, String> {
     let key = String::from_utf8(read(key)?).map_err(|_| format!("{} is not PEM", key.display()))?;
     Ok(UpstreamTls {
         ca_pem: Some(read(ca)?),
@@ -176,22 +185,40 @@ fn build_adapter(
 ) -> Result<Arc<dyn RegionAdapter>, String> {
     let mut problems = Vec::new();
     let auth = RegionAuth::parse(region, &entry.auth, config.base_dir(), &mut problems)
-        .ok_or_else(|| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+        .ok_or_else(|| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
     let mut upstream = upstream_config(region, entry);
     let secret = |s: &crate::config::SecretRef| s.load().map_err(|e| e.to_string());
     let built: Arc<dyn RegionAdapter> = match auth {
         RegionAuth::Suzhou(a) => Arc::new(
-            suzhou::SuzhouAdapter::new(suzhou::SuzhouConfig { upstream, app_id: a.app_id, app_secret: secret(&a.app_secret)? })
-                .map_err(|e| e.to_string())?,
+            suzhou::SuzhouAdapter::new(suzhou::SuzhouConfig {
+                upstream,
+                app_id: a.app_id,
+                app_secret: secret(&a.app_secret)?,
+            })
+            .map_err(|e| e.to_string())?,
         ),
         RegionAuth::Huzhou(a) => Arc::new(
-            huzhou::HuzhouAdapter::new(huzhou::HuzhouConfig { upstream, token: secret(&a.token)? }).map_err(|e| e.to_string())?,
+            huzhou::HuzhouAdapter::new(huzhou::HuzhouConfig {
+                upstream,
+                token: secret(&a.token)?,
+            })
+            .map_err(|e| e.to_string())?,
         ),
         RegionAuth::Xuzhou(a) => {
             let fallback = if a.fallback_to_sukang { sukang } else { None };
             Arc::new(
                 xuzhou::XuzhouAdapter::new(
-                    xuzhou::XuzhouConfig { upstream, api_key: secret(&a.api_key)?, fallback_to_sukang: a.fallback_to_sukang },
+                    xuzhou::XuzhouConfig {
+                        upstream,
+                        api_key: secret(&a.api_key)?,
+                        fallback_to_sukang: a.fallback_to_sukang,
+                    },
                     fallback,
                 )
                 .map_err(|e| e.to_string())?,
@@ -199,18 +226,27 @@ fn build_adapter(
         }
         RegionAuth::Sukang(a) => {
             upstream.tls = mtls(&a.ca, &a.client_cert, &a.client_key)?;
-            Arc::new(sukang::SukangAdapter::new(sukang::SukangConfig { upstream }).map_err(|e| e.to_string())?)
+            Arc::new(
+                sukang::SukangAdapter::new(sukang::SukangConfig { upstream })
+                    .map_err(|e| e.to_string())?,
+            )
         }
         RegionAuth::Guangdong(a) => {
             upstream.tls = mtls(&a.ca, &a.client_cert, &a.client_key)?;
             Arc::new(
-                guangdong::GuangdongAdapter::new(guangdong::GuangdongConfig { upstream, paas_id: secret(&a.paas_id)? })
-                    .map_err(|e| e.to_string())?,
+                guangdong::GuangdongAdapter::new(guangdong::GuangdongConfig {
+                    upstream,
+                    paas_id: secret(&a.paas_id)?,
+                })
+                .map_err(|e| e.to_string())?,
             )
         }
         RegionAuth::Hangzhou(a) => Arc::new(
-            hangzhou::HangzhouAdapter::new(hangzhou::HangzhouConfig { upstream, appcode: secret(&a.appcode)? })
-                .map_err(|e| e.to_string())?,
+            hangzhou::HangzhouAdapter::new(hangzhou::HangzhouConfig {
+                upstream,
+                appcode: secret(&a.appcode)?,
+            })
+            .map_err(|e| e.to_string())?,
         ),
         RegionAuth::Suishen(a) => {
             let signing_keys = a
@@ -229,8 +265,12 @@ fn build_adapter(
             )
         }
         RegionAuth::Guangzhou(a) => Arc::new(
-            guangzhou::GuangzhouAdapter::new(guangzhou::GuangzhouConfig { upstream, appid: a.appid, secret: secret(&a.secret)? })
-                .map_err(|e| e.to_string())?,
+            guangzhou::GuangzhouAdapter::new(guangzhou::GuangzhouConfig {
+                upstream,
+                appid: a.appid,
+                secret: secret(&a.secret)?,
+            })
+            .map_err(|e| e.to_string())?,
         ),
     };
     Ok(built)
