@@ -11,7 +11,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::config::{ClientEntry, Role};
 
 /// A known, authenticated caller.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Caller {
     /// The configured client name.
     pub name: String,

@@ -16,7 +16,7 @@ pub const HOME_JURISDICTION: &str = "home-jurisdiction";
 pub const FUTURE_SKEW: Duration = Duration::minutes(10);
 
 /// The decision for a gate or a platform.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// Free passage.
@@ -45,7 +45,7 @@ impl Decision {
 }
 
 /// The recognition block of a lookup or verify response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recognition {
     /// The caller's jurisdiction.
     pub verifier: String,
@@ -65,7 +65,7 @@ pub struct Recognition {
 }
 
 /// One agreement in force.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Agreement {
     /// Its id, reported as `basis`.
     pub id: String,

@@ -14,7 +14,7 @@ pub fn quoted_values(msg: &str) -> String {
         rest = &rest[i + 1..];
         let Some(j) = rest.find(quote) else { break };
         let inner = &rest[..j];
-        if inner.chars().count() > 12 || inner.chars().any(|c| !c.is_ascii()) {
+        if inner.chars().count() > 12 || !inner.is_ascii() {
             out.extend(inner.chars().take(if inner.is_ascii() { 3 } else { 0 }));
             out.push('…');
         } else {

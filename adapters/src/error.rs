@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::IdType;
 
 /// Every error code of the gateway's API, with its HTTP status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: malformed JSON, unknown field values, bad identity number, wrong sizes.

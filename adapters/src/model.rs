@@ -8,7 +8,19 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A code system that issues health statuses (one adapter each).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionId {
     /// 苏城码 Suzhou Code.
@@ -131,7 +143,7 @@ impl FromStr for RegionId {
 }
 
 /// The national three-colour scale, plus `unknown` when the gateway cannot be sure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Color {
     /// 绿码.
@@ -145,7 +157,7 @@ pub enum Color {
 }
 
 /// What the colour means for movement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Free passage.
@@ -173,7 +185,7 @@ impl Level {
 }
 
 /// The normalised reason vocabulary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// 确诊病例.
@@ -219,7 +231,7 @@ pub enum Reason {
 }
 
 /// What the holder must do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The region asks the holder to refresh identity information.
@@ -233,7 +245,7 @@ pub enum Action {
 }
 
 /// Identity document types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IdType {
     /// 居民身份证 (18 characters, GB 11643 check digit).
@@ -265,7 +277,7 @@ impl fmt::Display for IdType {
 }
 
 /// What the region literally said, kept for audit and support.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Source {
     /// The raw colour value as sent.
     pub code: String,
@@ -275,7 +287,7 @@ pub struct Source {
 }
 
 /// The holder, masked only.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Holder {
     /// `张*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,7 +308,7 @@ impl Holder {
 }
 
 /// One region's answer, normalised.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthStatus {
     /// The code system that issued the status.
     pub region: RegionId,

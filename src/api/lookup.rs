@@ -8,6 +8,8 @@ use axum::Json;
 use axum::extract::State;
 use futures_util::StreamExt;
 use hcgw_adapters::{Color, ErrorCode, HealthStatus, Level, RegionId, Subject};
+
+use super::problem::Problem;
 use serde::{Deserialize, Serialize};
 
 use super::acting::Acting;
@@ -72,11 +74,11 @@ pub struct CacheInfo {
 pub struct LookupResponse {
     /// The request id.
     pub request_id: String,
-    /// The normalised status, fields filtered by the caller's role.
-    #[schema(value_type = Object)]
+    /// The normalised status, fields filtered by the caller's role (a checkpoint sees
+    /// only `region`, `color`, `level`, `as_of` and `holder`).
+    #[schema(value_type = HealthStatus)]
     pub status: serde_json::Value,
     /// The recognition decision for the caller's jurisdiction.
-    #[schema(value_type = Object)]
     pub recognition: Recognition,
     /// Cache information.
     pub cache: CacheInfo,
@@ -173,6 +175,13 @@ fn respond(state: &AppState, acting: &Acting, fetched: &Fetched) -> LookupRespon
 }
 
 /// `POST /v1/lookup` (platform, peer).
+#[utoipa::path(post, path = "/v1/lookup", tag = "lookup",
+    request_body = LookupRequest,
+    responses(
+        (status = 200, description = "The status and the recognition decision", body = LookupResponse),
+        (status = "4XX", description = "invalid_request, unknown_region, forbidden, subject_not_found, token_expired, unsupported_id_type, rate_limited…", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "region_unavailable, region_timeout, upstream_invalid_response, upstream_rate_limited, federation_loop", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn lookup(
     State(state): State<Arc<AppState>>,
     acting: Acting,
@@ -199,6 +208,12 @@ pub async fn lookup(
 }
 
 /// `POST /v1/lookup/batch` (platform, peer).
+#[utoipa::path(post, path = "/v1/lookup/batch", tag = "lookup",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One result per item, in order: a lookup response or `{ \"error\": problem }`", body = BatchResponse),
+        (status = "4XX", description = "malformed envelope, more than 1,000 items, forbidden, rate_limited", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn batch(
     State(state): State<Arc<AppState>>,
     acting: Acting,
@@ -298,6 +313,12 @@ async fn request_id_scope<F: std::future::Future>(id: String, f: F) -> F::Output
 
 /// `POST /v1/verify` (checkpoint, platform, peer): detect, look up, decide. Upstream faults
 /// become `200 manual_check` with the cause: a gate needs an answer.
+#[utoipa::path(post, path = "/v1/verify", tag = "lookup",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "The decision (manual_check with `recognition.cause` when the region could not answer)", body = LookupResponse),
+        (status = "4XX", description = "unrecognized_qr, subject_not_found, token_expired, forbidden, rate_limited", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn verify(
     State(state): State<Arc<AppState>>,
     acting: Acting,

@@ -3,6 +3,7 @@
 pub mod acting;
 pub mod json;
 pub mod lookup;
+pub mod openapi;
 pub mod problem;
 pub mod request_id;
 
@@ -33,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/lookup", post(lookup::lookup))
         .route("/v1/lookup/batch", post(lookup::batch))
         .route("/v1/verify", post(lookup::verify))
+        .route("/v1/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(known_callers_only))
@@ -90,20 +92,26 @@ pub fn require_role(caller: &Caller, allowed: &[Role]) -> Result<(), ApiError> {
 
 /// `GET /v1/whoami`: the identity the gateway derived from the caller's certificate (for
 /// integrators checking their set-up).
-async fn whoami(caller: Caller) -> Json<Caller> {
+#[utoipa::path(get, path = "/v1/whoami", tag = "regions", responses((status = 200, body = Caller)))]
+pub async fn whoami(caller: Caller) -> Json<Caller> {
     Json(caller)
 }
 
-#[derive(Serialize)]
-struct RegionsBody {
-    served_by: String,
-    regions: Vec<crate::regions::RegionView>,
-    agreements: Vec<crate::recognition::Agreement>,
+/// The body of `GET /v1/regions`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RegionsBody {
+    /// This gateway instance.
+    pub served_by: String,
+    /// Every region.
+    pub regions: Vec<crate::regions::RegionView>,
+    /// The recognition agreements in force.
+    pub agreements: Vec<crate::recognition::Agreement>,
 }
 
 /// `GET /v1/regions`: every region, how it is served and its state, and the agreements in
 /// force.
-async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
+#[utoipa::path(get, path = "/v1/regions", tag = "regions", responses((status = 200, body = RegionsBody)))]
+pub async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
     Json(RegionsBody {
         served_by: state.config.gateway.name.clone(),
         regions: state.lookups.registry().views(),

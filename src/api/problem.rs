@@ -82,7 +82,7 @@ impl ApiError {
 }
 
 /// The JSON body of a problem.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// `https://hcgw.dev/problems/<code>`.
     pub r#type: String,

@@ -19,7 +19,7 @@ use crate::config::{Config, RegionEntry};
 use auth::RegionAuth;
 
 /// How a region is served by this gateway.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Served {
     /// By a local adapter.
@@ -34,7 +34,7 @@ pub enum Served {
 }
 
 /// A region's state.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RegionState {
     /// Answering.
@@ -46,7 +46,7 @@ pub enum RegionState {
 }
 
 /// One region as `GET /v1/regions` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RegionView {
     /// Region id.
     pub id: RegionId,
