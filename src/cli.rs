@@ -134,8 +134,8 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn audit_verify(paths: &[PathBuf]) -> ExitCode {
-    let result = crate::audit::collect_files(paths)
-        .and_then(|files| crate::audit::verify_files(&files));
+    let result =
+        crate::audit::collect_files(paths).and_then(|files| crate::audit::verify_files(&files));
     match result {
         Ok(report) => {
             println!("{report}");

@@ -31,7 +31,9 @@ use tokio::sync::oneshot;
 
 use crate::config::{AuditSection, FsyncPolicy, Role};
 
-pub use sink::{AuditSink, CurrentFile, FileSink, Recovered, file_name, parse_file_name, trail_files};
+pub use sink::{
+    AuditSink, CurrentFile, FileSink, Recovered, file_name, parse_file_name, trail_files,
+};
 pub use verify::{VerifyError, VerifyErrorKind, VerifyReport, collect_files, verify_files};
 
 use writer::{Msg, Writer};
@@ -254,7 +256,9 @@ impl AuditLog {
         opts: AuditOptions,
         mut sink: Box<dyn AuditSink>,
     ) -> Result<AuditLog, AuditError> {
-        let recovered = sink.recover().map_err(|e| AuditError::Open(e.to_string()))?;
+        let recovered = sink
+            .recover()
+            .map_err(|e| AuditError::Open(e.to_string()))?;
         if let Some(tip) = &recovered.tip {
             tracing::info!(seq = tip.seq, hash = %tip.hash, "audit chain resumed");
         }

@@ -44,7 +44,10 @@ pub trait AuditSink: Send {
 
 /// The file name of a trail file.
 pub fn file_name(opened: DateTime<Utc>, first_seq: u64) -> String {
-    format!("audit-{}-{first_seq:020}.jsonl", opened.format("%Y%m%dT%H%M%S"))
+    format!(
+        "audit-{}-{first_seq:020}.jsonl",
+        opened.format("%Y%m%dT%H%M%S")
+    )
 }
 
 /// The time in a trail file's name, or `None` when the name is not one.

@@ -68,7 +68,10 @@ impl AuditSink for FailingSink {
         }
         self.inner.append(&bytes[..budget as usize])?;
         self.budget.store(0, Ordering::SeqCst);
-        Err(io::Error::new(io::ErrorKind::StorageFull, "No space left on device"))
+        Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            "No space left on device",
+        ))
     }
     fn sync(&mut self) -> io::Result<()> {
         self.inner.sync()
@@ -126,7 +129,12 @@ async fn chain_over_many_records_and_rotations_verifies() {
     let first = std::fs::read_to_string(&fs[1]).unwrap();
     let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
     let seq = first["seq"].as_u64().unwrap();
-    assert!(fs[1].to_str().unwrap().ends_with(&format!("-{seq:020}.jsonl")));
+    assert!(
+        fs[1]
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("-{seq:020}.jsonl"))
+    );
     let prev_text = std::fs::read_to_string(&fs[0]).unwrap();
     let last = prev_text.lines().last().unwrap();
     assert_eq!(first["prev"], hash_line(last.as_bytes()));
@@ -363,7 +371,9 @@ async fn a_full_queue_refuses_in_strict_mode() {
 #[tokio::test]
 async fn rotates_at_utc_midnight() {
     let dir = tempfile::tempdir().unwrap();
-    let now = Arc::new(Mutex::new(Utc.with_ymd_and_hms(2026, 11, 22, 23, 59, 58).unwrap()));
+    let now = Arc::new(Mutex::new(
+        Utc.with_ymd_and_hms(2026, 11, 22, 23, 59, 58).unwrap(),
+    ));
     let mut o = opts(true);
     o.clock = {
         let now = now.clone();
@@ -480,5 +490,8 @@ fn verify_reports_a_chain_that_does_not_start_at_genesis() {
     let bad = encode_line(1, &"1".repeat(64), &rec(1)).unwrap();
     let g = dir.path().join("g.jsonl");
     std::fs::write(&g, [bad, b"\n".to_vec()].concat()).unwrap();
-    assert_eq!(verify_files(&[g]).unwrap_err().kind, VerifyErrorKind::BadGenesis);
+    assert_eq!(
+        verify_files(&[g]).unwrap_err().kind,
+        VerifyErrorKind::BadGenesis
+    );
 }

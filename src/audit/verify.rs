@@ -87,7 +87,9 @@ pub enum VerifyErrorKind {
         found: u64,
     },
     /// `prev` is not the hash of the previous record.
-    #[error("prev does not match the hash of the previous record at {previous}: that record was changed (or this one's prev)")]
+    #[error(
+        "prev does not match the hash of the previous record at {previous}: that record was changed (or this one's prev)"
+    )]
     PrevMismatch {
         /// `file:line` of the previous record.
         previous: String,

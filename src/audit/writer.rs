@@ -1,8 +1,8 @@
 //! The writer thread: group commit, the hash chain, rotation, fsync policy, recovery.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
