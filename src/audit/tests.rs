@@ -383,6 +383,10 @@ async fn rotates_at_utc_midnight() {
     log.record(rec(1)).await.unwrap();
     *now.lock().unwrap() = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 1).unwrap();
     log.record(rec(2)).await.unwrap();
+    // The clock steps back across midnight: no new file per record.
+    *now.lock().unwrap() = Utc.with_ymd_and_hms(2026, 11, 22, 23, 59, 59).unwrap();
+    log.record(rec(21)).await.unwrap();
+    log.record(rec(22)).await.unwrap();
     log.shutdown().await;
     // Reopened later the same day: appends to today's file.
     let log = AuditLog::open_with(o, Box::new(FileSink::new(dir.path()))).unwrap();
@@ -399,7 +403,7 @@ async fn rotates_at_utc_midnight() {
             format!("audit-20261123T000001-{:020}.jsonl", 2)
         ]
     );
-    assert_eq!(verify_dir(dir.path()).unwrap().records, 3);
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 5);
 }
 
 #[tokio::test]

@@ -188,7 +188,7 @@ impl Writer {
                     None => true,
                     Some(c) => {
                         (c.len > 0 && c.len + line.len() as u64 + 1 > self.opts.rotate_bytes)
-                            || (self.opts.rotate_daily && c.opened.date_naive() != now.date_naive())
+                            || (self.opts.rotate_daily && now.date_naive() > c.opened.date_naive())
                     }
                 };
                 if rotate {
