@@ -80,6 +80,10 @@ pub enum AuditCommand {
         /// Audit files or directories.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// A shipped `audit chain checkpoint` (`SEQ:HASH`) the files must contain:
+        /// detects records removed from the end. Repeatable.
+        #[arg(long = "checkpoint", value_name = "SEQ:HASH")]
+        checkpoints: Vec<crate::audit::Checkpoint>,
     },
 }
 
@@ -89,8 +93,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Audit {
-            command: AuditCommand::Verify { files },
-        } => audit_verify(&files),
+            command: AuditCommand::Verify { files, checkpoints },
+        } => audit_verify(&files, &checkpoints),
         command => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -133,9 +137,9 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn audit_verify(paths: &[PathBuf]) -> ExitCode {
-    let result =
-        crate::audit::collect_files(paths).and_then(|files| crate::audit::verify_files(&files));
+fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> ExitCode {
+    let result = crate::audit::collect_files(paths)
+        .and_then(|files| crate::audit::verify_with_checkpoints(&files, checkpoints));
     match result {
         Ok(report) => {
             println!("{report}");

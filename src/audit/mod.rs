@@ -34,7 +34,10 @@ use crate::config::{AuditSection, FsyncPolicy, Role};
 pub use sink::{
     AuditSink, CurrentFile, FileSink, Recovered, file_name, parse_file_name, trail_files,
 };
-pub use verify::{VerifyError, VerifyErrorKind, VerifyReport, collect_files, verify_files};
+pub use verify::{
+    Checkpoint, VerifyError, VerifyErrorKind, VerifyReport, collect_files, verify_files,
+    verify_with_checkpoints,
+};
 
 use writer::{Msg, Writer};
 
@@ -285,9 +288,11 @@ impl AuditLog {
             dirty: false,
             last_sync: Instant::now(),
         };
+        // The writer logs to the subscriber in effect where the log was opened.
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         std::thread::Builder::new()
             .name("hcgw-audit".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || tracing::dispatcher::with_default(&dispatch, || writer.run(rx)))
             .map_err(|e| AuditError::Open(format!("cannot start the writer: {e}")))?;
         metrics::gauge!("hcgw_audit_queue_depth").set(0.0);
         Ok(AuditLog {

@@ -499,3 +499,53 @@ fn verify_reports_a_chain_that_does_not_start_at_genesis() {
         VerifyErrorKind::BadGenesis
     );
 }
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn chain_checkpoints_are_logged_every_1000_records_and_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let out = out.clone();
+            move || out.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    let log = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap()
+    };
+    for chunk in 0..25 {
+        log.record_all((chunk * 100..chunk * 100 + 100).map(rec).collect())
+            .await
+            .unwrap();
+    }
+    log.shutdown().await;
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let checkpoints: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("audit chain checkpoint"))
+        .collect();
+    assert_eq!(checkpoints.len(), 3, "{text}");
+    let report = verify_dir(dir.path()).unwrap();
+    assert!(checkpoints[0].contains("seq=1000"), "{text}");
+    assert!(checkpoints[1].contains("seq=2000"), "{text}");
+    assert!(checkpoints[2].contains("seq=2500"), "{text}");
+    assert!(
+        checkpoints[2].contains(&format!("hash={}", report.last_hash.unwrap())),
+        "{text}"
+    );
+}

@@ -97,6 +97,54 @@ pub enum VerifyErrorKind {
     /// The first record of the trail (seq 1) must chain to 64 zeros.
     #[error("seq 1 must have prev = 64 zeros")]
     BadGenesis,
+    /// The record of a shipped checkpoint does not have the checkpoint's hash.
+    #[error("seq {seq} does not have the hash of the shipped checkpoint: the record was changed")]
+    CheckpointMismatch {
+        /// The checkpoint's seq.
+        seq: u64,
+    },
+    /// The files end before a shipped checkpoint (newest records or files removed), or
+    /// start after it.
+    #[error("the checkpoint of seq {seq} is not in the files given ({})", match last {
+        Some(last) if last < seq => format!("they end at seq {last}: records were removed from the end"),
+        Some(_) => "they start after it: give the older files too".to_string(),
+        None => "they hold no records".to_string(),
+    })]
+    CheckpointMissing {
+        /// The checkpoint's seq.
+        seq: u64,
+        /// The last seq in the files.
+        last: Option<u64>,
+    },
+}
+
+/// A chain checkpoint shipped off-host (`audit chain checkpoint` log lines): the trail
+/// must contain record `seq` with this hash. Written `SEQ:HASH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The record's seq.
+    pub seq: u64,
+    /// Lowercase hex SHA-256 of its line.
+    pub hash: String,
+}
+
+impl std::str::FromStr for Checkpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (seq, hash) = s
+            .split_once(':')
+            .ok_or("expected SEQ:HASH (from an `audit chain checkpoint` log line)")?;
+        let seq = seq
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{seq}` is not a seq number"))?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the hash must be 64 hex digits".into());
+        }
+        Ok(Checkpoint { seq, hash })
+    }
 }
 
 /// The files to verify for the command line: directories are expanded to their trail
@@ -129,26 +177,60 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VerifyError> {
 
 /// Checks `files`, in the order given, as one chain.
 pub fn verify_files(files: &[PathBuf]) -> Result<VerifyReport, VerifyError> {
+    verify_with_checkpoints(files, &[])
+}
+
+/// The previous record.
+struct Prev {
+    seq: u64,
+    hash: String,
+    file: PathBuf,
+    line: u64,
+}
+
+/// Checks `files` as one chain, and that it contains every shipped checkpoint: this
+/// detects records removed from the end, which the chain alone cannot.
+pub fn verify_with_checkpoints(
+    files: &[PathBuf],
+    checkpoints: &[Checkpoint],
+) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport {
         files: files.len(),
         ..VerifyReport::default()
     };
-    // The previous record: seq, hash, `file:line`.
-    let mut prev: Option<(u64, String, String)> = None;
+    let mut prev: Option<Prev> = None;
     for path in files {
-        verify_file(path, &mut prev, &mut report)?;
+        verify_file(path, &mut prev, &mut report, checkpoints)?;
     }
-    if let Some((seq, hash, _)) = prev {
-        report.last_seq = Some(seq);
-        report.last_hash = Some(hash);
+    for c in checkpoints {
+        let covered = matches!((report.first_seq, &prev), (Some(first), Some(p)) if first <= c.seq && c.seq <= p.seq);
+        if !covered {
+            let (file, line) = match &prev {
+                Some(p) => (p.file.clone(), p.line),
+                None => (files.last().cloned().unwrap_or_default(), 0),
+            };
+            return Err(VerifyError {
+                file,
+                line,
+                kind: VerifyErrorKind::CheckpointMissing {
+                    seq: c.seq,
+                    last: prev.as_ref().map(|p| p.seq),
+                },
+            });
+        }
+    }
+    if let Some(p) = prev {
+        report.last_seq = Some(p.seq);
+        report.last_hash = Some(p.hash);
     }
     Ok(report)
 }
 
 fn verify_file(
     path: &Path,
-    prev: &mut Option<(u64, String, String)>,
+    prev: &mut Option<Prev>,
     report: &mut VerifyReport,
+    checkpoints: &[Checkpoint],
 ) -> Result<(), VerifyError> {
     let err = |line: u64, kind: VerifyErrorKind| VerifyError {
         file: path.to_path_buf(),
@@ -196,31 +278,36 @@ fn verify_file(
                     return Err(err(line_no, VerifyErrorKind::BadGenesis));
                 }
             }
-            Some((p_seq, p_hash, p_at)) => {
-                if seq != p_seq + 1 {
+            Some(p) => {
+                if seq != p.seq + 1 {
                     return Err(err(
                         line_no,
                         VerifyErrorKind::SeqMismatch {
-                            expected: p_seq + 1,
+                            expected: p.seq + 1,
                             found: seq,
                         },
                     ));
                 }
-                if prev_hash != p_hash {
+                if prev_hash != p.hash {
                     return Err(err(
                         line_no,
                         VerifyErrorKind::PrevMismatch {
-                            previous: p_at.clone(),
+                            previous: format!("{}:{}", p.file.display(), p.line),
                         },
                     ));
                 }
             }
         }
+        let hash = hash_line(line);
+        if checkpoints.iter().any(|c| c.seq == seq && c.hash != hash) {
+            return Err(err(line_no, VerifyErrorKind::CheckpointMismatch { seq }));
+        }
         report.records += 1;
-        *prev = Some((
+        *prev = Some(Prev {
             seq,
-            hash_line(line),
-            format!("{}:{line_no}", path.display()),
-        ));
+            hash,
+            file: path.to_path_buf(),
+            line: line_no,
+        });
     }
 }

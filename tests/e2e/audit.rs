@@ -414,3 +414,50 @@ async fn hashes_are_of_the_exact_line_bytes() {
     assert_broken(dir.path(), &at(f, 2), "was changed");
     assert_no_raw_id(dir.path());
 }
+
+fn verify_with(dir: &Path, checkpoints: &[String]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hcgw"));
+    cmd.args(["audit", "verify"]).arg(dir);
+    for c in checkpoints {
+        cmd.args(["--checkpoint", c]);
+    }
+    cmd.output().expect("run hcgw audit verify")
+}
+
+#[tokio::test]
+async fn removed_newest_records_are_found_only_with_a_shipped_checkpoint() {
+    let (dir, files) = trail().await;
+    let newest = files.last().unwrap();
+    let mut ls = lines(newest);
+    let last = ls.last().unwrap().clone();
+    let checkpoint = format!("300:{}", hash_line(last.as_bytes()));
+    let o = verify_with(dir.path(), std::slice::from_ref(&checkpoint));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // The last two records removed: the chain alone is still intact…
+    ls.truncate(ls.len() - 2);
+    write_lines(newest, &ls);
+    let o = verify(&[dir.path()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("seq 1..298"), "{}", stdout(&o));
+    // …but not against the checkpoint shipped off-host.
+    let o = verify_with(dir.path(), &[checkpoint]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(&at(newest, ls.len())), "{err}");
+    assert!(err.contains("records were removed from the end"), "{err}");
+
+    // The last record edited: found by its checkpoint.
+    let mut edited = ls.clone();
+    let n = edited.len() - 1;
+    let cp = format!("298:{}", hash_line(edited[n].as_bytes()));
+    edited[n] = edited[n].replace(r#""cache_hit":false"#, r#""cache_hit":true"#);
+    write_lines(newest, &edited);
+    let o = verify_with(dir.path(), &[cp]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&at(newest, n + 1)), "{}", stderr(&o));
+    assert!(stderr(&o).contains("shipped checkpoint"), "{}", stderr(&o));
+    // A malformed checkpoint is a usage error.
+    let o = verify_with(dir.path(), &["nonsense".into()]);
+    assert_eq!(o.status.code(), Some(2));
+}
