@@ -221,6 +221,7 @@ pub(crate) struct Stats {
     failures: AtomicU64,
     healthy: AtomicBool,
     closed: AtomicBool,
+    checkpoint: std::sync::Mutex<Option<ChainTip>>,
 }
 
 /// The audit trail: a handle to its writer. Cheap to clone.
@@ -270,6 +271,7 @@ impl AuditLog {
             failures: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             closed: AtomicBool::new(false),
+            checkpoint: std::sync::Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
         let inner = Inner {
@@ -325,6 +327,17 @@ impl AuditLog {
     pub fn is_healthy(&self) -> bool {
         let s = &self.inner.stats;
         s.healthy.load(Ordering::Relaxed) && !s.closed.load(Ordering::Relaxed)
+    }
+
+    /// The latest chain checkpoint logged (every 1000 records and at shutdown), for
+    /// shipping off-host: `hcgw audit verify --checkpoint SEQ:HASH`.
+    pub fn last_checkpoint(&self) -> Option<ChainTip> {
+        self.inner
+            .stats
+            .checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Writes what is queued, fsyncs, logs the final checkpoint and stops the writer.

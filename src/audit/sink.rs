@@ -150,12 +150,18 @@ impl FileSink {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("audit");
             let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
             let side = self.dir.join(format!("{name}.torn-{complete}-{nanos}"));
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&side)?;
-            f.write_all(&torn)?;
-            f.sync_all()?;
+            // Best effort: with the disk full, the cut must still free the way.
+            let kept = (|| {
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&side)?;
+                f.write_all(&torn)?;
+                f.sync_all()
+            })();
+            if let Err(e) = kept {
+                tracing::warn!(file = %side.display(), error = %e, "cannot keep the partial audit line aside");
+            }
             file.set_len(complete)?;
             file.sync_all()?;
             tracing::warn!(

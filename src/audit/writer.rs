@@ -113,6 +113,16 @@ impl Writer {
         }
     }
 
+    /// The chain checkpoint to ship off-host (docs/audit.md, "What a chain cannot prove").
+    fn checkpoint(&self, tip: ChainTip) {
+        tracing::info!(seq = tip.seq, hash = %tip.hash, "audit chain checkpoint");
+        *self
+            .stats
+            .checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(tip);
+    }
+
     fn fail(&mut self) {
         self.broken = true;
         self.stats.healthy.store(false, Ordering::Relaxed);
@@ -141,7 +151,7 @@ impl Writer {
             self.sync();
         }
         if let Some(tip) = &self.tip {
-            tracing::info!(seq = tip.seq, hash = %tip.hash, "audit chain checkpoint");
+            self.checkpoint(tip.clone());
         }
     }
 
@@ -241,7 +251,7 @@ impl Writer {
                 self.current = current;
                 self.stats.healthy.store(true, Ordering::Relaxed);
                 for (seq, hash) in checkpoints {
-                    tracing::info!(seq, hash = %hash, "audit chain checkpoint");
+                    self.checkpoint(ChainTip { seq, hash });
                 }
                 Ok(())
             }

@@ -461,3 +461,57 @@ async fn removed_newest_records_are_found_only_with_a_shipped_checkpoint() {
     let o = verify_with(dir.path(), &["nonsense".into()]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Not a test of its own: the child process of `chain_checkpoints_are_logged`, with the
+/// process-wide log subscriber a gateway has.
+#[test]
+#[ignore = "child process of chain_checkpoints_are_logged"]
+fn audit_checkpoint_child() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_ansi(false)
+        .init();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let log = AuditLog::open_with(options(1024 * 1024), Box::new(FileSink::new(&dir))).unwrap();
+        for chunk in 0..25 {
+            log.record_all((chunk * 100..chunk * 100 + 100).map(rec).collect())
+                .await
+                .unwrap();
+        }
+        log.shutdown().await;
+    });
+}
+
+#[test]
+fn chain_checkpoints_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "audit::audit_checkpoint_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let checkpoints: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("audit chain checkpoint"))
+        .collect();
+    assert_eq!(checkpoints.len(), 3, "{text}");
+    for (line, seq) in checkpoints.iter().zip([1000, 2000, 2500]) {
+        assert!(line.contains(&format!("seq={seq} ")), "{line}");
+    }
+    // The last one, shipped, checks the trail's end.
+    let hash = checkpoints[2].rsplit("hash=").next().unwrap().trim();
+    let o = verify_with(dir.path(), &[format!("2500:{hash}")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains(hash), "{}", stdout(&o));
+}
