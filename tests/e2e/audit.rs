@@ -353,7 +353,7 @@ async fn the_writer_killed_mid_stream_resumes() {
     assert!(files.len() >= 2, "rotated while writing: {files:?}");
     let newest = files.last().unwrap();
     let mut bytes = std::fs::read(newest).unwrap();
-    if bytes.last() == Some(&b'\n') {
+    if bytes.is_empty() || bytes.last() == Some(&b'\n') {
         bytes.extend_from_slice(br#"{"seq":999999,"prev":"12ab"#);
         std::fs::write(newest, &bytes).unwrap();
     }
