@@ -39,6 +39,12 @@ pub enum Command {
         #[arg(long, default_value = "config/dev.toml")]
         config: PathBuf,
     },
+    /// The audit trail.
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run region simulators (for integrators, tests and benchmarks).
     Simulate {
         /// Regions to simulate (default: all).
@@ -65,11 +71,30 @@ pub enum Command {
     },
 }
 
+/// `hcgw audit …`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain of audit files (directories: their `audit-*.jsonl` files),
+    /// sorted by name, as one chain. Exit 0 when intact, 1 naming the file and line.
+    Verify {
+        /// Audit files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A shipped `audit chain checkpoint` (`SEQ:HASH`) the files must contain:
+        /// detects records removed from the end. Repeatable.
+        #[arg(long = "checkpoint", value_name = "SEQ:HASH")]
+        checkpoints: Vec<crate::audit::Checkpoint>,
+    },
+}
+
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Audit {
+            command: AuditCommand::Verify { files, checkpoints },
+        } => audit_verify(&files, &checkpoints),
         command => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -107,6 +132,21 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> ExitCode {
+    let result = crate::audit::collect_files(paths)
+        .and_then(|files| crate::audit::verify_with_checkpoints(&files, checkpoints));
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hcgw audit verify: {e}");
             ExitCode::FAILURE
         }
     }
@@ -167,7 +207,9 @@ async fn run(command: Command) -> Result<(), String> {
             wait_for_signal().await;
             Ok(())
         }
-        Command::CheckConfig { .. } => unreachable!("handled before the runtime starts"),
+        Command::CheckConfig { .. } | Command::Audit { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 

@@ -9,11 +9,13 @@
 //! - [`api`]: the HTTP API and its problem+json errors; [`admin`]: health and readiness;
 //! - [`regions`]: the adapters of the regions served here;
 //! - [`simulator`]: runnable simulators of every region; [`demo`]: the one-command demo;
+//! - [`audit`]: the tamper-evident audit trail (hash-chained JSON lines) and its verifier;
 //! - [`app`]: starting and stopping a gateway; [`cli`]: the `hcgw` command.
 
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod audit_hook;
 pub mod cli;
 pub mod config;

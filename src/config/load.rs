@@ -186,6 +186,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
             strict: true,
             rotate_bytes: 0,
             fsync: Default::default(),
+            queue_capacity: 0,
+            rotate_daily: true,
         }),
     };
     resolve_paths(&mut config, &base);

@@ -398,10 +398,22 @@ pub struct AuditSection {
     /// `every_batch` (fsync after each batch) or `interval` (at most every second).
     #[serde(default)]
     pub fsync: FsyncPolicy,
+    /// Records waiting for the writer at most; beyond it `record` fails with `QueueFull`
+    /// (strict: the lookup is refused with 503; non-strict: the record is dropped and
+    /// counted). Default 10000.
+    #[serde(default = "default_audit_queue")]
+    pub queue_capacity: usize,
+    /// Also start a new file when the UTC day changes (default true).
+    #[serde(default = "yes")]
+    pub rotate_daily: bool,
 }
 
 fn default_rotate() -> u64 {
     64 * 1024 * 1024
+}
+
+fn default_audit_queue() -> usize {
+    10_000
 }
 
 /// When the audit writer calls fsync.

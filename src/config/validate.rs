@@ -410,6 +410,13 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
         if c.audit.dir.as_os_str().is_empty() {
             add(problems, "audit.dir", "must not be empty".into());
         }
+        if c.audit.queue_capacity == 0 {
+            add(
+                problems,
+                "audit.queue_capacity",
+                "must be at least 1".into(),
+            );
+        }
     }
 }
 

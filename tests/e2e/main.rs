@@ -2,6 +2,7 @@
 //! script, real servers on real ports, the real `hcgw` binary where processes matter.
 //! One test binary; one module per concern.
 
+mod audit;
 mod config_errors;
 mod mtls;
 mod reload;

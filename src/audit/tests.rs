@@ -1,0 +1,532 @@
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+
+fn caller() -> AuditCaller {
+    AuditCaller {
+        name: "platform-shanghai".into(),
+        fingerprint: "ab".repeat(32),
+        role: Role::Platform,
+        jurisdiction: "shanghai".into(),
+    }
+}
+
+fn rec(i: usize) -> AuditRecord {
+    let mut r = AuditRecord::new(format!("req-{i}"), caller(), "lookup");
+    r.region = Some(RegionId::Suzhou);
+    r.subject_hash = Some(hash_line(format!("subject-{i}").as_bytes()));
+    r.color = Some(Color::Green);
+    r.upstream_latency_ms = Some(12);
+    r
+}
+
+fn opts(strict: bool) -> AuditOptions {
+    AuditOptions {
+        strict,
+        rotate_bytes: 64 * 1024 * 1024,
+        rotate_daily: true,
+        fsync: FsyncPolicy::EveryBatch,
+        queue_capacity: 10_000,
+        clock: Arc::new(Utc::now),
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    trail_files(dir).unwrap()
+}
+
+fn verify_dir(dir: &Path) -> Result<VerifyReport, VerifyError> {
+    verify_files(&files(dir))
+}
+
+/// A file sink whose appends fail (after writing what fits: a partial line) once its byte
+/// budget is spent; a negative budget is unlimited.
+struct FailingSink {
+    inner: FileSink,
+    budget: Arc<AtomicI64>,
+}
+
+impl AuditSink for FailingSink {
+    fn recover(&mut self) -> io::Result<Recovered> {
+        if self.budget.load(Ordering::SeqCst) == 0 {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "still full"));
+        }
+        self.inner.recover()
+    }
+    fn start_file(&mut self, opened: DateTime<Utc>, first_seq: u64) -> io::Result<()> {
+        self.inner.start_file(opened, first_seq)
+    }
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let budget = self.budget.load(Ordering::SeqCst);
+        if budget < 0 || budget as usize >= bytes.len() {
+            if budget >= 0 {
+                self.budget.fetch_sub(bytes.len() as i64, Ordering::SeqCst);
+            }
+            return self.inner.append(bytes);
+        }
+        self.inner.append(&bytes[..budget as usize])?;
+        self.budget.store(0, Ordering::SeqCst);
+        Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            "No space left on device",
+        ))
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync()
+    }
+}
+
+/// A sink whose appends wait until the gate opens.
+struct GatedSink {
+    inner: FileSink,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl AuditSink for GatedSink {
+    fn recover(&mut self) -> io::Result<Recovered> {
+        self.inner.recover()
+    }
+    fn start_file(&mut self, opened: DateTime<Utc>, first_seq: u64) -> io::Result<()> {
+        self.inner.start_file(opened, first_seq)
+    }
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let (lock, cv) = &*self.gate;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        self.inner.append(bytes)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync()
+    }
+}
+
+#[tokio::test]
+async fn chain_over_many_records_and_rotations_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(true);
+    o.rotate_bytes = 16 * 1024;
+    let log = AuditLog::open_with(o, Box::new(FileSink::new(dir.path()))).unwrap();
+    for i in 0..60 {
+        log.record(rec(i)).await.unwrap();
+    }
+    log.record_all((60..120).map(rec).collect()).await.unwrap();
+    log.clone().shutdown().await;
+    let fs = files(dir.path());
+    assert!(fs.len() >= 3, "expected two rotations, got {fs:?}");
+    for f in &fs {
+        assert!(std::fs::metadata(f).unwrap().len() <= 16 * 1024);
+    }
+    let report = verify_files(&fs).unwrap();
+    assert_eq!(report.records, 120);
+    assert_eq!((report.first_seq, report.last_seq), (Some(1), Some(120)));
+    assert!(report.from_genesis);
+    // The first record of each file chains to the last record of the previous one, and
+    // the file name carries its first seq.
+    let first = std::fs::read_to_string(&fs[1]).unwrap();
+    let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    let seq = first["seq"].as_u64().unwrap();
+    assert!(
+        fs[1]
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("-{seq:020}.jsonl"))
+    );
+    let prev_text = std::fs::read_to_string(&fs[0]).unwrap();
+    let last = prev_text.lines().last().unwrap();
+    assert_eq!(first["prev"], hash_line(last.as_bytes()));
+    assert_eq!(log.write_failures(), 0);
+}
+
+#[tokio::test]
+async fn line_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap();
+    log.record(rec(1)).await.unwrap();
+    log.record(rec(2)).await.unwrap();
+    log.shutdown().await;
+    let text = std::fs::read_to_string(&files(dir.path())[0]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with(&format!(r#"{{"seq":1,"prev":"{GENESIS_PREV}","time":"#)));
+    let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(v["seq"], 2);
+    assert_eq!(v["prev"], hash_line(lines[0].as_bytes()));
+    assert_eq!(v["caller"]["role"], "platform");
+    assert_eq!(v["endpoint"], "lookup");
+    assert_eq!(v["region"], "suzhou");
+    assert_eq!(v["color"], "green");
+    assert_eq!(v["cache_hit"], false);
+}
+
+#[test]
+fn a_record_has_no_field_for_personal_data() {
+    let mut r = rec(1);
+    r.on_behalf_of = Some("checkpoint:shanghai".into());
+    r.via_peer = Some("jiangsu".into());
+    r.purpose = Some("arrival".into());
+    r.checkpoint = Some("hongqiao-gate-3".into());
+    r.decision = Some("pass".into());
+    r.error = Some(ErrorCode::RegionTimeout);
+    let line = encode_line(1, GENESIS_PREV, &r).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    keys.sort();
+    // Any new field must be reviewed against security.md "Personal data".
+    assert_eq!(
+        keys,
+        [
+            "cache_hit",
+            "caller",
+            "checkpoint",
+            "color",
+            "decision",
+            "endpoint",
+            "error",
+            "on_behalf_of",
+            "prev",
+            "purpose",
+            "region",
+            "request_id",
+            "seq",
+            "subject_hash",
+            "time",
+            "upstream_latency_ms",
+            "via_peer"
+        ]
+    );
+    let mut ck: Vec<&str> = v["caller"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    ck.sort();
+    assert_eq!(ck, ["fingerprint", "jurisdiction", "name", "role"]);
+}
+
+#[tokio::test]
+async fn reopening_resumes_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let log = AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap();
+        for i in 0..10 {
+            log.record(rec(round * 10 + i)).await.unwrap();
+        }
+        log.shutdown().await;
+    }
+    // Same day, under the size limit: appended to the same file.
+    assert_eq!(files(dir.path()).len(), 1);
+    let report = verify_dir(dir.path()).unwrap();
+    assert_eq!((report.records, report.last_seq), (30, Some(30)));
+}
+
+#[tokio::test]
+async fn strict_record_fails_when_the_sink_fails_and_the_chain_resumes_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Arc::new(AtomicI64::new(-1));
+    let sink = FailingSink {
+        inner: FileSink::new(dir.path()),
+        budget: budget.clone(),
+    };
+    let log = AuditLog::open_with(opts(true), Box::new(sink)).unwrap();
+    for i in 0..5 {
+        log.record(rec(i)).await.unwrap();
+    }
+    // Disk full after 100 more bytes: the next line is cut off mid-way.
+    budget.store(100, Ordering::SeqCst);
+    let err = log.record(rec(5)).await.unwrap_err();
+    assert!(matches!(err, AuditError::SinkFailed(_)), "{err:?}");
+    assert!(err.is_strict_refusal());
+    assert!(!log.is_healthy());
+    assert_eq!(log.write_failures(), 1);
+    // The file now ends in a partial line.
+    assert!(matches!(
+        verify_dir(dir.path()).unwrap_err().kind,
+        VerifyErrorKind::PartialLine
+    ));
+    // Still full: still refused.
+    assert!(log.record_all(vec![rec(6), rec(7)]).await.is_err());
+    assert_eq!(log.write_failures(), 3);
+    // Space again: the writer cuts the partial line off and continues from seq 5.
+    budget.store(-1, Ordering::SeqCst);
+    for i in 8..12 {
+        log.record(rec(i)).await.unwrap();
+    }
+    assert!(log.is_healthy());
+    log.shutdown().await;
+    let report = verify_dir(dir.path()).unwrap();
+    assert_eq!((report.records, report.last_seq), (9, Some(9)));
+    // The cut-off bytes are kept aside, outside the trail.
+    let torn: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".torn-"))
+        .collect();
+    assert_eq!(torn.len(), 1);
+    assert_eq!(std::fs::metadata(torn[0].path()).unwrap().len(), 100);
+}
+
+#[tokio::test]
+async fn a_failure_at_rotation_does_not_break_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Arc::new(AtomicI64::new(-1));
+    let sink = FailingSink {
+        inner: FileSink::new(dir.path()),
+        budget: budget.clone(),
+    };
+    let mut o = opts(true);
+    o.rotate_bytes = 2000;
+    let log = AuditLog::open_with(o, Box::new(sink)).unwrap();
+    for i in 0..3 {
+        log.record(rec(i)).await.unwrap();
+    }
+    // A batch that spans a rotation and fails in the new file.
+    budget.store(3000, Ordering::SeqCst);
+    assert!(log.record_all((3..20).map(rec).collect()).await.is_err());
+    budget.store(-1, Ordering::SeqCst);
+    log.record_all((20..40).map(rec).collect()).await.unwrap();
+    log.shutdown().await;
+    let report = verify_dir(dir.path()).unwrap();
+    // Complete lines of the failed batch stay (over-recording, never under-recording).
+    assert!(report.records >= 23, "{report}");
+    assert!(files(dir.path()).len() >= 3);
+}
+
+#[tokio::test]
+async fn non_strict_mode_counts_failures_and_returns_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Arc::new(AtomicI64::new(-1));
+    let sink = FailingSink {
+        inner: FileSink::new(dir.path()),
+        budget: budget.clone(),
+    };
+    let log = AuditLog::open_with(opts(false), Box::new(sink)).unwrap();
+    budget.store(0, Ordering::SeqCst);
+    log.record(rec(1)).await.unwrap();
+    log.record_all(vec![rec(2), rec(3)]).await.unwrap();
+    // The writer is asynchronous: wait for it.
+    for _ in 0..200 {
+        if log.write_failures() == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(log.write_failures(), 3);
+    assert!(!log.is_healthy());
+    budget.store(-1, Ordering::SeqCst);
+    log.record(rec(4)).await.unwrap();
+    log.clone().shutdown().await;
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 1);
+    // After shutdown: counted, not silent.
+    log.record(rec(5)).await.unwrap();
+    assert_eq!(log.write_failures(), 4);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_in_strict_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let sink = GatedSink {
+        inner: FileSink::new(dir.path()),
+        gate: gate.clone(),
+    };
+    let mut o = opts(true);
+    o.queue_capacity = 3;
+    let log = AuditLog::open_with(o, Box::new(sink)).unwrap();
+    // The first record reaches the writer and blocks in the sink.
+    let first = tokio::spawn({
+        let log = log.clone();
+        async move { log.record(rec(0)).await }
+    });
+    // The writer creates the file before it blocks in `append`.
+    while files(dir.path()).is_empty() || log.queue_depth() != 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut waiting = Vec::new();
+    for i in 1..4 {
+        let log = log.clone();
+        waiting.push(tokio::spawn(async move { log.record(rec(i)).await }));
+    }
+    while log.queue_depth() < 3 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(log.record(rec(9)).await, Err(AuditError::QueueFull));
+    assert_eq!(log.write_failures(), 1);
+    {
+        let (lock, cv) = &*gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    first.await.unwrap().unwrap();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+    assert_eq!(log.queue_depth(), 0);
+    log.shutdown().await;
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 4);
+}
+
+#[tokio::test]
+async fn rotates_at_utc_midnight() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(Mutex::new(
+        Utc.with_ymd_and_hms(2026, 11, 22, 23, 59, 58).unwrap(),
+    ));
+    let mut o = opts(true);
+    o.clock = {
+        let now = now.clone();
+        Arc::new(move || *now.lock().unwrap())
+    };
+    let log = AuditLog::open_with(o.clone(), Box::new(FileSink::new(dir.path()))).unwrap();
+    log.record(rec(1)).await.unwrap();
+    *now.lock().unwrap() = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 1).unwrap();
+    log.record(rec(2)).await.unwrap();
+    // The clock steps back across midnight: no new file per record.
+    *now.lock().unwrap() = Utc.with_ymd_and_hms(2026, 11, 22, 23, 59, 59).unwrap();
+    log.record(rec(21)).await.unwrap();
+    log.record(rec(22)).await.unwrap();
+    log.shutdown().await;
+    // Reopened later the same day: appends to today's file.
+    let log = AuditLog::open_with(o, Box::new(FileSink::new(dir.path()))).unwrap();
+    log.record(rec(3)).await.unwrap();
+    log.shutdown().await;
+    let names: Vec<String> = files(dir.path())
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            format!("audit-20261122T235958-{:020}.jsonl", 1),
+            format!("audit-20261123T000001-{:020}.jsonl", 2)
+        ]
+    );
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 5);
+}
+
+#[tokio::test]
+async fn a_partial_last_line_is_cut_off_on_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap();
+    for i in 0..4 {
+        log.record(rec(i)).await.unwrap();
+    }
+    log.shutdown().await;
+    let f = files(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes.extend_from_slice(br#"{"seq":5,"prev":"00"#);
+    std::fs::write(&f, &bytes).unwrap();
+    let log = AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap();
+    log.record(rec(5)).await.unwrap();
+    log.shutdown().await;
+    let report = verify_dir(dir.path()).unwrap();
+    assert_eq!((report.records, report.last_seq), (5, Some(5)));
+}
+
+#[test]
+fn an_unreadable_last_record_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = dir.path().join(file_name(Utc::now(), 1));
+    std::fs::write(&name, b"this is not json\n").unwrap();
+    let err = AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap_err();
+    assert!(matches!(err, AuditError::Open(_)), "{err:?}");
+    assert!(err.to_string().contains("not valid JSON"), "{err}");
+}
+
+#[tokio::test]
+async fn interval_fsync_policy_writes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(true);
+    o.fsync = FsyncPolicy::Interval;
+    let log = AuditLog::open_with(o, Box::new(FileSink::new(dir.path()))).unwrap();
+    for i in 0..50 {
+        log.record(rec(i)).await.unwrap();
+    }
+    log.shutdown().await;
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 50);
+}
+
+#[tokio::test]
+async fn many_concurrent_callers_are_group_committed_into_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                log.record(rec(t * 100 + i)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    log.shutdown().await;
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 400);
+}
+
+#[test]
+fn file_names_sort_chronologically_and_parse() {
+    let t = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+    let a = file_name(t, 9);
+    let b = file_name(t, 10);
+    assert_eq!(a, format!("audit-20260102T030405-{:020}.jsonl", 9));
+    assert!(a < b);
+    assert_eq!(parse_file_name(&a), Some(t));
+    assert_eq!(parse_file_name("audit-x.jsonl"), None);
+    assert_eq!(parse_file_name(&format!("{a}.torn-1-2")), None);
+}
+
+#[test]
+fn verify_reports_a_chain_that_does_not_start_at_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let l1 = encode_line(7, &"1".repeat(64), &rec(7)).unwrap();
+    let l2 = encode_line(8, &hash_line(&l1), &rec(8)).unwrap();
+    let f = dir.path().join(file_name(Utc::now(), 7));
+    std::fs::write(&f, [l1, b"\n".to_vec(), l2, b"\n".to_vec()].concat()).unwrap();
+    let report = verify_files(&[f]).unwrap();
+    assert!(!report.from_genesis);
+    assert!(report.to_string().contains("starts at seq 7"), "{report}");
+    // A first record claiming seq 1 must chain to zeros.
+    let bad = encode_line(1, &"1".repeat(64), &rec(1)).unwrap();
+    let g = dir.path().join("g.jsonl");
+    std::fs::write(&g, [bad, b"\n".to_vec()].concat()).unwrap();
+    assert_eq!(
+        verify_files(&[g]).unwrap_err().kind,
+        VerifyErrorKind::BadGenesis
+    );
+}
+
+#[tokio::test]
+async fn chain_checkpoints_every_1000_records_and_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap();
+    assert_eq!(log.last_checkpoint(), None);
+    log.record_all((0..999).map(rec).collect()).await.unwrap();
+    assert_eq!(log.last_checkpoint(), None);
+    log.record_all((999..1500).map(rec).collect())
+        .await
+        .unwrap();
+    let at_1000 = log.last_checkpoint().unwrap();
+    assert_eq!(at_1000.seq, 1000);
+    log.clone().shutdown().await;
+    let report = verify_dir(dir.path()).unwrap();
+    let last = log.last_checkpoint().unwrap();
+    assert_eq!(
+        (Some(last.seq), Some(last.hash)),
+        (report.last_seq, report.last_hash)
+    );
+    let f = &files(dir.path())[0];
+    let text = std::fs::read_to_string(f).unwrap();
+    assert_eq!(
+        at_1000.hash,
+        hash_line(text.lines().nth(999).unwrap().as_bytes())
+    );
+}

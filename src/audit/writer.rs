@@ -1,0 +1,266 @@
+//! The writer thread: group commit, the hash chain, rotation, fsync policy, recovery.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::sink::{AuditSink, CurrentFile};
+use super::{
+    AuditError, AuditOptions, AuditRecord, ChainTip, GENESIS_PREV, Stats, encode_line, hash_line,
+};
+use crate::config::FsyncPolicy;
+
+/// Most records written in one batch.
+const MAX_BATCH: usize = 4096;
+/// A checkpoint (seq and hash at info level) every this many records.
+pub(super) const CHECKPOINT_EVERY: u64 = 1000;
+/// Longest time between fsyncs with `fsync = "interval"`, and between recovery attempts.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+pub(super) type Ack = oneshot::Sender<Result<(), AuditError>>;
+
+pub(super) enum Msg {
+    Records(Vec<AuditRecord>, Option<Ack>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(super) struct Writer {
+    pub sink: Box<dyn AuditSink>,
+    pub opts: AuditOptions,
+    pub stats: Arc<Stats>,
+    pub tip: Option<ChainTip>,
+    pub current: Option<CurrentFile>,
+    /// The sink failed: recover before the next write.
+    pub broken: bool,
+    /// Written but not yet fsynced (interval policy).
+    pub dirty: bool,
+    pub last_sync: Instant,
+}
+
+impl Writer {
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let first = if self.dirty || self.broken {
+                let wait = if self.dirty {
+                    INTERVAL.saturating_sub(self.last_sync.elapsed())
+                } else {
+                    INTERVAL
+                };
+                match rx.recv_timeout(wait) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.idle();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            };
+            let mut batch = Vec::new();
+            let mut count = 0;
+            let mut shutdown = None;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Records(recs, ack) => {
+                        count += recs.len();
+                        batch.push((recs, ack));
+                    }
+                    Msg::Shutdown(done) => shutdown = Some(done),
+                }
+                if count < MAX_BATCH || shutdown.is_some() {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.write_batch(batch, count);
+            }
+            if let Some(done) = shutdown {
+                self.finish();
+                let _ = done.send(());
+                return;
+            }
+        }
+        self.finish();
+    }
+
+    fn idle(&mut self) {
+        if self.dirty && self.last_sync.elapsed() >= INTERVAL {
+            self.sync();
+        }
+        if self.broken && self.recover().is_ok() {
+            tracing::info!("audit sink recovered");
+        }
+    }
+
+    fn sync(&mut self) {
+        match self.sink.sync() {
+            Ok(()) => {
+                self.dirty = false;
+                self.last_sync = Instant::now();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit fsync failed");
+                self.fail();
+            }
+        }
+    }
+
+    /// The chain checkpoint to ship off-host (docs/audit.md, "What a chain cannot prove").
+    fn checkpoint(&self, tip: ChainTip) {
+        tracing::info!(seq = tip.seq, hash = %tip.hash, "audit chain checkpoint");
+        *self
+            .stats
+            .checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(tip);
+    }
+
+    fn fail(&mut self) {
+        self.broken = true;
+        self.stats.healthy.store(false, Ordering::Relaxed);
+    }
+
+    fn recover(&mut self) -> std::io::Result<()> {
+        match self.sink.recover() {
+            Ok(r) => {
+                self.tip = r.tip;
+                self.current = r.current;
+                self.broken = false;
+                self.dirty = false;
+                self.stats.healthy.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit sink cannot recover");
+                self.fail();
+                Err(e)
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.broken {
+            self.sync();
+        }
+        if let Some(tip) = &self.tip {
+            self.checkpoint(tip.clone());
+        }
+    }
+
+    fn write_batch(&mut self, batch: Vec<(Vec<AuditRecord>, Option<Ack>)>, count: usize) {
+        let depth = self.stats.depth.fetch_sub(count, Ordering::AcqRel) - count;
+        metrics::gauge!("hcgw_audit_queue_depth").set(depth as f64);
+        let result = self.write(&batch);
+        match &result {
+            Ok(()) => {
+                metrics::counter!("hcgw_audit_records_total").increment(count as u64);
+            }
+            Err(e) => {
+                self.stats
+                    .failures
+                    .fetch_add(count as u64, Ordering::Relaxed);
+                metrics::counter!("hcgw_audit_write_failures_total").increment(count as u64);
+                tracing::error!(records = count, error = %e, "audit write failed; records not written");
+            }
+        }
+        for (_, ack) in batch {
+            if let Some(ack) = ack {
+                let _ = ack.send(result.clone());
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &[(Vec<AuditRecord>, Option<Ack>)]) -> Result<(), AuditError> {
+        let failed = |e: std::io::Error| AuditError::SinkFailed(e.to_string());
+        if self.broken {
+            self.recover().map_err(failed)?;
+        }
+        let mut tip = self.tip.clone();
+        let mut current = self.current;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut checkpoints = Vec::new();
+        let result = (|| {
+            for rec in batch.iter().flat_map(|(recs, _)| recs) {
+                let seq = tip.as_ref().map_or(1, |t| t.seq + 1);
+                let prev = tip.as_ref().map_or(GENESIS_PREV, |t| t.hash.as_str());
+                let line = encode_line(seq, prev, rec)
+                    .map_err(|e| AuditError::SinkFailed(format!("cannot encode a record: {e}")))?;
+                let now = (self.opts.clock)();
+                let rotate = match current {
+                    None => true,
+                    Some(c) => {
+                        (c.len > 0 && c.len + line.len() as u64 + 1 > self.opts.rotate_bytes)
+                            || (self.opts.rotate_daily && now.date_naive() > c.opened.date_naive())
+                    }
+                };
+                if rotate {
+                    if !pending.is_empty() {
+                        self.sink.append(&pending).map_err(failed)?;
+                        pending.clear();
+                    }
+                    if current.is_some() {
+                        self.sink.sync().map_err(failed)?;
+                    }
+                    // Names must sort chronologically even if the clock steps back.
+                    let opened = current.map_or(now, |c| c.opened.max(now));
+                    self.sink.start_file(opened, seq).map_err(failed)?;
+                    current = Some(CurrentFile { opened, len: 0 });
+                }
+                let hash = hash_line(&line);
+                pending.extend_from_slice(&line);
+                pending.push(b'\n');
+                if let Some(c) = current.as_mut() {
+                    c.len += line.len() as u64 + 1;
+                }
+                if seq % CHECKPOINT_EVERY == 0 {
+                    checkpoints.push((seq, hash.clone()));
+                }
+                tip = Some(ChainTip { seq, hash });
+            }
+            if !pending.is_empty() {
+                self.sink.append(&pending).map_err(failed)?;
+            }
+            match self.opts.fsync {
+                FsyncPolicy::EveryBatch => {
+                    self.sink.sync().map_err(failed)?;
+                    self.last_sync = Instant::now();
+                }
+                FsyncPolicy::Interval => {
+                    if self.last_sync.elapsed() >= INTERVAL {
+                        self.sink.sync().map_err(failed)?;
+                        self.last_sync = Instant::now();
+                        self.dirty = false;
+                    } else {
+                        self.dirty = true;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.tip = tip;
+                self.current = current;
+                self.stats.healthy.store(true, Ordering::Relaxed);
+                for (seq, hash) in checkpoints {
+                    self.checkpoint(ChainTip { seq, hash });
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The end of the trail is unknown now (maybe a partial line): recover
+                // from what is on disk before the next write.
+                self.fail();
+                Err(e)
+            }
+        }
+    }
+}
