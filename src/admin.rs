@@ -24,7 +24,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
     let listener_up = state.listener_up.load(Ordering::Relaxed);
     let cert_days = crate::tls::days_to_expiry(&state.tls.files().cert);
     let cert_valid = cert_days.is_some_and(|d| d >= 0);
-    let ready = listener_up && cert_valid;
+    let audit_ok = state.audit_log.is_healthy();
+    let ready = listener_up && cert_valid && (audit_ok || !state.config.audit.strict);
     let code = if ready {
         StatusCode::OK
     } else {
@@ -38,6 +39,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
             "listener_up": listener_up,
             "server_certificate_days_left": cert_days,
             "tls_reloads": state.tls.reloads(),
+            "audit_healthy": audit_ok,
+            "audit_queue_depth": state.audit_log.queue_depth(),
         })),
     )
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::api::ApiError;
+use crate::audit::{AuditCaller, AuditError, AuditLog, AuditRecord};
 use crate::audit_hook::Audited;
 use crate::config::Config;
 use crate::identity::ClientDirectory;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub policy: Policy,
     /// Keyed hashes of subjects.
     pub hasher: SubjectHasher,
+    /// The audit trail.
+    pub audit_log: AuditLog,
     /// Whether the API listener accepts connections.
     pub listener_up: AtomicBool,
 }
@@ -39,6 +42,9 @@ pub enum StartError {
     /// TLS settings unusable.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// The audit trail cannot be opened.
+    #[error("audit trail: {0}")]
+    Audit(#[from] AuditError),
     /// A secret could not be read.
     #[error("{0}")]
     Secret(String),
@@ -98,6 +104,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         lookups,
         policy,
         hasher: SubjectHasher::new(key),
+        audit_log: AuditLog::open(&config.audit)?,
         listener_up: AtomicBool::new(false),
     });
 
@@ -157,10 +164,46 @@ impl AppState {
     /// Records audited operations; in strict mode an error means the answer must not be
     /// served (503 `audit_unavailable`).
     pub async fn audit(&self, records: Vec<Audited>) -> Result<(), ApiError> {
-        for r in &records {
-            tracing::debug!(endpoint = r.endpoint, region = r.region.as_str(), caller = %r.acting.caller.name, "audited");
+        if records.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let request_id = crate::api::request_id::current().unwrap_or_default();
+        let records: Vec<AuditRecord> = records
+            .into_iter()
+            .map(|a| {
+                let mut r = AuditRecord::new(
+                    request_id.clone(),
+                    AuditCaller::from(&a.acting.caller),
+                    a.endpoint,
+                );
+                r.on_behalf_of = a.acting.on_behalf_of.clone();
+                r.region = Some(a.region);
+                r.subject_hash = Some(a.subject_hash);
+                r.purpose = a.purpose;
+                r.checkpoint = a.checkpoint;
+                r.color = a.color;
+                r.decision = a.decision;
+                r.error = a.error;
+                r.cache_hit = a.cache_hit;
+                r.upstream_latency_ms = a.upstream_latency_ms;
+                r
+            })
+            .collect();
+        match self.audit_log.record_all(records).await {
+            Ok(()) => Ok(()),
+            Err(e) if self.config.audit.strict && e.is_strict_refusal() => {
+                tracing::error!(error = %e, "audit trail refused a record: answering 503 rather than serving unaudited");
+                Err(ApiError::new(
+                    hcgw_adapters::ErrorCode::AuditUnavailable,
+                    "the audit trail cannot record this lookup; try again",
+                )
+                .with_retry_after(Duration::from_secs(5)))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit record lost (non-strict mode)");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -171,5 +214,6 @@ impl Gateway {
         let _ = self.stop.send(true);
         let _ = self.api_task.await;
         let _ = self.admin_task.await;
+        self.state.audit_log.clone().shutdown().await;
     }
 }
