@@ -26,6 +26,10 @@ pub enum Command {
         /// Configuration file.
         #[arg(long, short, env = "HCGW_CONFIG")]
         config: PathBuf,
+        /// Also stop when standard input closes (for supervisors and tests that own the
+        /// process through a pipe).
+        #[arg(long, hide = true)]
+        stop_on_stdin_eof: bool,
     },
     /// Validate a configuration file and list every problem with its path.
     CheckConfig {
@@ -154,11 +158,21 @@ fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> 
 
 async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Serve { config } => {
+        Command::Serve {
+            config,
+            stop_on_stdin_eof,
+        } => {
             let config = crate::config::load(&config).map_err(|e| e.to_string())?;
             crate::logging::init(config.gateway.log_format, &config.gateway.log_level);
             let gw = crate::app::start(config).await.map_err(|e| e.to_string())?;
-            wait_for_signal().await;
+            if stop_on_stdin_eof {
+                tokio::select! {
+                    () = wait_for_signal() => {}
+                    () = stdin_closed() => {}
+                }
+            } else {
+                wait_for_signal().await;
+            }
             tracing::info!("shutting down");
             gw.shutdown().await;
             Ok(())
@@ -209,6 +223,18 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::CheckConfig { .. } | Command::Audit { .. } => {
             unreachable!("handled before the runtime starts")
+        }
+    }
+}
+
+/// Resolves when standard input reaches end of file.
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
         }
     }
 }

@@ -164,12 +164,11 @@ fn not_found() -> Response {
 fn answer(subject: &SimSubject) -> Response {
     let table = table();
     let case = &table[subject.case % table.len()];
-    let minute = subject.index % 60;
     reply(
         StatusCode::OK,
         json!({"errCode": "0", "errMsg": "", "data": {
             "codeStatus": case.code_status,
-            "statusTime": format!("202204011{}{minute:02}00", minute % 10),
+            "statusTime": super::status_time(subject).format("%Y%m%d%H%M%S").to_string(),
             "riskTips": case.risk_tips,
             "categories": case.categories,
             "maskName": mask_name(&subject.name),

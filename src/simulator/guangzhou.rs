@@ -173,13 +173,13 @@ impl RegionSim for GuangzhouSim {
 
     fn intended_for(&self, subject: &SimSubject, via_qr: bool) -> Intended {
         match subject.fate {
-            Fate::NotFound => {
-                Intended::error("not found", hcgw_adapters::ErrorCode::SubjectNotFound)
-            }
             _ if !via_qr && !self.supports_id_type(subject.id_type) => Intended::error(
                 "identity type not served",
                 hcgw_adapters::ErrorCode::UnsupportedIdType,
             ),
+            Fate::NotFound => {
+                Intended::error("not found", hcgw_adapters::ErrorCode::SubjectNotFound)
+            }
             // Codes are long-term valid: an "expired" token is still answered.
             _ => self.cases()[subject.case % self.cases().len()].clone(),
         }

@@ -145,7 +145,6 @@ fn failure(status: StatusCode, code: &str, msg: &str) -> Response {
 }
 
 fn success(subject: &SimSubject, case: &Case) -> Response {
-    let minute = subject.index % 60;
     let body = json!({
         "success": true,
         "errorCode": null,
@@ -153,11 +152,11 @@ fn success(subject: &SimSubject, case: &Case) -> Response {
         "result": {
             "color": case.color,
             "colorReasons": case.reasons,
-            "gmtModified": format!("2020-02-16T10:{minute:02}:30.000+08:00"),
+            "gmtModified": super::status_time(subject).format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
             "maskedName": mask_name(&subject.name),
             "maskedCertNo": mask_id(&subject.id_number),
             "certType": cert_type(subject.id_type),
-            "employeeCode": {"bound": subject.index % 2 == 0, "lastCheckInDate": "2020-02-16"},
+            "employeeCode": {"bound": subject.index % 2 == 0, "lastCheckInDate": super::status_time(subject).format("%Y-%m-%d").to_string()},
             "overseas": subject.id_type != IdType::ResidentId,
             "appealStatus": if case.appeal_pending { "PENDING" } else { "NONE" },
         }

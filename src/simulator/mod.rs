@@ -238,6 +238,14 @@ pub trait RegionSim: Send + Sync + 'static {
     }
 }
 
+/// When the simulated region last computed `subject`'s status: a few minutes ago (0–59,
+/// by subject), in Asia/Shanghai time, so statuses are fresh for the recognition policy.
+pub fn status_time(subject: &SimSubject) -> chrono::DateTime<chrono::FixedOffset> {
+    let minutes = (subject.index % 60) as i64;
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+        .with_timezone(&hcgw_adapters::time::shanghai())
+}
+
 /// Every region's simulator.
 pub fn all() -> Vec<Arc<dyn RegionSim>> {
     vec![

@@ -164,10 +164,12 @@ fn code_only(status: StatusCode, code: &str, msg: &str, extra: &str) -> Response
 
 /// The XML answer for an active subject, elements shuffled deterministically.
 fn render(subject: &SimSubject, case: &Case) -> String {
-    let minute = subject.index % 60;
     let mut data = vec![
         format!("<Mys>{}</Mys>", case.mys),
-        format!("<Gxsj>2022-03-18 21:{minute:02}:06</Gxsj>"),
+        format!(
+            "<Gxsj>{}</Gxsj>",
+            super::status_time(subject).format("%Y-%m-%d %H:%M:%S")
+        ),
         format!("<Xm>{}</Xm>", escape(&mask_name(&subject.name))),
         format!("<Zjlx>{}</Zjlx>", zjlx(subject.id_type)),
         format!("<Zjhm>{}</Zjhm>", escape(&mask_id(&subject.id_number))),

@@ -4,6 +4,8 @@
 
 mod audit;
 mod config_errors;
+mod lookup;
 mod mtls;
 mod reload;
 mod support;
+mod world;

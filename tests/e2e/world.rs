@@ -1,0 +1,364 @@
+//! The shared end-to-end world: every region's simulator (in a background runtime of this
+//! test process) and the real `hcgw` binary serving them over mTLS, started once per test
+//! run. Its JSON logs and audit files stay in one directory so tests can grep them.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hcgw::simulator::{Intended, RegionSim, SimContext, SimEnv, SimOptions, SimSubject};
+use hcgw_adapters::RegionId;
+
+use crate::support::{CLIENTS, pki, repo};
+
+/// One simulated region.
+pub struct Sim {
+    /// Its simulator.
+    pub sim: Arc<dyn RegionSim>,
+    /// Its state (population, request counter).
+    pub ctx: Arc<SimContext>,
+    /// Where it listens.
+    pub base_url: String,
+}
+
+impl Sim {
+    /// Requests the region has served so far.
+    pub fn requests(&self) -> u64 {
+        self.ctx.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The first subject with `fate` whose intended outcome (by QR or identity) satisfies `f`.
+    pub fn find(
+        &self,
+        via_qr: bool,
+        f: impl Fn(&SimSubject, &Intended) -> bool,
+    ) -> Option<(SimSubject, Intended)> {
+        self.ctx.population.subjects().iter().find_map(|s| {
+            let i = self.sim.intended_for(s, via_qr);
+            f(s, &i).then(|| (s.clone(), i))
+        })
+    }
+
+    /// Changes the simulator's behaviour through its control endpoint.
+    pub async fn control(&self, body: serde_json::Value) {
+        let url = format!("{}/_sim/control", self.base_url);
+        let client = sim_client();
+        let r = client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("sim control");
+        assert!(r.status().is_success());
+    }
+}
+
+fn sim_client() -> reqwest::Client {
+    // The mTLS simulators need the region's client certificate; control them over their
+    // own TLS with the upstream client identity.
+    hcgw_adapters::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+/// The world.
+pub struct World {
+    /// The gateway's mTLS API.
+    pub api: SocketAddr,
+    /// The gateway's admin port.
+    pub admin: SocketAddr,
+    /// The simulators.
+    pub sims: BTreeMap<RegionId, Sim>,
+    /// The gateway's log file (JSON lines).
+    pub log: PathBuf,
+    /// The gateway's audit directory.
+    pub audit_dir: PathBuf,
+    child: Mutex<(Child, ChildStdin)>,
+}
+
+impl World {
+    /// The simulator of a region.
+    pub fn sim(&self, region: RegionId) -> &Sim {
+        &self.sims[&region]
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The world, started on first use.
+pub fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(start)
+}
+
+fn start() -> World {
+    let pki = pki();
+    let dir = repo()
+        .join("target/e2e-world")
+        .join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(repo().join("target/e2e-world"));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Simulators live in their own runtime for the whole test process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let env = SimEnv {
+        pki_dir: pki.clone(),
+    };
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let options = SimOptions {
+                population: 300,
+                ..SimOptions::default()
+            };
+            let mut out = Vec::new();
+            for sim in hcgw::simulator::all() {
+                let running = hcgw::simulator::spawn(
+                    sim.clone(),
+                    &options,
+                    env.clone(),
+                    "127.0.0.1:0".parse().unwrap(),
+                )
+                .await
+                .expect("simulator starts");
+                out.push((
+                    sim,
+                    running.context.clone(),
+                    running.base_url(),
+                    running.addr,
+                ));
+                std::mem::forget(running);
+            }
+            tx.send(out).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    let started = rx.recv().expect("simulators started");
+    let mut sims = BTreeMap::new();
+    for (sim, ctx, base_url, addr) in started {
+        let base_url = if base_url.starts_with("https") {
+            format!("https://localhost:{}", addr.port())
+        } else {
+            base_url
+        };
+        sims.insert(sim.region(), Sim { sim, ctx, base_url });
+    }
+    assert_eq!(sims.len(), 8, "a simulator for every region");
+
+    let p = |rel: &str| format!("{:?}", pki.join(rel).display().to_string());
+    let url = |r: RegionId| sims[&r].base_url.clone();
+    let audit_dir = dir.join("audit");
+    let config = format!(
+        r#"
+[gateway]
+name = "hcgw-e2e"
+log_format = "json"
+log_level = "debug"
+
+[listener]
+addr = "127.0.0.1:0"
+
+[admin]
+addr = "127.0.0.1:0"
+
+[tls]
+cert = {cert}
+key = {key}
+client_ca = [{ca}]
+crls = [{crl1}, {crl2}]
+
+[cache]
+subject_key = {{ file = {subject} }}
+
+[audit]
+dir = {audit:?}
+{CLIENTS}
+
+[regions.suzhou]
+base_url = "{suzhou}"
+[regions.suzhou.auth]
+app_id = "hcgw-dev"
+app_secret = {{ file = {suzhou_secret} }}
+
+[regions.suishen]
+base_url = "{suishen}"
+[regions.suishen.auth]
+client_id = "hcgw-dev"
+client_secret = {{ file = {suishen_secret} }}
+signing_keys = [{{ key_id = "sign-key-1", public_key = {k1} }}, {{ key_id = "sign-key-2", public_key = {k2} }}]
+
+[regions.sukang]
+base_url = "{sukang}"
+[regions.sukang.auth]
+ca = {sk_ca}
+client_cert = {sk_cert}
+client_key = {sk_key}
+
+[regions.xuzhou]
+base_url = "{xuzhou}"
+[regions.xuzhou.auth]
+api_key = {{ file = {xz_key} }}
+
+[regions.hangzhou]
+base_url = "{hangzhou}"
+[regions.hangzhou.auth]
+appcode = {{ file = {hz_code} }}
+
+[regions.huzhou]
+base_url = "{huzhou}"
+[regions.huzhou.auth]
+token = {{ file = {huz_token} }}
+
+[regions.guangzhou]
+base_url = "{guangzhou}"
+[regions.guangzhou.auth]
+appid = "hcgw-dev"
+secret = {{ file = {gz_secret} }}
+
+[regions.guangdong]
+base_url = "{guangdong}"
+[regions.guangdong.auth]
+ca = {gd_ca}
+client_cert = {gd_cert}
+client_key = {gd_key}
+paas_id = {{ file = {gd_paas} }}
+
+[[recognition.agreements]]
+id = "yrd-mutual-recognition"
+members = ["shanghai", "jiangsu", "zhejiang", "anhui"]
+exclude_code_systems = ["xuzhou"]
+
+[[recognition.agreements]]
+id = "guangdong-interop"
+members = ["guangdong"]
+
+[[recognition.agreements]]
+id = "xuzhou-within-jiangsu"
+members = ["jiangsu"]
+code_systems = ["xuzhou"]
+"#,
+        cert = p("gateways/hcgw-dev/cert.pem"),
+        key = p("gateways/hcgw-dev/key.pem"),
+        ca = p("ca-bundle.pem"),
+        crl1 = p("crl/intermediate.crl.pem"),
+        crl2 = p("crl/root.crl.pem"),
+        subject = p("secrets/subject_hash_key"),
+        audit = audit_dir.display().to_string(),
+        suzhou = url(RegionId::Suzhou),
+        suzhou_secret = p("secrets/suzhou_app_secret"),
+        suishen = url(RegionId::Suishen),
+        suishen_secret = p("secrets/suishen_client_secret"),
+        k1 = p("upstream/suishen/sign-key-1.pub.pem"),
+        k2 = p("upstream/suishen/sign-key-2.pub.pem"),
+        sukang = url(RegionId::Sukang),
+        sk_ca = p("upstream/sukang/ca.pem"),
+        sk_cert = p("upstream/sukang/client/cert.pem"),
+        sk_key = p("upstream/sukang/client/key.pem"),
+        xuzhou = url(RegionId::Xuzhou),
+        xz_key = p("secrets/xuzhou_api_key"),
+        hangzhou = url(RegionId::Hangzhou),
+        hz_code = p("secrets/hangzhou_appcode"),
+        huzhou = url(RegionId::Huzhou),
+        huz_token = p("secrets/huzhou_token"),
+        guangzhou = url(RegionId::Guangzhou),
+        gz_secret = p("secrets/guangzhou_secret"),
+        guangdong = url(RegionId::Guangdong),
+        gd_ca = p("upstream/guangdong/ca.pem"),
+        gd_cert = p("upstream/guangdong/client/cert.pem"),
+        gd_key = p("upstream/guangdong/client/key.pem"),
+        gd_paas = p("secrets/guangdong_paas_id"),
+    );
+    let config_path = dir.join("hcgw.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let log = dir.join("gateway.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .args(["serve", "--stop-on-stdin-eof", "--config"])
+        .arg(&config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start hcgw");
+    let stdin = child.stdin.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (api, admin) = loop {
+        let line = std::io::BufReader::new(std::fs::File::open(&log).unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("gateway listening"));
+        if let Some(line) = line {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            let addr = |k: &str| v[k].as_str().unwrap().parse::<SocketAddr>().unwrap();
+            break (addr("api_addr"), addr("admin_addr"));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "hcgw exited with {status}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hcgw did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = std::io::stderr().flush();
+    World {
+        api,
+        admin,
+        sims,
+        log,
+        audit_dir,
+        child: Mutex::new((child, stdin)),
+    }
+}
+
+/// A new API client (own connection pool) presenting `clients/<name>`.
+pub fn fresh_client(name: &str) -> reqwest::Client {
+    let tls = crate::support::client_tls(Some(&crate::support::client(name)));
+    hcgw_adapters::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured((*tls).clone())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// An API client presenting a client certificate of the PKI (`clients/<name>`), shared.
+pub fn client(name: &str) -> reqwest::Client {
+    static CLIENTS_CACHE: OnceLock<Mutex<BTreeMap<String, reqwest::Client>>> = OnceLock::new();
+    let cache = CLIENTS_CACHE.get_or_init(Default::default);
+    let mut map = cache.lock().unwrap();
+    map.entry(name.to_owned())
+        .or_insert_with(|| {
+            let tls = crate::support::client_tls(Some(&crate::support::client(name)));
+            hcgw_adapters::upstream::install_crypto_provider();
+            reqwest::Client::builder()
+                .tls_backend_preconfigured((*tls).clone())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap()
+        })
+        .clone()
+}
+
+/// `https://localhost:<port><path>` of the world's gateway.
+pub fn url(path: &str) -> String {
+    format!("https://localhost:{}{path}", world().api.port())
+}
