@@ -17,6 +17,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn(crate::api::request_id::layer))
         .with_state(state)
 }
 
