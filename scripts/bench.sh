@@ -24,11 +24,13 @@ UNCACHED_N=${UNCACHED_N:-300}
 COALESCE_N=${COALESCE_N:-1000}
 BATCH_N=${BATCH_N:-1000}
 MEM_SIZES=${MEM_SIZES:-"100000 1000000"}
-if ((SMOKE)); then ROUNDS=1 DURATION=1s CONC=8 UNCACHED_N=20 COALESCE_N=100 BATCH_N=50 MEM_SIZES="10000"; fi
+PROFILE=release
+# The smoke run reuses the debug build of the test run (no release build in CI).
+if ((SMOKE)); then ROUNDS=1 DURATION=1s CONC=8 UNCACHED_N=20 COALESCE_N=100 BATCH_N=50 MEM_SIZES="10000" PROFILE=dev; fi
 
 scripts/install-bench-deps.sh
-cargo build --release --quiet --bin hcgw --example bench-ceiling --example bench-driver --example bench-memory
-BIN=$ROOT/target/release
+cargo build --profile "$PROFILE" --quiet --bin hcgw --example bench-ceiling --example bench-driver --example bench-memory
+BIN=$ROOT/target/$([[ $PROFILE == dev ]] && echo debug || echo release)
 OUT=$ROOT/target/bench
 rm -rf "$OUT"; mkdir -p "$OUT"
 PKI=$ROOT/target/bench-pki
