@@ -307,6 +307,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     .await
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
 #[tokio::test]

@@ -109,6 +109,7 @@ pub struct Fixed {
 /// chunked body starting with `prefix` — except the paths of `fixed`. Stops when dropped.
 pub struct ChunkedServer {
     addr: std::net::SocketAddr,
+    streamed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -124,9 +125,15 @@ impl ChunkedServer {
         use axum::http::{HeaderName, HeaderValue, Response, StatusCode};
         let content_type = HeaderValue::from_str(content_type).expect("content type");
         let prefix = prefix.to_vec();
+        let streamed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = streamed.clone();
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let (content_type, prefix, fixed) =
-                (content_type.clone(), prefix.clone(), fixed.clone());
+            let (content_type, prefix, fixed, counter) = (
+                content_type.clone(),
+                prefix.clone(),
+                fixed.clone(),
+                counter.clone(),
+            );
             async move {
                 if let Some(f) = fixed.iter().find(|f| f.path == req.uri().path()) {
                     let mut resp = Response::new(axum::body::Body::from(f.body.clone()));
@@ -139,6 +146,7 @@ impl ChunkedServer {
                     }
                     return resp;
                 }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let mut resp = Response::new(huge_chunked_body(&prefix));
                 resp.headers_mut()
                     .insert(axum::http::header::CONTENT_TYPE, content_type);
@@ -152,7 +160,17 @@ impl ChunkedServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        ChunkedServer { addr, task }
+        ChunkedServer {
+            addr,
+            streamed,
+            task,
+        }
+    }
+
+    /// How many requests it received that were not for a `fixed` path (answered with
+    /// the huge body).
+    pub fn streamed(&self) -> usize {
+        self.streamed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The base URL to configure the adapter with.

@@ -504,6 +504,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
 /// Every answer that is green must come from a document whose `retCode` is `0000` and
