@@ -283,37 +283,41 @@ async fn error_unlisted_ret_code_is_invalid_response() {
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
 }
 
-#[tokio::test]
-async fn timestamp_and_nonce_refusals_are_retried_once_with_fresh_values() {
-    for code in ["1002", "1003"] {
-        let green = fixture_str("suzhou", "green.json");
-        let responder = signed(move |_: &Request, n| {
-            if n == 0 {
-                json_response(200, ret(code))
-            } else {
-                json_response(200, green.clone())
-            }
-        });
-        let server = server_with(responder).await;
-        let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
-        let s = adapter.lookup(&qr()).await.unwrap();
-        assert_eq!(s.color, Color::Green, "{code} then success");
-        let reqs = server.received_requests().await.unwrap();
-        assert_eq!(reqs.len(), 2, "{code}: exactly one retry");
-        assert_ne!(
-            header(&reqs[0], HEADER_NONCE),
-            header(&reqs[1], HEADER_NONCE),
-            "{code}: fresh nonce"
-        );
-        // Twice refused: region_unavailable after exactly one retry.
-        let responder = signed(move |_: &Request, _| json_response(200, ret(code)));
-        let server = server_with(responder).await;
-        let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
-        let e = adapter.lookup(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{code} twice");
-        assert_eq!(server.received_requests().await.unwrap().len(), 2);
-    }
+/// A timestamp (1002) or nonce (1003) refusal: retried exactly once with a fresh nonce
+/// and timestamp; refused twice, region_unavailable.
+async fn check_refused_then_retried(code: &'static str) {
+    let green = fixture_str("suzhou", "green.json");
+    let responder = signed(move |_: &Request, n| {
+        if n == 0 {
+            json_response(200, ret(code))
+        } else {
+            json_response(200, green.clone())
+        }
+    });
+    let server = server_with(responder).await;
+    let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
+    let s = adapter.lookup(&qr()).await.unwrap();
+    assert_eq!(s.color, Color::Green, "{code} then success");
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 2, "{code}: exactly one retry");
+    assert_ne!(
+        header(&reqs[0], HEADER_NONCE),
+        header(&reqs[1], HEADER_NONCE),
+        "{code}: fresh nonce"
+    );
+    // Twice refused: region_unavailable after exactly one retry.
+    let responder = signed(move |_: &Request, _| json_response(200, ret(code)));
+    let server = server_with(responder).await;
+    let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
+    let e = adapter.lookup(&qr()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{code} twice");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
+
+case_tests!(check_refused_then_retried {
+    auth_timestamp_outside_window_is_retried_once: ("1002"),
+    auth_nonce_reused_is_retried_once: ("1003"),
+});
 
 #[tokio::test]
 async fn parallel_lookups_never_reuse_a_nonce() {
