@@ -12,7 +12,8 @@ use hcgw_adapters::regions::guangzhou::{
 };
 use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{
-    AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, RegionAdapter, Secret, Subject,
+    AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason, RegionAdapter, Secret,
+    Subject,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, method, path, query_param};
@@ -182,7 +183,18 @@ async fn green_is_green_clear_with_proxy_applied_true() {
 #[tokio::test]
 async fn red_maps_every_category_and_apply_mode() {
     let template: Value = serde_json::from_slice(&fixture(REGION, "red.json")).unwrap();
-    for (category, reason) in RED_CATEGORIES {
+    // The spec's table, literally (not only the adapter's own constant).
+    let spec = [
+        ("home_quarantine", Reason::HomeQuarantine),
+        ("centralized_quarantine", Reason::CentralizedQuarantine),
+        ("close_contact", Reason::CloseContact),
+        ("suspected", Reason::SuspectedCase),
+        ("confirmed", Reason::ConfirmedCase),
+        ("nat_positive", Reason::NucleicAcidPositive),
+        ("key_area_arrival", Reason::HighRiskAreaArrival),
+    ];
+    assert_eq!(RED_CATEGORIES, spec, "the adapter's table is the spec's");
+    for (category, reason) in spec {
         for (mode, proxy) in [("self", false), ("proxy", true)] {
             let mut body = template.clone();
             body["code_info"]["red_category"] = json!(category);

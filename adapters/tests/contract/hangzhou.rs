@@ -236,6 +236,45 @@ async fn requests_carry_the_appcode_and_the_contract_body() {
     assert_eq!(s.color, Color::Yellow);
 }
 
+/// One `certType` of the contract: an identity lookup sends it, and an answer carrying it
+/// reads back as the holder's id type.
+async fn check_cert_type(id_type: IdType, cert_type: &str) {
+    let mut answer: Value = serde_json::from_slice(&fixture("hangzhou", "green.json")).unwrap();
+    answer["result"]["certType"] = json!(cert_type);
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(QUERY_PATH))
+        .and(header(
+            "authorization",
+            format!("APPCODE {APPCODE}").as_str(),
+        ))
+        .and(body_json(json!({"queryType":"CERT","certType":cert_type,
+            "certNo":"X1234567","name":"赵六"})))
+        .respond_with(json_reply(200, answer.to_string()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = adapter(&server);
+    assert!(a.supports_id_type(id_type), "{cert_type}");
+    let s = a
+        .lookup(&Subject::Identity(Identity {
+            id_type,
+            id_number: "X1234567".into(),
+            name: "赵六".into(),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{cert_type}: {e}"));
+    assert_eq!(s.color, Color::Green, "{cert_type}");
+    assert_eq!(s.holder.id_type, Some(id_type), "{cert_type}");
+}
+
+case_tests!(check_cert_type {
+    cert_type_id_card: (IdType::ResidentId, "ID_CARD"),
+    cert_type_passport: (IdType::Passport, "PASSPORT"),
+    cert_type_hk_macao_pass: (IdType::HkMacaoPermit, "HK_MACAO_PASS"),
+    cert_type_taiwan_pass: (IdType::TaiwanPermit, "TAIWAN_PASS"),
+});
+
 /// A wrong (or missing) APPCODE: the region answers 401 AUTH_FAILED, region_unavailable
 /// with an alert.
 async fn check_auth(appcode: &str) {

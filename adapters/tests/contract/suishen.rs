@@ -256,7 +256,15 @@ async fn code_color_2_is_red_quarantine() {
 #[tokio::test]
 async fn every_reason_tag_maps() {
     let template: Value = serde_json::from_slice(&fixture(REGION, "red.json")).unwrap();
-    for (tag, reason) in REASON_TAGS {
+    // The spec's table, literally (not only the adapter's own constant).
+    let spec = [
+        ("FROM_KEY_AREA", Reason::HighRiskAreaArrival),
+        ("UNDER_MEDICAL_MANAGEMENT", Reason::UnderMedicalManagement),
+        ("CONFIRMED_NOT_DISCHARGED", Reason::ConfirmedCase),
+        ("SUSPECTED_NOT_EXCLUDED", Reason::SuspectedCase),
+    ];
+    assert_eq!(REASON_TAGS, spec, "the adapter's table is the spec's");
+    for (tag, reason) in spec {
         let mut body = template.clone();
         body["data"]["reasonTags"] = json!([tag]);
         let s = lookup_signed(200, body.to_string().into_bytes())
