@@ -178,3 +178,21 @@ impl ChunkedServer {
         format!("http://{}", self.addr)
     }
 }
+
+#[tokio::test]
+async fn the_chunked_server_streams_without_a_content_length() {
+    hcgw_adapters::upstream::install_crypto_provider();
+    let server = ChunkedServer::start("application/json", b"{", vec![]).await;
+    let resp = reqwest::get(format!("{}/any", server.uri())).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), None);
+    assert_eq!(
+        resp.headers()
+            .get("transfer-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("chunked")
+    );
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.len(), 1 + HUGE_BYTES);
+    assert_eq!(server.streamed(), 1);
+}
