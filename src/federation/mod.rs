@@ -190,6 +190,11 @@ impl Breaker {
         }
     }
 
+    fn is_open(&self) -> bool {
+        let open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        open.is_some_and(|until| Instant::now() < until)
+    }
+
     fn success(&self) {
         self.failures.store(0, Ordering::Relaxed);
         let mut open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
@@ -298,6 +303,35 @@ impl Peers {
     /// Why a configured peer has no client, if it has none.
     pub fn broken(&self, name: &str) -> Option<&str> {
         self.broken.get(name).map(String::as_str)
+    }
+
+    /// Sets the state of peer-served regions in `GET /v1/regions`: `up` while one of
+    /// their peers has a client and a closed circuit, else `down` with the reason.
+    pub fn annotate(&self, views: &mut [crate::regions::RegionView]) {
+        for v in views.iter_mut() {
+            let crate::regions::Served::Peer { peers } = &v.served else {
+                continue;
+            };
+            let usable = peers
+                .iter()
+                .any(|p| self.peers.get(p).is_some_and(|p| !p.breaker.is_open()));
+            if usable {
+                v.state = crate::regions::RegionState::Up;
+                v.note = None;
+            } else {
+                v.state = crate::regions::RegionState::Down;
+                v.note = Some(
+                    peers
+                        .iter()
+                        .map(|p| match self.broken(p) {
+                            Some(why) => format!("peer {p}: {why}"),
+                            None => format!("peer {p}: circuit open"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
+        }
     }
 
     /// Asks the peers serving `region`, in order, failing over to the next on transport
@@ -658,6 +692,21 @@ impl ClassifyName for serde_json::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_circuit_opens_after_consecutive_failures_and_lets_one_trial_through() {
+        let b = Breaker::new("p", 2, Duration::from_millis(50));
+        assert!(b.allow());
+        b.failure();
+        assert!(b.allow(), "one failure is below the threshold");
+        b.failure();
+        assert!(b.is_open() && !b.allow(), "open after two");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(b.allow(), "half-open: one trial");
+        assert!(!b.allow(), "the others wait");
+        b.success();
+        assert!(!b.is_open() && b.allow(), "closed again");
+    }
 
     #[test]
     fn hops_and_via_headers() {

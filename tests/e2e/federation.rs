@@ -457,6 +457,21 @@ async fn a_shanghai_checkpoint_verifies_suzhou_and_guangzhou_codes_through_peers
         json!({"kind": "peer", "peers": ["hcgw-guangdong"]})
     );
     assert_eq!(served("suishen"), json!({"kind": "local"}));
+    let state = |id: &str| {
+        regions["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state("suzhou"), "up", "{regions}");
+    assert_eq!(
+        state("hangzhou"),
+        "down",
+        "served by nobody here: {regions}"
+    );
 
     // Suzhou: recognised in Shanghai under the YRD agreement, decided by Shanghai.
     let suzhou = sim(Suzhou).find(green_clear_no_actions);
@@ -915,6 +930,53 @@ async fn a_peer_down_affects_only_its_regions_and_a_second_peer_takes_over() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["recognition"]["decision"], "manual_check");
     assert_eq!(body["recognition"]["cause"], "region_unavailable");
+    // A third failure opens Guangdong's circuit (circuit_failures = 3 here): /v1/regions
+    // says so, and its regions fail fast.
+    let (status, _) = post(
+        "platform-shanghai",
+        &shanghai,
+        "/v1/lookup",
+        &json!({ "region": "guangdong", "subject": { "qr": sim(Guangdong).find(|i| i.error.is_none()).qr } }),
+    )
+    .await;
+    assert_eq!(status, 503);
+    let regions: Value = http(Some(client("ops")))
+        .get(format!("https://localhost:{}/v1/regions", shanghai.port()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let view = |id: &str| {
+        regions["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(view("guangzhou")["state"], "down", "{regions}");
+    assert!(
+        view("guangzhou")["note"]
+            .as_str()
+            .unwrap()
+            .contains("circuit open")
+    );
+    assert_eq!(view("suzhou")["state"], "up", "{regions}");
+    let (status, body) = post(
+        "platform-shanghai",
+        &shanghai,
+        "/v1/lookup",
+        &json!({ "region": "guangzhou", "subject": { "qr": gz.qr } }),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("region_unavailable")),
+        "{body}"
+    );
     for (region, qr) in [("suzhou", &sz.qr), ("suishen", &ss.qr)] {
         let (status, body) = post(
             "platform-shanghai",
