@@ -352,6 +352,14 @@ pub struct PeerEntry {
     /// Deadline of one forwarded call (ms).
     #[serde(default = "default_peer_deadline")]
     pub deadline_ms: u64,
+    /// Forwarded calls per second to this peer at most (bursts up to one second's worth);
+    /// beyond it the next peer is tried, else `upstream_rate_limited`. Default 200.
+    #[serde(default = "default_peer_rate")]
+    pub rate_limit_per_s: u32,
+}
+
+fn default_peer_rate() -> u32 {
+    200
 }
 
 fn default_peer_deadline() -> u64 {

@@ -386,6 +386,13 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "a gateway is not its own peer (gateway.name)".into(),
             );
         }
+        if !(1..=100_000).contains(&peer.rate_limit_per_s) {
+            add(
+                problems,
+                &at("rate_limit_per_s"),
+                "must be between 1 and 100000".into(),
+            );
+        }
         let host = reqwest::Url::parse(&peer.url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned));

@@ -215,6 +215,37 @@ impl Breaker {
     }
 }
 
+/// A token bucket: `rate` calls per second, bursts up to one second's worth.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Bucket {
+            rate,
+            state: Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    fn try_take(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = *s;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        if tokens >= 1.0 {
+            *s = (tokens - 1.0, now);
+            true
+        } else {
+            *s = (tokens, now);
+            false
+        }
+    }
+}
+
 /// One peer gateway and its mTLS client.
 struct Peer {
     name: String,
@@ -222,6 +253,7 @@ struct Peer {
     client: reqwest::Client,
     deadline: Duration,
     breaker: Breaker,
+    bucket: Bucket,
 }
 
 /// The peer gateways of this gateway.
@@ -282,6 +314,7 @@ impl Peers {
             lookup_url: format!("{}/v1/lookup", entry.url.trim_end_matches('/')),
             client,
             deadline,
+            bucket: Bucket::new(entry.rate_limit_per_s),
             breaker: Breaker::new(
                 &entry.name,
                 config.federation.circuit_failures,
@@ -364,6 +397,17 @@ impl Peers {
             let Some(peer) = self.peers.get(name) else {
                 continue;
             };
+            if !peer.bucket.try_take() {
+                metrics::counter!("hcgw_rate_limited_total", "scope" => "peer", "name" => name.clone())
+                    .increment(1);
+                last = ApiError::new(
+                    ErrorCode::UpstreamRateLimited,
+                    format!("{region}: the rate limit towards peer {name} is reached"),
+                )
+                .with_region(region)
+                .with_retry_after(Duration::from_secs(1));
+                continue;
+            }
             if !peer.breaker.allow() {
                 tracing::debug!(peer = %name, region = region.as_str(), "peer circuit open; trying the next");
                 continue;
@@ -695,17 +739,26 @@ mod tests {
 
     #[test]
     fn a_peer_circuit_opens_after_consecutive_failures_and_lets_one_trial_through() {
-        let b = Breaker::new("p", 2, Duration::from_millis(50));
+        let b = Breaker::new("p", 2, Duration::from_secs(1));
         assert!(b.allow());
         b.failure();
         assert!(b.allow(), "one failure is below the threshold");
         b.failure();
         assert!(b.is_open() && !b.allow(), "open after two");
-        std::thread::sleep(Duration::from_millis(80));
+        std::thread::sleep(Duration::from_millis(1100));
         assert!(b.allow(), "half-open: one trial");
         assert!(!b.allow(), "the others wait");
         b.success();
         assert!(!b.is_open() && b.allow(), "closed again");
+    }
+
+    #[test]
+    fn peer_rate_limit_allows_a_second_of_burst_then_refills() {
+        let b = Bucket::new(1);
+        assert!(b.try_take());
+        assert!(!b.try_take(), "burst spent");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(b.try_take(), "refilled at 1/s");
     }
 
     #[test]
