@@ -320,26 +320,60 @@ code_systems = ["xuzhou"]
     text
 }
 
-async fn start(spec: GwSpec) -> Gw {
+async fn try_start(spec: &GwSpec) -> Result<Gw, hcgw::app::StartError> {
     let _ = sims();
     let dir = tempfile::tempdir().unwrap();
     let audit_dir = dir.path().join("audit");
-    let text = config(&spec, &audit_dir);
-    let gw = crate::support::start_gateway(&text, dir.path()).await;
-    Gw {
+    let path = dir.path().join("hcgw.toml");
+    std::fs::write(&path, config(spec, &audit_dir)).unwrap();
+    let config = hcgw::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let gw = hcgw::app::start(config).await?;
+    Ok(Gw {
         gw,
         audit_dir,
         _dir: dir,
-    }
+    })
 }
 
-/// A port nobody listens on (yet).
+async fn start(spec: GwSpec) -> Gw {
+    try_start(&spec).await.expect("gateway starts")
+}
+
+/// A port that was free a moment ago (another process may take it: callers retry).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Two gateways that name each other as peers (so each must know the other's port before
+/// it starts): ports are picked free and the pair is retried if one was taken meanwhile.
+async fn start_pair(a: impl Fn(u16, u16) -> GwSpec, b: impl Fn(u16, u16) -> GwSpec) -> (Gw, Gw) {
+    for _ in 0..10 {
+        let (pa, pb) = (free_port(), free_port());
+        let Ok(ga) = try_start(&a(pa, pb)).await else {
+            continue;
+        };
+        match try_start(&b(pa, pb)).await {
+            Ok(gb) => return (ga, gb),
+            Err(_) => ga.gw.shutdown().await,
+        }
+    }
+    panic!("could not start two gateways on free ports");
+}
+
+/// A port where connections are accepted and dropped at once: a peer that is "down".
+async fn dead_peer() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            drop(tcp);
+        }
+    });
+    port
 }
 
 /// The SHA-256 of a gateway's leaf certificate (lowercase hex).
@@ -774,18 +808,18 @@ async fn a_peer_claiming_a_role_above_its_maximum_is_capped() {
 #[tokio::test]
 async fn loops_and_too_many_hops_are_refused_with_federation_loop() {
     // A → B → A: both think the other serves Guangzhou.
-    let (port_a, port_b) = (free_port(), free_port());
-    let a = start(GwSpec {
-        port: port_a,
-        peers: vec![PeerSpec::new("hcgw-jiangsu", port_b, &[Guangzhou])],
-        ..GwSpec::new("hcgw-shanghai", &[Suishen])
-    })
-    .await;
-    let _b = start(GwSpec {
-        port: port_b,
-        peers: vec![PeerSpec::new("hcgw-shanghai", port_a, &[Guangzhou])],
-        ..GwSpec::new("hcgw-jiangsu", &[Suzhou])
-    })
+    let (a, _b) = start_pair(
+        |port_a, port_b| GwSpec {
+            port: port_a,
+            peers: vec![PeerSpec::new("hcgw-jiangsu", port_b, &[Guangzhou])],
+            ..GwSpec::new("hcgw-shanghai", &[Suishen])
+        },
+        |port_a, port_b| GwSpec {
+            port: port_b,
+            peers: vec![PeerSpec::new("hcgw-shanghai", port_a, &[Guangzhou])],
+            ..GwSpec::new("hcgw-jiangsu", &[Suzhou])
+        },
+    )
     .await;
     let gz = sim(Guangzhou).find(|i| i.error.is_none());
     let lookup = json!({ "region": "guangzhou", "subject": { "qr": gz.qr } });
@@ -866,7 +900,7 @@ async fn loops_and_too_many_hops_are_refused_with_federation_loop() {
 async fn a_peer_down_affects_only_its_regions_and_a_second_peer_takes_over() {
     let jiangsu = start(GwSpec::new("hcgw-jiangsu", &[Sukang, Suzhou, Xuzhou])).await;
     let guangdong = start(GwSpec::new("hcgw-guangdong", &[Guangdong, Guangzhou])).await;
-    let dead = free_port();
+    let dead = dead_peer().await;
     let shanghai = start(GwSpec {
         peers: vec![
             // First in line for Suzhou, but nobody listens there.
