@@ -410,6 +410,12 @@ impl Peers {
             }
             if !peer.breaker.allow() {
                 tracing::debug!(peer = %name, region = region.as_str(), "peer circuit open; trying the next");
+                last = ApiError::new(
+                    ErrorCode::RegionUnavailable,
+                    format!("{region}: the circuit towards peer {name} is open"),
+                )
+                .with_region(region)
+                .with_retry_after(Duration::from_secs(30));
                 continue;
             }
             let started = Instant::now();

@@ -171,6 +171,7 @@ struct GwSpec {
     /// The `max_on_behalf_of` of the other gateways as this one's clients.
     peer_max: &'static str,
     max_hops: u32,
+    circuit_failures: u32,
 }
 
 impl GwSpec {
@@ -182,6 +183,7 @@ impl GwSpec {
             peers: Vec::new(),
             peer_max: "platform",
             max_hops: 2,
+            circuit_failures: 3,
         }
     }
 }
@@ -259,7 +261,7 @@ dir = {audit:?}
 
 [federation]
 max_hops = {max_hops}
-circuit_failures = 3
+circuit_failures = {circuit_failures}
 circuit_open_ms = 60000
 {CLIENTS}
 "#,
@@ -273,6 +275,7 @@ circuit_open_ms = 60000
         subject = p("secrets/subject_hash_key"),
         audit = audit_dir.display().to_string(),
         max_hops = spec.max_hops,
+        circuit_failures = spec.circuit_failures,
     );
     // The other gateways are known as peers (by their certificate subject).
     for (name, jurisdiction) in GATEWAYS.iter().filter(|(n, _)| *n != spec.name) {
@@ -1077,4 +1080,213 @@ fn the_federation_demo_configurations_are_valid() {
     ports.sort_unstable();
     ports.dedup();
     assert_eq!(ports.len(), 8, "distinct listener and admin ports");
+}
+
+/// What a fake peer answers, and what it was sent.
+#[derive(Default)]
+struct FakePeer {
+    answer: std::sync::Mutex<(u16, &'static str, String)>,
+    seen: std::sync::Mutex<Vec<(axum::http::HeaderMap, Value)>>,
+}
+
+/// A fake "Jiangsu gateway" over mTLS (its real certificate), answering whatever the test
+/// sets.
+async fn fake_peer() -> (u16, Arc<FakePeer>) {
+    use axum::routing::post;
+    let state = Arc::new(FakePeer::default());
+    let st = state.clone();
+    let app = axum::Router::new().route(
+        "/v1/lookup",
+        post(
+            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let st = st.clone();
+                async move {
+                    st.seen.lock().unwrap().push((headers, body));
+                    let (status, ct, text) = st.answer.lock().unwrap().clone();
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        [(axum::http::header::CONTENT_TYPE, ct)],
+                        text,
+                    )
+                }
+            },
+        ),
+    );
+    let tls = hcgw::net::mtls_server_config(
+        &pki().join("gateways/hcgw-jiangsu/cert.pem"),
+        &pki().join("gateways/hcgw-jiangsu/key.pem"),
+        &pki().join("ca-bundle.pem"),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    hcgw::net::spawn_https(listener, Arc::new(tls), app);
+    (port, state)
+}
+
+#[tokio::test]
+async fn the_forwarded_request_carries_the_hop_headers_and_peer_answers_are_parsed_strictly() {
+    let (port, peer) = fake_peer().await;
+    let shanghai = start(GwSpec {
+        peers: vec![PeerSpec::new("hcgw-jiangsu", port, &[Suzhou])],
+        // Junk answers count against the circuit; keep it closed for this test.
+        circuit_failures: 1000,
+        ..GwSpec::new("hcgw-shanghai", &[Suishen])
+    })
+    .await;
+    let s = sim(Suzhou).find(green_clear_no_actions);
+    let as_of = chrono::Utc::now().fixed_offset().to_rfc3339();
+    let answer = |status: Value| {
+        json!({ "request_id": "x", "status": status, "recognition": {}, "cache": { "hit": true, "age_ms": 10 }, "served_by": "hcgw-jiangsu" })
+            .to_string()
+    };
+    let set = |status: u16, ct: &'static str, body: String| {
+        *peer.answer.lock().unwrap() = (status, ct, body);
+    };
+
+    // A valid checkpoint view with a pending action: the gate gets a manual check.
+    set(
+        200,
+        "application/json",
+        json!({ "request_id": "x", "status": { "region": "suzhou", "color": "green", "level": "clear", "as_of": as_of },
+                "recognition": {}, "cache": { "hit": false, "age_ms": 0 }, "served_by": "hcgw-jiangsu",
+                "federation": { "decision_actions": ["update_identity"], "provisional": false } })
+        .to_string(),
+    );
+    let (status, body) = post(
+        "checkpoint-shanghai",
+        &shanghai,
+        "/v1/verify",
+        &json!({ "qr": s.qr }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["recognition"]["decision"], "manual_check", "{body}");
+    {
+        let seen = peer.seen.lock().unwrap();
+        let (headers, sent) = seen.last().unwrap();
+        assert_eq!(headers["x-hcgw-hops"], "1");
+        assert_eq!(headers["x-hcgw-on-behalf-of"], "checkpoint:shanghai");
+        assert_eq!(headers["x-hcgw-via"], "hcgw-shanghai");
+        assert!(headers.contains_key("x-request-id"));
+        assert_eq!(
+            sent,
+            &json!({ "region": "suzhou", "subject": { "qr": s.qr } })
+        );
+    }
+    // An identity travels as type, number and name; a platform as platform.
+    set(
+        200,
+        "application/json",
+        answer(json!({ "region": "suzhou", "color": "green", "level": "clear", "as_of": as_of })),
+    );
+    let (status, body) = post(
+        "platform-shanghai",
+        &shanghai,
+        "/v1/lookup",
+        &json!({ "region": "suzhou", "subject": { "id_type": s.id_type, "id_number": s.id_number, "name": s.name } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["recognition"]["decision"], "pass");
+    {
+        let seen = peer.seen.lock().unwrap();
+        let (headers, sent) = seen.last().unwrap();
+        assert_eq!(headers["x-hcgw-on-behalf-of"], "platform:shanghai");
+        assert_eq!(
+            sent["subject"],
+            json!({ "id_type": s.id_type, "id_number": s.id_number, "name": s.name })
+        );
+    }
+
+    // Anything that is not a valid status of the region asked: 502, never a green.
+    for (code, ct, text) in [
+        (
+            200,
+            "application/json",
+            answer(
+                json!({ "region": "suzhou", "color": "green", "level": "quarantine", "as_of": as_of }),
+            ),
+        ),
+        (
+            200,
+            "application/json",
+            answer(
+                json!({ "region": "sukang", "color": "green", "level": "clear", "as_of": as_of }),
+            ),
+        ),
+        (
+            200,
+            "application/json",
+            answer(
+                json!({ "region": "suzhou", "color": "green", "level": "clear", "as_of": as_of, "verdict": "pass" }),
+            ),
+        ),
+        (
+            200,
+            "application/json",
+            answer(json!({ "region": "suzhou", "colour": "green" })),
+        ),
+        (200, "text/html", "<html>green</html>".to_owned()),
+        (200, "application/json", "{\"status\":".to_owned()),
+        (500, "text/plain", "oops".to_owned()),
+        (
+            404,
+            "application/problem+json",
+            json!({ "code": "token_expired", "status": 410 }).to_string(),
+        ),
+    ] {
+        set(code, ct, text.clone());
+        let (status, body) = post(
+            "platform-shanghai",
+            &shanghai,
+            "/v1/lookup",
+            &json!({ "region": "suzhou", "subject": { "qr": s.qr } }),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["code"]),
+            (502, &json!("upstream_invalid_response")),
+            "{code} {text}: {body}"
+        );
+        let (status, body) = post(
+            "checkpoint-shanghai",
+            &shanghai,
+            "/v1/verify",
+            &json!({ "qr": s.qr }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["recognition"]["decision"], "manual_check",
+            "{text}: {body}"
+        );
+        assert_eq!(body["status"]["color"], "unknown");
+    }
+
+    // The peer's errors keep their code (its detail is not relayed).
+    for (code, http_status) in [
+        ("subject_not_found", 404),
+        ("token_expired", 410),
+        ("region_timeout", 504),
+    ] {
+        set(
+            http_status,
+            "application/problem+json",
+            json!({ "type": "x", "title": "x", "status": http_status, "code": code, "detail": "张三 secret detail" }).to_string(),
+        );
+        let (status, body) = post(
+            "platform-shanghai",
+            &shanghai,
+            "/v1/lookup",
+            &json!({ "region": "suzhou", "subject": { "qr": s.qr } }),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str().unwrap()),
+            (http_status, code),
+            "{body}"
+        );
+        assert!(!body.to_string().contains("secret detail"), "{body}");
+    }
 }
