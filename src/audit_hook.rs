@@ -80,6 +80,7 @@ impl Audited {
             }
             Err(e) => {
                 self.error = Some(e.code);
+                self.via_peer = e.via_peer.clone();
                 if recognition.is_some() {
                     self.color = Some(Color::Unknown);
                 }

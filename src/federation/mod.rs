@@ -425,7 +425,8 @@ impl Peers {
                     fetched.upstream_latency = Some(started.elapsed());
                     return Ok(fetched);
                 }
-                Err(f) => {
+                Err(mut f) => {
+                    f.error.via_peer = Some(name.clone());
                     tracing::warn!(peer = %name, region = region.as_str(), code = %f.error.code, error = %f.error.detail, "forwarded lookup failed");
                     if !f.fail_over {
                         return Err(f.error);

@@ -646,6 +646,11 @@ async fn a_shanghai_checkpoint_verifies_suzhou_and_guangzhou_codes_through_peers
         received["subject_hash"], sent["subject_hash"],
         "same keyed hash on both sides (same key in this test)"
     );
+    shanghai
+        .audited("an error answered through a peer names it", |r| {
+            r["error"] == "subject_not_found" && r["via_peer"] == "hcgw-jiangsu"
+        })
+        .await;
     guangdong
         .audited("lookup for checkpoint:shanghai in Guangdong's audit", |r| {
             r["region"] == "guangzhou" && r["on_behalf_of"] == "checkpoint:shanghai"
