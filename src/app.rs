@@ -26,6 +26,8 @@ pub struct AppState {
     pub tls: Arc<TlsReloader>,
     /// Looking subjects up in the regions.
     pub lookups: LookupService,
+    /// Per-caller quotas.
+    pub quotas: crate::protect::quota::Quotas,
     /// The recognition policy.
     pub policy: Policy,
     /// Keyed hashes of subjects.
@@ -84,7 +86,6 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let config = Arc::new(config);
     let tls = TlsReloader::new(TlsFiles::from(&config.tls))?;
     let clients = Arc::new(ClientDirectory::new(&config.clients));
-    let lookups = LookupService::from_config(&config);
     let policy = Policy::new(
         config
             .recognition
@@ -98,12 +99,15 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         .subject_key
         .load()
         .map_err(|e| StartError::Secret(format!("cache.subject_key: {e}")))?;
+    let hasher = SubjectHasher::new(key);
+    let lookups = LookupService::from_config(&config, hasher.clone());
     let state = Arc::new(AppState {
         config: config.clone(),
         tls: tls.clone(),
         lookups,
+        quotas: crate::protect::quota::Quotas::from_config(&config),
         policy,
-        hasher: SubjectHasher::new(key),
+        hasher,
         audit_log: AuditLog::open(&config.audit)?,
         listener_up: AtomicBool::new(false),
     });

@@ -9,7 +9,11 @@ use hcgw_adapters::{AdapterError, ErrorCode, HealthStatus, RegionId, Subject};
 
 use crate::api::ApiError;
 use crate::config::Config;
-use crate::regions::{Registry, Served};
+use crate::protect::cache::StatusCache;
+use crate::protect::region::RegionGuard;
+use crate::protect::{Clock, SystemClock};
+use crate::regions::{RegionState, RegionView, Registry, Served};
+use crate::subject::SubjectHasher;
 
 /// A status and where it came from.
 #[derive(Clone, Debug)]
@@ -35,11 +39,24 @@ struct RegionSettings {
 pub struct LookupService {
     registry: Registry,
     settings: BTreeMap<RegionId, RegionSettings>,
+    hasher: SubjectHasher,
+    cache: StatusCache,
+    guards: BTreeMap<RegionId, RegionGuard>,
 }
 
 impl LookupService {
-    /// Builds the adapters of the configured regions.
-    pub fn from_config(config: &Config) -> Self {
+    /// Builds the adapters of the configured regions, with their cache and protection;
+    /// `hasher` makes the cache keys.
+    pub fn from_config(config: &Config, hasher: SubjectHasher) -> Self {
+        Self::with_clock(config, hasher, std::sync::Arc::new(SystemClock))
+    }
+
+    /// As [`LookupService::from_config`], with the clock of the cache and breakers.
+    pub fn with_clock(
+        config: &Config,
+        hasher: SubjectHasher,
+        clock: std::sync::Arc<dyn Clock>,
+    ) -> Self {
         let settings = config
             .regions
             .iter()
@@ -57,10 +74,61 @@ impl LookupService {
                 )
             })
             .collect();
+        let guards = config
+            .regions
+            .iter()
+            .filter(|(_, e)| e.enabled)
+            .map(|(id, e)| (*id, RegionGuard::new(*id, e, config.breaker, clock.clone())))
+            .collect();
         LookupService {
             registry: Registry::from_config(config),
             settings,
+            hasher,
+            cache: StatusCache::new(
+                config.cache.max_entries,
+                config.regions.iter().map(|(id, e)| (*id, e.ttl)).collect(),
+                clock,
+            ),
+            guards,
         }
+    }
+
+    /// Every region's view, with circuit state and recent figures of local regions.
+    pub fn views(&self) -> Vec<RegionView> {
+        let mut views = self.registry.views();
+        for v in &mut views {
+            let Some(g) = self.guards.get(&v.id) else {
+                continue;
+            };
+            let p = g.view();
+            if v.state == RegionState::Up {
+                use crate::protect::region::CircuitState;
+                v.state = match p.circuit {
+                    CircuitState::Open => RegionState::Down,
+                    CircuitState::HalfOpen => RegionState::Degraded,
+                    CircuitState::Closed
+                        if p.recent_calls >= 5 && p.recent_errors * 5 >= p.recent_calls =>
+                    {
+                        RegionState::Degraded
+                    }
+                    CircuitState::Closed => RegionState::Up,
+                };
+                if v.state != RegionState::Up && v.note.is_none() {
+                    v.note = Some(match p.circuit {
+                        CircuitState::Open => "circuit open after upstream failures".into(),
+                        CircuitState::HalfOpen => "probing after an outage".into(),
+                        CircuitState::Closed => "recent upstream errors".into(),
+                    });
+                }
+            }
+            v.protection = Some(p);
+        }
+        views
+    }
+
+    /// Entries in the status cache (approximate).
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.entry_count()
     }
 
     /// The regions and their adapters.
@@ -81,8 +149,22 @@ impl LookupService {
         self.registry.served(region) != Served::None
     }
 
-    /// Asks the region (never invents a status: every failure is an error).
+    /// The answer for `subject` in `region`: from the cache when fresh, else asked (once
+    /// for all concurrent identical lookups) and cached when cacheable. Never invents a
+    /// status: every failure is an error.
     pub async fn fetch(&self, region: RegionId, subject: &Subject) -> Result<Fetched, ApiError> {
+        let key = self.hasher.cache_key(region, subject);
+        self.cache
+            .get_or_fetch(region, &key, || self.fetch_uncached(region, subject))
+            .await
+    }
+
+    /// Asks the region (or its peer), without the cache.
+    async fn fetch_uncached(
+        &self,
+        region: RegionId,
+        subject: &Subject,
+    ) -> Result<Fetched, ApiError> {
         match self.registry.served(region) {
             Served::None => {
                 return Err(ApiError::new(
@@ -123,16 +205,49 @@ impl LookupService {
             .map(|s| s.deadline)
             .unwrap_or_else(|| region.agreed_deadline());
         let started = Instant::now();
-        // The adapter's client enforces the deadline; this outer bound also covers retries
-        // and token refreshes inside the adapter.
-        let result = match tokio::time::timeout(
-            deadline + Duration::from_millis(200),
-            adapter.lookup(subject),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(AdapterError::Timeout(deadline)),
+        // The adapter's client enforces the deadline; this outer bound also covers the
+        // retry, the wait for the region's limits and token refreshes inside the adapter.
+        let budget = deadline + Duration::from_millis(200);
+        let guard = self.guards.get(&region);
+        let label = region.as_str();
+        let mut retried = false;
+        let result = loop {
+            let permit = match guard {
+                Some(g) => Some(g.admit().await?),
+                None => None,
+            };
+            let attempt = Instant::now();
+            let left = budget.saturating_sub(started.elapsed());
+            let r = match tokio::time::timeout(left, adapter.lookup(subject)).await {
+                Ok(r) => r,
+                Err(_) => Err(AdapterError::Timeout(deadline)),
+            };
+            let took = attempt.elapsed();
+            metrics::histogram!("hcgw_upstream_duration_seconds", "region" => label)
+                .record(took.as_secs_f64());
+            if let Some(p) = permit {
+                p.finish(took, r.as_ref().map(|_| ()));
+            }
+            match &r {
+                Err(e) if e.is_upstream_failure() => {
+                    metrics::counter!("hcgw_upstream_errors_total", "region" => label, "code" => e.code().as_str())
+                        .increment(1);
+                }
+                _ => {}
+            }
+            // One retry, only where the contract allows it, jittered, inside the deadline.
+            if let Err(e) = &r
+                && e.is_retryable()
+                && !retried
+            {
+                let backoff = Duration::from_millis(rand::random_range(50..=150));
+                if started.elapsed() + backoff + Duration::from_millis(100) < deadline {
+                    retried = true;
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+            break r;
         };
         let latency = started.elapsed();
         match result {

@@ -28,12 +28,19 @@ pub use problem::ApiError;
 /// The API router (all routes need a known client certificate).
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.listener.max_body_bytes;
-    Router::new()
-        .route("/v1/whoami", get(whoami))
-        .route("/v1/regions", get(regions))
+    // Per-caller quotas on the lookup routes only (crate::protect::quota).
+    let quota_limited = Router::new()
         .route("/v1/lookup", post(lookup::lookup))
         .route("/v1/lookup/batch", post(lookup::batch))
         .route("/v1/verify", post(lookup::verify))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::protect::quota::layer,
+        ));
+    Router::new()
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/regions", get(regions))
+        .merge(quota_limited)
         .route("/v1/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -114,7 +121,7 @@ pub struct RegionsBody {
 pub async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
     Json(RegionsBody {
         served_by: state.config.gateway.name.clone(),
-        regions: state.lookups.registry().views(),
+        regions: state.lookups.views(),
         agreements: state.policy.agreements().to_vec(),
     })
 }

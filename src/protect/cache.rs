@@ -1,0 +1,222 @@
+//! The status cache: per-region, per-colour TTLs; `subject_not_found` cached for
+//! `not_found_s`; every other error never cached; concurrent identical misses coalesced
+//! into one upstream call; bounded by size with a per-entry memory estimate.
+//!
+//! Keys are [`crate::subject::SubjectHasher::cache_key`] values (keyed hashes), never raw
+//! personal data. An entry is never served past its TTL: moka expires it with a per-entry
+//! [`Expiry`], and every read also checks the insertion instant against the injected
+//! [`Clock`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hcgw_adapters::{Color, ErrorCode, HealthStatus, RegionId};
+use moka::Expiry;
+
+use super::{Clock, SystemClock};
+use crate::api::ApiError;
+use crate::config::{Config, TtlSection};
+use crate::lookup::Fetched;
+
+/// What a cache entry holds: a status, or "the region has no code for this subject".
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// A status.
+    Status(Arc<HealthStatus>),
+    /// `subject_not_found`.
+    NotFound,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    outcome: Outcome,
+    inserted: Instant,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _: &String, value: &Entry, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// Rough memory use of an entry, in KiB units (at least 1): `[cache] max_entries` counts
+/// entries of up to 1 KiB, larger ones count as several.
+fn weight(key: &str, entry: &Entry) -> u32 {
+    let body = match &entry.outcome {
+        Outcome::Status(s) => serde_json::to_vec(s.as_ref()).map(|v| v.len()).unwrap_or(1024),
+        Outcome::NotFound => 0,
+    };
+    let bytes = 160 + key.len() + body;
+    bytes.div_ceil(1024).max(1) as u32
+}
+
+/// The cache.
+pub struct StatusCache {
+    inner: moka::future::Cache<String, Entry>,
+    ttls: BTreeMap<RegionId, TtlSection>,
+    clock: Arc<dyn Clock>,
+}
+
+impl StatusCache {
+    /// A cache sized and timed by the configuration, on the system clock.
+    pub fn from_config(config: &Config) -> Self {
+        Self::new(
+            config.cache.max_entries,
+            config.regions.iter().map(|(id, e)| (*id, e.ttl)).collect(),
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// A cache of at most `max_entries` (1-KiB units) with these TTLs and clock.
+    pub fn new(
+        max_entries: u64,
+        ttls: BTreeMap<RegionId, TtlSection>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let inner = moka::future::Cache::builder()
+            .max_capacity(max_entries)
+            .weigher(|k: &String, v: &Entry| weight(k, v))
+            .expire_after(PerEntryTtl)
+            .eviction_listener(|_, _, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    metrics::counter!("hcgw_cache_evictions_total").increment(1);
+                }
+            })
+            .build();
+        StatusCache { inner, ttls, clock }
+    }
+
+    /// The TTL of an outcome of `region` (zero: not cached).
+    pub fn ttl(&self, region: RegionId, outcome: &Outcome) -> Duration {
+        let t = self.ttls.get(&region).copied().unwrap_or_default();
+        let secs = match outcome {
+            Outcome::NotFound => t.not_found_s,
+            Outcome::Status(s) => {
+                let by_colour = match s.color {
+                    Color::Green => t.green_s,
+                    Color::Yellow => t.yellow_s,
+                    Color::Red => t.red_s,
+                    Color::Unknown => t.unknown_s,
+                };
+                if s.provisional {
+                    let shortest = [t.green_s, t.yellow_s, t.red_s, t.unknown_s]
+                        .into_iter()
+                        .min()
+                        .unwrap_or(0);
+                    by_colour.min(shortest)
+                } else {
+                    by_colour
+                }
+            }
+        };
+        Duration::from_secs(secs)
+    }
+
+    /// Entries held (approximate).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+
+    /// A fresh entry, when there is one (an expired one is removed).
+    pub async fn get(&self, region: RegionId, key: &str) -> Option<Result<Fetched, ApiError>> {
+        let entry = self.inner.get(key).await?;
+        let age = self.clock.now().saturating_duration_since(entry.inserted);
+        if age >= entry.ttl {
+            self.inner.invalidate(key).await;
+            return None;
+        }
+        Some(served(region, &entry, age))
+    }
+
+    /// The cached answer for `key`, or `fetch`'s (cached when cacheable). Concurrent
+    /// callers with the same key share one `fetch`.
+    pub async fn get_or_fetch<F, Fut>(
+        &self,
+        region: RegionId,
+        key: &str,
+        fetch: F,
+    ) -> Result<Fetched, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Fetched, ApiError>>,
+    {
+        let label = region.as_str();
+        // Twice at most: a stale entry found by the coalescing call is dropped and asked
+        // again; a third time the region is asked directly.
+        for _ in 0..2 {
+            if let Some(hit) = self.get(region, key).await {
+                metrics::counter!("hcgw_cache_hits_total", "region" => label).increment(1);
+                return hit;
+            }
+            let mine = AtomicBool::new(false);
+            let fresh: std::sync::Mutex<Option<Fetched>> = std::sync::Mutex::new(None);
+            let result = self
+                .inner
+                .try_get_with_by_ref(key, async {
+                    mine.store(true, Ordering::Relaxed);
+                    metrics::counter!("hcgw_cache_misses_total", "region" => label)
+                        .increment(1);
+                    let outcome = match fetch().await {
+                        Ok(f) => {
+                            let o = Outcome::Status(Arc::new(f.status.clone()));
+                            *fresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+                            o
+                        }
+                        Err(e) if e.code == ErrorCode::SubjectNotFound => Outcome::NotFound,
+                        Err(e) => return Err(e),
+                    };
+                    let ttl = self.ttl(region, &outcome);
+                    Ok(Entry {
+                        outcome,
+                        inserted: self.clock.now(),
+                        ttl,
+                    })
+                })
+                .await;
+            metrics::gauge!("hcgw_cache_entries").set(self.inner.entry_count() as f64);
+            let entry = match result {
+                Ok(e) => e,
+                Err(e) => return Err(ApiError::clone(&e)),
+            };
+            if entry.ttl.is_zero() {
+                self.inner.invalidate(key).await;
+            }
+            if mine.load(Ordering::Relaxed) {
+                return match (entry.outcome, fresh.into_inner().unwrap_or_else(|e| e.into_inner())) {
+                    (Outcome::Status(_), Some(f)) => Ok(f),
+                    _ => Err(not_found(region)),
+                };
+            }
+            // Another caller's fetch (coalesced): served if still fresh by our clock.
+            let age = self.clock.now().saturating_duration_since(entry.inserted);
+            if age < entry.ttl || entry.ttl.is_zero() && age.is_zero() {
+                metrics::counter!("hcgw_cache_hits_total", "region" => label).increment(1);
+                return served(region, &entry, age);
+            }
+            self.inner.invalidate(key).await;
+        }
+        fetch().await
+    }
+}
+
+fn not_found(region: RegionId) -> ApiError {
+    ApiError::from_adapter(region, &hcgw_adapters::AdapterError::SubjectNotFound)
+}
+
+fn served(region: RegionId, entry: &Entry, age: Duration) -> Result<Fetched, ApiError> {
+    match &entry.outcome {
+        Outcome::Status(s) => Ok(Fetched {
+            status: HealthStatus::clone(s),
+            cache_hit: true,
+            age,
+            upstream_latency: None,
+        }),
+        Outcome::NotFound => Err(not_found(region)),
+    }
+}
