@@ -220,3 +220,177 @@ fn served(region: RegionId, entry: &Entry, age: Duration) -> Result<Fetched, Api
         Outcome::NotFound => Err(not_found(region)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use hcgw_adapters::{AdapterError, Level, Source};
+
+    use super::*;
+    use crate::protect::ManualClock;
+
+    fn status(level: Level, provisional: bool) -> Fetched {
+        let mut s = HealthStatus::new(
+            RegionId::Huzhou,
+            level,
+            Source {
+                code: "x".into(),
+                label: None,
+            },
+        );
+        s.provisional = provisional;
+        Fetched {
+            status: s,
+            cache_hit: false,
+            age: Duration::ZERO,
+            upstream_latency: Some(Duration::from_millis(3)),
+        }
+    }
+
+    fn cache(clock: Arc<ManualClock>) -> StatusCache {
+        let ttl = TtlSection {
+            green_s: 60,
+            yellow_s: 30,
+            red_s: 20,
+            unknown_s: 15,
+            not_found_s: 10,
+        };
+        StatusCache::new(1000, [(RegionId::Huzhou, ttl)].into_iter().collect(), clock)
+    }
+
+    /// Asks for `key` with a fetch answering `answer`; returns the result and whether the
+    /// region was asked.
+    async fn ask(
+        c: &StatusCache,
+        key: &str,
+        answer: impl Fn() -> Result<Fetched, ApiError>,
+    ) -> (Result<Fetched, ApiError>, u32) {
+        let calls = AtomicU32::new(0);
+        let r = c
+            .get_or_fetch(RegionId::Huzhou, key, || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let a = answer();
+                async move { a }
+            })
+            .await;
+        (r, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn ttl_per_colour_and_never_a_hit_after_it() {
+        for (level, provisional, ttl) in [
+            (Level::Clear, false, 60),
+            (Level::Monitoring, false, 30),
+            (Level::Quarantine, false, 20),
+            (Level::Unknown, false, 15),
+            // Provisional (Huzhou locationOff): at most the shortest TTL of the region.
+            (Level::Clear, true, 15),
+        ] {
+            let clock = Arc::new(ManualClock::default());
+            let c = cache(clock.clone());
+            let key = "k";
+            let (r, calls) = ask(&c, key, || Ok(status(level, provisional))).await;
+            assert!(!r.unwrap().cache_hit);
+            assert_eq!(calls, 1);
+            clock.advance(Duration::from_secs(ttl) - Duration::from_millis(1));
+            let (r, calls) = ask(&c, key, || Ok(status(level, provisional))).await;
+            let hit = r.unwrap();
+            assert!(hit.cache_hit, "{level:?} hit before its TTL");
+            assert_eq!(calls, 0);
+            assert_eq!(hit.age, Duration::from_secs(ttl) - Duration::from_millis(1));
+            assert_eq!(hit.upstream_latency, None);
+            clock.advance(Duration::from_millis(1));
+            let (r, calls) = ask(&c, key, || Ok(status(level, provisional))).await;
+            assert!(!r.unwrap().cache_hit, "{level:?}: never a hit at or after {ttl} s");
+            assert_eq!(calls, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn not_found_is_cached_for_its_ttl() {
+        let clock = Arc::new(ManualClock::default());
+        let c = cache(clock.clone());
+        let nf = || Err(ApiError::from_adapter(RegionId::Huzhou, &AdapterError::SubjectNotFound));
+        let (r, calls) = ask(&c, "n", nf).await;
+        assert_eq!(r.unwrap_err().code, ErrorCode::SubjectNotFound);
+        assert_eq!(calls, 1);
+        clock.advance(Duration::from_secs(9));
+        let (r, calls) = ask(&c, "n", nf).await;
+        assert_eq!(r.unwrap_err().code, ErrorCode::SubjectNotFound);
+        assert_eq!(calls, 0, "not-found cached");
+        clock.advance(Duration::from_secs(1));
+        let (_, calls) = ask(&c, "n", nf).await;
+        assert_eq!(calls, 1, "not after 10 s");
+    }
+
+    #[tokio::test]
+    async fn errors_are_never_cached() {
+        let clock = Arc::new(ManualClock::default());
+        let c = cache(clock);
+        for e in [
+            AdapterError::unavailable("down"),
+            AdapterError::Timeout(Duration::from_secs(2)),
+            AdapterError::RateLimited { retry_after: None },
+            AdapterError::invalid_response("sig"),
+            AdapterError::TokenExpired,
+            AdapterError::InvalidRequest("x".into()),
+        ] {
+            for _ in 0..2 {
+                let e2 = e.clone();
+                let (r, calls) =
+                    ask(&c, "e", move || Err(ApiError::from_adapter(RegionId::Huzhou, &e2))).await;
+                assert!(r.is_err());
+                assert_eq!(calls, 1, "{e:?} is not cached");
+            }
+        }
+        assert_eq!(c.entry_count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_identical_misses_make_one_call() {
+        let c = Arc::new(cache(Arc::new(ManualClock::default())));
+        let calls = Arc::new(AtomicU32::new(0));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..500 {
+            let (c, calls, gate) = (c.clone(), calls.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                c.get_or_fetch(RegionId::Huzhou, "same", || {
+                    let (calls, gate) = (calls.clone(), gate.clone());
+                    async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        // Hold the call until everyone is waiting.
+                        tokio::time::timeout(Duration::from_millis(300), gate.notified())
+                            .await
+                            .ok();
+                        Ok(status(Level::Clear, false))
+                    }
+                })
+                .await
+            }));
+        }
+        let mut hits = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap().cache_hit {
+                hits += 1;
+            }
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(hits, 499);
+    }
+
+    #[tokio::test]
+    async fn ttl_zero_is_not_cached() {
+        let clock = Arc::new(ManualClock::default());
+        let ttl = TtlSection {
+            green_s: 0,
+            ..TtlSection::default()
+        };
+        let c = StatusCache::new(100, [(RegionId::Huzhou, ttl)].into_iter().collect(), clock);
+        let (_, calls) = ask(&c, "z", || Ok(status(Level::Clear, false))).await;
+        assert_eq!(calls, 1);
+        let (_, calls) = ask(&c, "z", || Ok(status(Level::Clear, false))).await;
+        assert_eq!(calls, 1);
+    }
+}

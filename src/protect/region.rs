@@ -449,7 +449,7 @@ mod tests {
         );
         let fail = AdapterError::unavailable("x");
         for i in 0..10 {
-            let r = if i % 2 == 0 { Err(&fail) } else { Ok(()) };
+            let r = if i % 2 == 1 { Err(&fail) } else { Ok(()) };
             g.admit().await.unwrap().finish(Duration::ZERO, r);
         }
         assert_eq!(g.circuit(), CircuitState::Open);
