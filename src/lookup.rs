@@ -93,7 +93,9 @@ impl LookupService {
         }
     }
 
-    /// Every region's view, with circuit state and recent figures of local regions.
+    /// Every region's view, with circuit state and recent figures of local regions. The
+    /// state follows the breaker (open: down, half-open: degraded); recent errors below the
+    /// breaker's thresholds show in the figures only.
     pub fn views(&self) -> Vec<RegionView> {
         let mut views = self.registry.views();
         for v in &mut views {
@@ -106,18 +108,14 @@ impl LookupService {
                 v.state = match p.circuit {
                     CircuitState::Open => RegionState::Down,
                     CircuitState::HalfOpen => RegionState::Degraded,
-                    CircuitState::Closed
-                        if p.recent_calls >= 5 && p.recent_errors * 5 >= p.recent_calls =>
-                    {
-                        RegionState::Degraded
-                    }
                     CircuitState::Closed => RegionState::Up,
                 };
                 if v.state != RegionState::Up && v.note.is_none() {
                     v.note = Some(match p.circuit {
                         CircuitState::Open => "circuit open after upstream failures".into(),
-                        CircuitState::HalfOpen => "probing after an outage".into(),
-                        CircuitState::Closed => "recent upstream errors".into(),
+                        CircuitState::HalfOpen | CircuitState::Closed => {
+                            "probing after an outage".into()
+                        }
                     });
                 }
             }

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 
 use super::validate;
 use super::{
-    AdminSection, AuditSection, CacheSection, ClientEntry, Config, GatewaySection, ListenerSection,
-    BreakerSection, LimitsSection, PeerEntry, RecognitionSection, RedisSection, RegionEntry,
+    AdminSection, AuditSection, BreakerSection, CacheSection, ClientEntry, Config, GatewaySection,
+    LimitsSection, ListenerSection, PeerEntry, RecognitionSection, RedisSection, RegionEntry,
     TlsSection,
 };
 

@@ -409,19 +409,19 @@ pub struct LimitsSection {
 }
 
 fn limit_platform() -> u32 {
-    200
+    500
 }
 fn limit_checkpoint() -> u32 {
-    20
+    50
 }
 fn limit_peer() -> u32 {
-    1000
+    2000
 }
 fn limit_ops() -> u32 {
-    20
+    50
 }
 fn limit_burst() -> u32 {
-    1
+    2
 }
 
 impl Default for LimitsSection {

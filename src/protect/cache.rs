@@ -49,7 +49,9 @@ impl Expiry<String, Entry> for PerEntryTtl {
 /// entries of up to 1 KiB, larger ones count as several.
 fn weight(key: &str, entry: &Entry) -> u32 {
     let body = match &entry.outcome {
-        Outcome::Status(s) => serde_json::to_vec(s.as_ref()).map(|v| v.len()).unwrap_or(1024),
+        Outcome::Status(s) => serde_json::to_vec(s.as_ref())
+            .map(|v| v.len())
+            .unwrap_or(1024),
         Outcome::NotFound => 0,
     };
     let bytes = 160 + key.len() + body;
@@ -160,8 +162,7 @@ impl StatusCache {
                 .inner
                 .try_get_with_by_ref(key, async {
                     mine.store(true, Ordering::Relaxed);
-                    metrics::counter!("hcgw_cache_misses_total", "region" => label)
-                        .increment(1);
+                    metrics::counter!("hcgw_cache_misses_total", "region" => label).increment(1);
                     let outcome = match fetch().await {
                         Ok(f) => {
                             let o = Outcome::Status(Arc::new(f.status.clone()));
@@ -188,7 +189,10 @@ impl StatusCache {
                 self.inner.invalidate(key).await;
             }
             if mine.load(Ordering::Relaxed) {
-                return match (entry.outcome, fresh.into_inner().unwrap_or_else(|e| e.into_inner())) {
+                return match (
+                    entry.outcome,
+                    fresh.into_inner().unwrap_or_else(|e| e.into_inner()),
+                ) {
                     (Outcome::Status(_), Some(f)) => Ok(f),
                     _ => Err(not_found(region)),
                 };
@@ -302,7 +306,10 @@ mod tests {
             assert_eq!(hit.upstream_latency, None);
             clock.advance(Duration::from_millis(1));
             let (r, calls) = ask(&c, key, || Ok(status(level, provisional))).await;
-            assert!(!r.unwrap().cache_hit, "{level:?}: never a hit at or after {ttl} s");
+            assert!(
+                !r.unwrap().cache_hit,
+                "{level:?}: never a hit at or after {ttl} s"
+            );
             assert_eq!(calls, 1);
         }
     }
@@ -311,7 +318,12 @@ mod tests {
     async fn not_found_is_cached_for_its_ttl() {
         let clock = Arc::new(ManualClock::default());
         let c = cache(clock.clone());
-        let nf = || Err(ApiError::from_adapter(RegionId::Huzhou, &AdapterError::SubjectNotFound));
+        let nf = || {
+            Err(ApiError::from_adapter(
+                RegionId::Huzhou,
+                &AdapterError::SubjectNotFound,
+            ))
+        };
         let (r, calls) = ask(&c, "n", nf).await;
         assert_eq!(r.unwrap_err().code, ErrorCode::SubjectNotFound);
         assert_eq!(calls, 1);
@@ -338,8 +350,10 @@ mod tests {
         ] {
             for _ in 0..2 {
                 let e2 = e.clone();
-                let (r, calls) =
-                    ask(&c, "e", move || Err(ApiError::from_adapter(RegionId::Huzhou, &e2))).await;
+                let (r, calls) = ask(&c, "e", move || {
+                    Err(ApiError::from_adapter(RegionId::Huzhou, &e2))
+                })
+                .await;
                 assert!(r.is_err());
                 assert_eq!(calls, 1, "{e:?} is not cached");
             }

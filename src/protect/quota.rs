@@ -2,7 +2,8 @@
 //! `rate_limit_per_s` or its role's `[limits]` rate, with a burst of `burst_s` seconds'
 //! worth. A lookup or verify costs 1; a batch costs its item count (duplicates included:
 //! the caller asked for them), capped at the caller's burst so a large batch is never
-//! impossible, only expensive. Over quota: 429 `rate_limited` with `Retry-After`.
+//! impossible, only expensive; a batch the handler refuses (over 1,000 items, malformed)
+//! costs 1. Over quota: 429 `rate_limited` with `Retry-After`.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -85,8 +86,12 @@ fn cost(path: &str, body: &[u8]) -> u32 {
         items: Vec<serde::de::IgnoredAny>,
     }
     if path.ends_with("/batch") {
+        // An envelope the handler refuses (over 1,000 items, malformed) costs 1.
         serde_json::from_slice::<Items>(body)
-            .map(|b| b.items.len().max(1) as u32)
+            .ok()
+            .map(|b| b.items.len())
+            .filter(|n| (1..=1000).contains(n))
+            .map(|n| n as u32)
             .unwrap_or(1)
     } else {
         1
@@ -95,7 +100,10 @@ fn cost(path: &str, body: &[u8]) -> u32 {
 
 /// The middleware of the lookup, batch and verify routes.
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(ConnIdentity::Known(caller)) = req.extensions().get::<ConnInfo>().map(|c| c.identity.clone())
+    let Some(ConnIdentity::Known(caller)) = req
+        .extensions()
+        .get::<ConnInfo>()
+        .map(|c| c.identity.clone())
     else {
         return next.run(req).await;
     };
@@ -143,13 +151,19 @@ mod tests {
     #[test]
     fn quota_spent_then_wait() {
         let q = Quotas {
-            by_client: [("a".to_string(), limiter(2, 1)), ("b".to_string(), limiter(2, 1))]
-                .into_iter()
-                .collect(),
+            by_client: [
+                ("a".to_string(), limiter(2, 1)),
+                ("b".to_string(), limiter(2, 1)),
+            ]
+            .into_iter()
+            .collect(),
         };
         assert!(q.check("a", 2).is_ok());
         let wait = q.check("a", 1).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
         assert!(q.check("b", 1).is_ok(), "other callers unaffected");
         // A batch larger than the burst costs the whole burst.
         assert!(q.check("b", 50).is_err());

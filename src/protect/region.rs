@@ -239,18 +239,18 @@ impl RegionGuard {
         let left = self.queue.saturating_sub(started.elapsed());
         let slot = match self.concurrency.clone().try_acquire_owned() {
             Ok(s) => s,
-            Err(_) => match tokio::time::timeout(left, self.concurrency.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(s)) => s,
-                _ => {
-                    release_probe(self);
-                    return Err(self.throttled(
-                        Duration::from_secs(1),
-                        "too many calls to the region are in flight",
-                    ));
+            Err(_) => {
+                match tokio::time::timeout(left, self.concurrency.clone().acquire_owned()).await {
+                    Ok(Ok(s)) => s,
+                    _ => {
+                        release_probe(self);
+                        return Err(self.throttled(
+                            Duration::from_secs(1),
+                            "too many calls to the region are in flight",
+                        ));
+                    }
                 }
-            },
+            }
         };
         Ok(Permit {
             guard: self,
@@ -312,11 +312,18 @@ impl RegionGuard {
                 Breaker::Closed => {
                     h.window.clear();
                     h.consecutive = 0;
-                    tracing::info!(region = self.region.as_str(), "circuit closed: the region answers again");
+                    tracing::info!(
+                        region = self.region.as_str(),
+                        "circuit closed: the region answers again"
+                    );
                     CircuitState::Closed
                 }
                 _ => {
-                    tracing::warn!(region = self.region.as_str(), open_s = self.thresholds.open_s, "circuit opened after upstream failures");
+                    tracing::warn!(
+                        region = self.region.as_str(),
+                        open_s = self.thresholds.open_s,
+                        "circuit opened after upstream failures"
+                    );
                     CircuitState::Open
                 }
             };
@@ -394,7 +401,10 @@ mod tests {
         );
         let fail = AdapterError::Timeout(Duration::from_secs(2));
         for _ in 0..3 {
-            g.admit().await.unwrap().finish(Duration::from_millis(5), Err(&fail));
+            g.admit()
+                .await
+                .unwrap()
+                .finish(Duration::from_millis(5), Err(&fail));
         }
         assert_eq!(g.circuit(), CircuitState::Open);
         let e = g.admit().await.err().unwrap();
@@ -404,18 +414,24 @@ mod tests {
         assert_eq!(g.circuit(), CircuitState::HalfOpen);
         let probe = g.admit().await.unwrap();
         // Only one probe at a time.
-        assert_eq!(g.admit().await.err().unwrap().code, ErrorCode::RegionUnavailable);
+        assert_eq!(
+            g.admit().await.err().unwrap().code,
+            ErrorCode::RegionUnavailable
+        );
         probe.finish(Duration::from_millis(5), Err(&fail));
         assert_eq!(g.circuit(), CircuitState::Open);
         clock.advance(Duration::from_secs(6));
-        g.admit().await.unwrap().finish(Duration::from_millis(5), Ok(()));
+        g.admit()
+            .await
+            .unwrap()
+            .finish(Duration::from_millis(5), Ok(()));
         assert_eq!(g.circuit(), CircuitState::Closed);
         // Answers about the subject never count.
         for _ in 0..10 {
-            g.admit()
-                .await
-                .unwrap()
-                .finish(Duration::from_millis(5), Err(&AdapterError::SubjectNotFound));
+            g.admit().await.unwrap().finish(
+                Duration::from_millis(5),
+                Err(&AdapterError::SubjectNotFound),
+            );
         }
         assert_eq!(g.circuit(), CircuitState::Closed);
     }
@@ -429,10 +445,10 @@ mod tests {
             BreakerSection::default(),
             clock.clone(),
         );
-        g.admit().await.unwrap().finish(
-            Duration::ZERO,
-            Err(&AdapterError::unavailable("down")),
-        );
+        g.admit()
+            .await
+            .unwrap()
+            .finish(Duration::ZERO, Err(&AdapterError::unavailable("down")));
         clock.advance(Duration::from_secs(2));
         drop(g.admit().await.unwrap());
         assert!(g.admit().await.is_ok());
@@ -443,7 +459,9 @@ mod tests {
         let clock = Arc::new(ManualClock::default());
         let g = RegionGuard::new(
             RegionId::Suzhou,
-            &entry("[breaker]\nconsecutive_failures = 100\nfailure_ratio = 0.5\nwindow_calls = 10\nmin_calls = 10"),
+            &entry(
+                "[breaker]\nconsecutive_failures = 100\nfailure_ratio = 0.5\nwindow_calls = 10\nmin_calls = 10",
+            ),
             BreakerSection::default(),
             clock,
         );
@@ -458,7 +476,12 @@ mod tests {
     #[tokio::test]
     async fn throttling_holds_the_region_off() {
         let clock = Arc::new(ManualClock::default());
-        let g = RegionGuard::new(RegionId::Suzhou, &entry(""), BreakerSection::default(), clock.clone());
+        let g = RegionGuard::new(
+            RegionId::Suzhou,
+            &entry(""),
+            BreakerSection::default(),
+            clock.clone(),
+        );
         g.admit().await.unwrap().finish(
             Duration::ZERO,
             Err(&AdapterError::RateLimited {

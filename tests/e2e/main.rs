@@ -6,6 +6,7 @@ mod audit;
 mod config_errors;
 mod lookup;
 mod mtls;
+mod protect;
 mod reload;
 mod support;
 mod world;

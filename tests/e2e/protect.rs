@@ -1,0 +1,395 @@
+//! Protection end to end, over real mTLS against in-process simulators: the cache coalesces
+//! concurrent identical lookups into one upstream request, per-caller quotas answer 429
+//! with Retry-After without touching other callers, a region never sees more than its rate
+//! under a 10x burst, and a slow region times out, opens its circuit, leaves the others
+//! working and recovers through half-open.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hcgw::simulator::{Fate, RunningSim, SimEnv, SimOptions, SimSubject};
+use hcgw_adapters::RegionId;
+use serde_json::{Value, json};
+
+use crate::support::{TlsPaths, config_text, pki, start_gateway};
+use crate::world::fresh_client;
+
+struct Setup {
+    gw: hcgw::app::Gateway,
+    sims: BTreeMap<RegionId, RunningSim>,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.gw.api_addr.port())
+    }
+
+    fn active(&self, region: RegionId) -> Vec<SimSubject> {
+        self.sims[&region]
+            .context
+            .population
+            .subjects()
+            .iter()
+            .filter(|s| s.fate == Fate::Active)
+            .cloned()
+            .collect()
+    }
+
+    fn requests(&self, region: RegionId) -> u64 {
+        self.sims[&region].context.requests.load(Ordering::SeqCst)
+    }
+
+    async fn control(&self, region: RegionId, body: Value) {
+        let r = sim_client()
+            .post(format!("{}/_sim/control", base_url(&self.sims[&region])))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    async fn lookup(
+        &self,
+        client: &reqwest::Client,
+        region: RegionId,
+        s: &SimSubject,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let r = client
+            .post(self.url("/v1/lookup"))
+            .json(&json!({ "region": region.as_str(), "subject": { "qr": s.qr } }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, r.json().await.unwrap_or(Value::Null), headers)
+    }
+
+    async fn region_view(&self, region: RegionId) -> Value {
+        let v: Value = fresh_client("ops")
+            .get(self.url("/v1/regions"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == region.as_str())
+            .cloned()
+            .unwrap()
+    }
+}
+
+fn sim_client() -> reqwest::Client {
+    hcgw_adapters::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+fn base_url(sim: &RunningSim) -> String {
+    let b = sim.base_url();
+    if b.starts_with("https") {
+        format!("https://localhost:{}", sim.addr.port())
+    } else {
+        b
+    }
+}
+
+/// Huzhou and Hangzhou simulators and an in-process gateway serving them;
+/// `huzhou`/`hangzhou` are extra lines of their region sections, `extra` more TOML.
+async fn setup(latency: Duration, huzhou: &str, hangzhou: &str, extra: &str) -> Setup {
+    let pki = pki();
+    let options = SimOptions {
+        population: 300,
+        latency,
+        ..SimOptions::default()
+    };
+    let env = SimEnv {
+        pki_dir: pki.clone(),
+    };
+    let mut sims = BTreeMap::new();
+    for sim in hcgw::simulator::all()
+        .into_iter()
+        .filter(|s| matches!(s.region(), RegionId::Huzhou | RegionId::Hangzhou))
+    {
+        let running =
+            hcgw::simulator::spawn(sim, &options, env.clone(), "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+        sims.insert(running.region, running);
+    }
+    let p = |rel: &str| format!("{:?}", pki.join(rel).display().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let regions = format!(
+        r#"
+{extra}
+
+[regions.huzhou]
+base_url = "{huz}"
+{huzhou}
+[regions.huzhou.auth]
+token = {{ file = {huz_token} }}
+
+[regions.hangzhou]
+base_url = "{hz}"
+{hangzhou}
+[regions.hangzhou.auth]
+appcode = {{ file = {hz_code} }}
+"#,
+        huz = base_url(&sims[&RegionId::Huzhou]),
+        hz = base_url(&sims[&RegionId::Hangzhou]),
+        huz_token = p("secrets/huzhou_token"),
+        hz_code = p("secrets/hangzhou_appcode"),
+    );
+    let text = config_text(&TlsPaths::standard(), &dir.path().join("audit"), &regions);
+    let gw = start_gateway(&text, dir.path()).await;
+    Setup {
+        gw,
+        sims,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_identical_lookups_make_one_upstream_request() {
+    let s = Arc::new(
+        setup(
+            Duration::from_millis(300),
+            "",
+            "",
+            "[limits]\nplatform_per_s = 100000",
+        )
+        .await,
+    );
+    let subject = s.active(RegionId::Huzhou)[0].clone();
+    let before = s.requests(RegionId::Huzhou);
+    let client = fresh_client("platform-shanghai");
+    let mut tasks = Vec::new();
+    for _ in 0..500 {
+        let (s, client, subject) = (s.clone(), client.clone(), subject.clone());
+        tasks.push(tokio::spawn(async move {
+            s.lookup(&client, RegionId::Huzhou, &subject).await
+        }));
+    }
+    let mut colours = std::collections::HashSet::new();
+    let mut misses = 0;
+    for t in tasks {
+        let (status, body, _) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        colours.insert(body["status"]["color"].as_str().unwrap().to_owned());
+        if body["cache"]["hit"] == false {
+            misses += 1;
+        }
+    }
+    assert_eq!(colours.len(), 1, "everyone got the same answer");
+    assert_eq!(
+        misses, 1,
+        "one caller asked the region, 499 shared its answer"
+    );
+    assert_eq!(s.requests(RegionId::Huzhou) - before, 1);
+    // The simulator's own statistics agree.
+    let stats: Value = sim_client()
+        .get(format!(
+            "{}/_sim/stats",
+            base_url(&s.sims[&RegionId::Huzhou])
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"].as_u64().unwrap(), before + 1, "{stats}");
+    // Later lookups are hits that report their age.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (_, body, _) = s.lookup(&client, RegionId::Huzhou, &subject).await;
+    assert_eq!(body["cache"]["hit"], true);
+    assert!(body["cache"]["age_ms"].as_u64().unwrap() >= 20, "{body}");
+    assert_eq!(s.requests(RegionId::Huzhou) - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_quota_gets_429_with_retry_after_and_others_are_unaffected() {
+    let s = setup(
+        Duration::ZERO,
+        "",
+        "",
+        "[limits]\nplatform_per_s = 2\nburst_s = 1",
+    )
+    .await;
+    let subject = s.active(RegionId::Hangzhou)[0].clone();
+    let shanghai = fresh_client("platform-shanghai");
+    let mut limited = Vec::new();
+    let mut ok = 0;
+    for _ in 0..8 {
+        let (status, body, headers) = s.lookup(&shanghai, RegionId::Hangzhou, &subject).await;
+        match status {
+            200 => ok += 1,
+            429 => limited.push((body, headers)),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(ok >= 2, "the burst is served");
+    assert!(limited.len() >= 3, "{} limited of 8", limited.len());
+    for (body, headers) in &limited {
+        assert_eq!(body["code"], "rate_limited");
+        let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        // 2/s: the next slot is at most half a second away, announced as 1 s.
+        assert_eq!(after, 1, "{body}");
+        assert_eq!(body["retry_after_s"], after);
+    }
+    // Another caller has its own quota.
+    let guangdong = fresh_client("platform-guangdong");
+    let (status, body, _) = s.lookup(&guangdong, RegionId::Hangzhou, &subject).await;
+    assert_eq!(status, 200, "{body}");
+    // Retry-After is honest: after waiting it, the caller is served again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, body, _) = s.lookup(&shanghai, RegionId::Hangzhou, &subject).await;
+    assert_eq!(status, 200, "{body}");
+    // The regions list is not quota-limited.
+    let r = shanghai.get(s.url("/v1/regions")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_fold_burst_never_exceeds_the_region_rate() {
+    // The region accepts at most 10/s; the gateway is configured below it.
+    const REGION_LIMIT: u64 = 10;
+    let s = Arc::new(
+        setup(
+            Duration::ZERO,
+            "rate_limit_per_s = 9\nqueue_ms = 250",
+            "",
+            "[limits]\nplatform_per_s = 100000",
+        )
+        .await,
+    );
+    // The "mock" side: sample the region's request counter.
+    let sampler = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(4) {
+                samples.push((Instant::now(), s.requests(RegionId::Huzhou)));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            samples
+        })
+    };
+    let subjects = s.active(RegionId::Huzhou);
+    let client = fresh_client("platform-shanghai");
+    let mut tasks = Vec::new();
+    for subject in subjects.into_iter().take(100) {
+        let (s, client) = (s.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            s.lookup(&client, RegionId::Huzhou, &subject).await
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        let (status, body, headers) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(body["code"], "upstream_rate_limited", "{body}");
+                assert!(headers.contains_key("retry-after"));
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert!(ok >= 1, "some lookups were queued and served");
+    assert!(refused >= 50, "{refused} refused of 100");
+    let samples = sampler.await.unwrap();
+    let mut worst = 0;
+    for (i, (t1, c1)) in samples.iter().enumerate() {
+        for (t2, c2) in &samples[i..] {
+            if t2.duration_since(*t1) <= Duration::from_secs(1) {
+                worst = worst.max(c2 - c1);
+            }
+        }
+    }
+    assert!(
+        worst <= REGION_LIMIT,
+        "the region saw {worst} requests within one second"
+    );
+    assert_eq!(ok as u64, samples.last().unwrap().1 - samples[0].1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_region_times_out_opens_its_circuit_spares_the_others_and_recovers() {
+    let s = setup(
+        Duration::ZERO,
+        "deadline_ms = 300\n[regions.huzhou.breaker]\nconsecutive_failures = 3\nopen_s = 2",
+        "",
+        "[limits]\nplatform_per_s = 100000",
+    )
+    .await;
+    let client = fresh_client("platform-shanghai");
+    let huzhou = s.active(RegionId::Huzhou);
+    let hangzhou = s.active(RegionId::Hangzhou);
+    s.control(RegionId::Huzhou, json!({ "latency_ms": 5000 }))
+        .await;
+    for subject in &huzhou[..3] {
+        let started = Instant::now();
+        let (status, body, _) = s.lookup(&client, RegionId::Huzhou, subject).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (504, Some("region_timeout")),
+            "{body}"
+        );
+        // Deadline 300 ms + 200 ms outer bound; generous margin for a loaded machine.
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let view = s.region_view(RegionId::Huzhou).await;
+    assert_eq!(view["protection"]["circuit"], "open", "{view}");
+    assert_eq!(view["state"], "down", "{view}");
+    assert_eq!(view["protection"]["recent_errors"], 3, "{view}");
+    let (status, body, headers) = s.lookup(&client, RegionId::Huzhou, &huzhou[3]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("region_unavailable")),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    // The other region keeps working meanwhile.
+    for subject in &hangzhou[..5] {
+        let (status, body, _) = s.lookup(&client, RegionId::Hangzhou, subject).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        s.region_view(RegionId::Hangzhou).await["protection"]["circuit"],
+        "closed"
+    );
+    // The region recovers; after open_s one probe closes the circuit.
+    s.control(RegionId::Huzhou, json!({ "latency_ms": 0 }))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body, _) = s.lookup(&client, RegionId::Huzhou, &huzhou[4]).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(body["code"], "region_unavailable", "{body}");
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let view = s.region_view(RegionId::Huzhou).await;
+    assert_eq!(view["protection"]["circuit"], "closed", "{view}");
+    assert_eq!(view["state"], "up", "{view}");
+}
