@@ -28,6 +28,8 @@ pub struct AppState {
     pub lookups: LookupService,
     /// Per-caller quotas.
     pub quotas: crate::protect::quota::Quotas,
+    /// The Redis tier, when configured.
+    pub shared: Option<Arc<crate::protect::shared::Shared>>,
     /// The recognition policy.
     pub policy: Policy,
     /// Keyed hashes of subjects.
@@ -100,12 +102,18 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         .load()
         .map_err(|e| StartError::Secret(format!("cache.subject_key: {e}")))?;
     let hasher = SubjectHasher::new(key);
-    let lookups = LookupService::from_config(&config, hasher.clone());
+    let shared = config
+        .redis
+        .enabled
+        .then(|| crate::protect::shared::Shared::start(&config.redis));
+    let mut lookups = LookupService::from_config(&config, hasher.clone());
+    lookups.set_shared(shared.clone());
     let state = Arc::new(AppState {
         config: config.clone(),
         tls: tls.clone(),
         lookups,
-        quotas: crate::protect::quota::Quotas::from_config(&config),
+        quotas: crate::protect::quota::Quotas::from_config(&config, shared.clone()),
+        shared,
         policy,
         hasher,
         audit_log: AuditLog::open(&config.audit)?,

@@ -124,6 +124,11 @@ impl LookupService {
         views
     }
 
+    /// Puts the shared Redis tier under the cache.
+    pub fn set_shared(&mut self, shared: Option<std::sync::Arc<crate::protect::shared::Shared>>) {
+        self.cache.set_l2(shared);
+    }
+
     /// Entries in the status cache (approximate).
     pub fn cache_entries(&self) -> u64 {
         self.cache.entry_count()

@@ -113,6 +113,16 @@ pub struct RegionsBody {
     pub regions: Vec<crate::regions::RegionView>,
     /// The recognition agreements in force.
     pub agreements: Vec<crate::recognition::Agreement>,
+    /// The shared Redis tier, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_tier: Option<SharedTierView>,
+}
+
+/// The state of the shared Redis tier.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SharedTierView {
+    /// Redis failed recently: this instance runs on its local cache and local limits.
+    pub degraded: bool,
 }
 
 /// `GET /v1/regions`: every region, how it is served and its state, and the agreements in
@@ -123,5 +133,8 @@ pub async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Jso
         served_by: state.config.gateway.name.clone(),
         regions: state.lookups.views(),
         agreements: state.policy.agreements().to_vec(),
+        shared_tier: state.shared.as_ref().map(|s| SharedTierView {
+            degraded: s.degraded(),
+        }),
     })
 }

@@ -495,7 +495,7 @@ impl Default for BreakerSection {
 }
 
 /// `[redis]`: the shared tier for several instances (off by default).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSection {
     /// Use Redis.
@@ -504,6 +504,24 @@ pub struct RedisSection {
     /// `redis://host:port/db`.
     #[serde(default)]
     pub url: Option<String>,
+    /// While Redis is down, the share of each caller quota this instance applies locally
+    /// (0..1; e.g. 0.5 with two instances).
+    #[serde(default = "default_local_share")]
+    pub local_share: f64,
+}
+
+fn default_local_share() -> f64 {
+    0.5
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        RedisSection {
+            enabled: false,
+            url: None,
+            local_share: default_local_share(),
+        }
+    }
 }
 
 /// `[audit]`.

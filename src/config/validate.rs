@@ -411,6 +411,13 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
             );
         }
     }
+    if !(c.redis.local_share > 0.0 && c.redis.local_share <= 1.0) {
+        add(
+            problems,
+            "redis.local_share",
+            "must be above 0 and at most 1".into(),
+        );
+    }
     if c.redis.enabled {
         match &c.redis.url {
             Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {}

@@ -63,6 +63,7 @@ pub struct StatusCache {
     inner: moka::future::Cache<String, Entry>,
     ttls: BTreeMap<RegionId, TtlSection>,
     clock: Arc<dyn Clock>,
+    l2: Option<Arc<super::shared::Shared>>,
 }
 
 impl StatusCache {
@@ -91,7 +92,17 @@ impl StatusCache {
                 }
             })
             .build();
-        StatusCache { inner, ttls, clock }
+        StatusCache {
+            inner,
+            ttls,
+            clock,
+            l2: None,
+        }
+    }
+
+    /// Adds the shared Redis tier under this cache.
+    pub fn set_l2(&mut self, l2: Option<Arc<super::shared::Shared>>) {
+        self.l2 = l2;
     }
 
     /// The TTL of an outcome of `region` (zero: not cached).
@@ -157,11 +168,30 @@ impl StatusCache {
                 return hit;
             }
             let mine = AtomicBool::new(false);
+            let from_l2 = AtomicBool::new(false);
             let fresh: std::sync::Mutex<Option<Fetched>> = std::sync::Mutex::new(None);
             let result = self
                 .inner
                 .try_get_with_by_ref(key, async {
                     mine.store(true, Ordering::Relaxed);
+                    if let Some(l2) = &self.l2
+                        && let Some(hit) = l2.get(key).await
+                    {
+                        from_l2.store(true, Ordering::Relaxed);
+                        let now = self.clock.now();
+                        let (inserted, ttl) = match now.checked_sub(hit.age) {
+                            Some(i) => (i, hit.age + hit.remaining),
+                            None => (now, hit.remaining),
+                        };
+                        return Ok(Entry {
+                            outcome: match hit.status {
+                                Some(s) => Outcome::Status(Arc::new(s)),
+                                None => Outcome::NotFound,
+                            },
+                            inserted,
+                            ttl,
+                        });
+                    }
                     metrics::counter!("hcgw_cache_misses_total", "region" => label).increment(1);
                     let outcome = match fetch().await {
                         Ok(f) => {
@@ -173,6 +203,13 @@ impl StatusCache {
                         Err(e) => return Err(e),
                     };
                     let ttl = self.ttl(region, &outcome);
+                    if let Some(l2) = &self.l2 {
+                        let status = match &outcome {
+                            Outcome::Status(s) => Some(s.as_ref()),
+                            Outcome::NotFound => None,
+                        };
+                        l2.put(key, status, ttl).await;
+                    }
                     Ok(Entry {
                         outcome,
                         inserted: self.clock.now(),
@@ -188,7 +225,7 @@ impl StatusCache {
             if entry.ttl.is_zero() {
                 self.inner.invalidate(key).await;
             }
-            if mine.load(Ordering::Relaxed) {
+            if mine.load(Ordering::Relaxed) && !from_l2.load(Ordering::Relaxed) {
                 return match (
                     entry.outcome,
                     fresh.into_inner().unwrap_or_else(|e| e.into_inner()),

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod quota;
 pub mod region;
+pub mod shared;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -28,27 +28,37 @@ use crate::server::ConnInfo;
 struct Limiter {
     limiter: DefaultDirectRateLimiter,
     burst: u32,
+    /// The global quota (with Redis).
+    per_s: u32,
+    global_burst: u32,
 }
 
-/// The quotas of the configured clients.
+/// The quotas of the configured clients: global through Redis when the shared tier is on
+/// and answering, else local (with Redis configured but down: `local_share` of each).
 pub struct Quotas {
     by_client: HashMap<String, Limiter>,
+    shared: Option<Arc<super::shared::Shared>>,
 }
 
-fn limiter(per_s: u32, burst_s: u32) -> Limiter {
+fn limiter(per_s: u32, burst_s: u32, share: f64) -> Limiter {
     let per_s = per_s.max(1);
-    let burst = per_s.saturating_mul(burst_s.max(1));
+    let global_burst = per_s.saturating_mul(burst_s.max(1));
+    let local = ((f64::from(per_s) * share).round() as u32).max(1);
+    let burst = local.saturating_mul(burst_s.max(1));
     let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
     Limiter {
-        limiter: RateLimiter::direct(Quota::per_second(nz(per_s)).allow_burst(nz(burst))),
+        limiter: RateLimiter::direct(Quota::per_second(nz(local)).allow_burst(nz(burst))),
         burst,
+        per_s,
+        global_burst,
     }
 }
 
 impl Quotas {
     /// One limiter per `[[clients]]` entry.
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &Config, shared: Option<Arc<super::shared::Shared>>) -> Self {
         let l = &config.limits;
+        let share = shared.as_ref().map(|s| s.local_share()).unwrap_or(1.0);
         let by_client = config
             .clients
             .iter()
@@ -59,17 +69,22 @@ impl Quotas {
                     Role::Peer => l.peer_per_s,
                     Role::Ops => l.ops_per_s,
                 });
-                (c.name.clone(), limiter(per_s, l.burst_s))
+                (c.name.clone(), limiter(per_s, l.burst_s, share))
             })
             .collect();
-        Quotas { by_client }
+        Quotas { by_client, shared }
     }
 
     /// Takes `cost` from `client`'s quota, or says how long to wait.
-    pub fn check(&self, client: &str, cost: u32) -> Result<(), Duration> {
+    pub async fn check(&self, client: &str, cost: u32) -> Result<(), Duration> {
         let Some(l) = self.by_client.get(client) else {
             return Ok(());
         };
+        if let Some(shared) = &self.shared
+            && let Some(r) = shared.take(client, l.per_s, l.global_burst, cost).await
+        {
+            return r;
+        }
         let n = NonZeroU32::new(cost.clamp(1, l.burst)).unwrap_or(NonZeroU32::MIN);
         match l.limiter.check_n(n) {
             Ok(Ok(())) => Ok(()),
@@ -122,7 +137,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     } else {
         (req, 1)
     };
-    match state.quotas.check(&caller.name, cost) {
+    match state.quotas.check(&caller.name, cost).await {
         Ok(()) => next.run(req).await,
         Err(wait) => {
             metrics::counter!("hcgw_rate_limited_total", "scope" => "caller", "name" => caller.name.clone())
@@ -164,8 +179,8 @@ mod tests {
             wait > Duration::ZERO && wait <= Duration::from_secs(1),
             "{wait:?}"
         );
-        assert!(q.check("b", 1).is_ok(), "other callers unaffected");
+        assert!(q.check("b", 1).await.is_ok(), "other callers unaffected");
         // A batch larger than the burst costs the whole burst.
-        assert!(q.check("b", 50).is_err());
+        assert!(q.check("b", 50).await.is_err());
     }
 }

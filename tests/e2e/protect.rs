@@ -393,3 +393,336 @@ async fn a_slow_region_times_out_opens_its_circuit_spares_the_others_and_recover
     assert_eq!(view["protection"]["circuit"], "closed", "{view}");
     assert_eq!(view["state"], "up", "{view}");
 }
+
+/// A throw-away `redis-server` on a free port (no persistence), killed on drop.
+struct Redis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis { port, child: None };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A real `hcgw` process; stopped when dropped (stdin closed, then killed).
+struct Process {
+    api: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    child: std::process::Child,
+}
+
+impl Process {
+    fn start(dir: &std::path::Path, config: &str) -> Process {
+        use std::io::BufRead;
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("hcgw.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = dir.join("gateway.log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hcgw"))
+            .args(["serve", "--stop-on-stdin-eof", "--config"])
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start hcgw");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = std::io::BufReader::new(std::fs::File::open(&log).unwrap())
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("gateway listening"));
+            if let Some(line) = line {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
+                return Process {
+                    api: addr("api_addr"),
+                    admin: addr("admin_addr"),
+                    child,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "hcgw exited with {status}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "hcgw did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.api.port())
+    }
+
+    async fn redis_degraded(&self) -> bool {
+        let v: Value = sim_client()
+            .get(format!("http://{}/readyz", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v["ready"], true,
+            "a degraded Redis never makes readiness fail: {v}"
+        );
+        v["redis_degraded"].as_bool().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn lookup_at(client: &reqwest::Client, gw: &Process, subject: &SimSubject) -> (u16, Value) {
+    let r = client
+        .post(gw.url("/v1/lookup"))
+        .json(&json!({ "region": "hangzhou", "subject": { "qr": subject.qr } }))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_cache_and_quota_through_redis_and_survive_its_outage() {
+    const Q: u32 = 20;
+    let mut redis = Redis::start();
+    let pki = pki();
+    let env = SimEnv {
+        pki_dir: pki.clone(),
+    };
+    let sim = hcgw::simulator::all()
+        .into_iter()
+        .find(|s| s.region() == RegionId::Hangzhou)
+        .unwrap();
+    let options = SimOptions {
+        population: 300,
+        ..SimOptions::default()
+    };
+    let sim = hcgw::simulator::spawn(sim, &options, env, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let subjects: Vec<SimSubject> = sim
+        .context
+        .population
+        .subjects()
+        .iter()
+        .filter(|s| s.fate == Fate::Active)
+        .cloned()
+        .collect();
+    let requests = || sim.context.requests.load(Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |rel: &str| format!("{:?}", pki.join(rel).display().to_string());
+    let start = |name: &str| {
+        let extra = format!(
+            r#"
+[limits]
+platform_per_s = {Q}
+burst_s = 1
+
+[redis]
+enabled = true
+url = "{url}"
+local_share = 0.5
+
+[regions.hangzhou]
+base_url = "{hz}"
+[regions.hangzhou.auth]
+appcode = {{ file = {code} }}
+"#,
+            url = redis.url(),
+            hz = base_url(&sim),
+            code = p("secrets/hangzhou_appcode"),
+        );
+        let text = config_text(
+            &TlsPaths::standard(),
+            &dir.path().join(name).join("audit"),
+            &extra,
+        )
+        .replace(
+            "log_level = \"warn\"",
+            "log_format = \"json\"\nlog_level = \"info\"",
+        );
+        Process::start(&dir.path().join(name), &text)
+    };
+    let a = start("a");
+    let b = start("b");
+    for gw in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while gw.redis_degraded().await {
+            assert!(Instant::now() < deadline, "the gateway never reached Redis");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let client = fresh_client("platform-shanghai");
+
+    // An entry cached through A is a hit on B.
+    let before = requests();
+    let (status, body) = lookup_at(&client, &a, &subjects[0]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cache"]["hit"], false);
+    let (status, body) = lookup_at(&client, &b, &subjects[0]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cache"]["hit"], true, "{body}");
+    assert_eq!(requests() - before, 1, "B did not ask the region");
+
+    // One quota of Q/s across both instances together.
+    tokio::time::sleep(Duration::from_secs(2)).await; // a full burst again
+    let started = Instant::now();
+    let run_for = Duration::from_secs(4);
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let client = client.clone();
+        let url = if w % 2 == 0 {
+            a.url("/v1/lookup")
+        } else {
+            b.url("/v1/lookup")
+        };
+        let qr = subjects[0].qr.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut limited) = (0u32, 0u32);
+            while started.elapsed() < run_for {
+                let r = client
+                    .post(&url)
+                    .json(&json!({ "region": "hangzhou", "subject": { "qr": qr } }))
+                    .send()
+                    .await
+                    .unwrap();
+                match r.status().as_u16() {
+                    200 => ok += 1,
+                    429 => limited += 1,
+                    other => panic!("{other}"),
+                }
+            }
+            (ok, limited)
+        }));
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for w in workers {
+        let (o, l) = w.await.unwrap();
+        ok += o;
+        limited += l;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // A full burst (Q) plus Q per second.
+    let expected = f64::from(Q) * (1.0 + elapsed);
+    assert!(limited > 0, "the callers went over the quota");
+    assert!(
+        (f64::from(ok) - expected).abs() <= expected * 0.1,
+        "{ok} served in {elapsed:.2} s across both instances; expected {expected:.0} ± 10%"
+    );
+
+    // Redis killed mid-test: both keep serving on local cache and limits.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.kill();
+    for gw in [&a, &b] {
+        let mut i = 1;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = lookup_at(&client, gw, &subjects[i]).await;
+            assert_eq!(status, 200, "{body}");
+            i += 1;
+            if gw.redis_degraded().await {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the outage was never noticed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let v: Value = fresh_client("ops")
+        .get(a.url("/v1/regions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["shared_tier"]["degraded"], true, "{v}");
+
+    // Redis back: shared mode resumes on both.
+    redis.restart();
+    for gw in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, _) = lookup_at(&client, gw, &subjects[0]).await;
+            assert_eq!(status, 200);
+            if !gw.redis_degraded().await {
+                break;
+            }
+            assert!(Instant::now() < deadline, "shared mode never resumed");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let fresh = &subjects[50];
+    let before = requests();
+    let (status, body) = lookup_at(&client, &b, fresh).await;
+    assert_eq!(
+        (status, &body["cache"]["hit"]),
+        (200, &json!(false)),
+        "{body}"
+    );
+    let (status, body) = lookup_at(&client, &a, fresh).await;
+    assert_eq!(
+        (status, &body["cache"]["hit"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    assert_eq!(requests() - before, 1);
+}
