@@ -161,20 +161,29 @@ mod tests {
         assert_eq!(cost("/v1/lookup/batch", br#"{"items":[1,{"a":2},"x"]}"#), 3);
         assert_eq!(cost("/v1/lookup/batch", b"not json"), 1);
         assert_eq!(cost("/v1/lookup", br#"{"items":[1,2]}"#), 1);
+        let too_many = format!("{{\"items\":[{}1]}}", "1,".repeat(1000));
+        assert_eq!(cost("/v1/lookup/batch", too_many.as_bytes()), 1);
     }
 
     #[test]
-    fn quota_spent_then_wait() {
+    fn redis_down_share_is_applied_locally() {
+        let l = limiter(20, 1, 0.5);
+        assert_eq!((l.burst, l.per_s, l.global_burst), (10, 20, 20));
+    }
+
+    #[tokio::test]
+    async fn quota_spent_then_wait() {
         let q = Quotas {
             by_client: [
-                ("a".to_string(), limiter(2, 1)),
-                ("b".to_string(), limiter(2, 1)),
+                ("a".to_string(), limiter(2, 1, 1.0)),
+                ("b".to_string(), limiter(2, 1, 1.0)),
             ]
             .into_iter()
             .collect(),
+            shared: None,
         };
-        assert!(q.check("a", 2).is_ok());
-        let wait = q.check("a", 1).unwrap_err();
+        assert!(q.check("a", 2).await.is_ok());
+        let wait = q.check("a", 1).await.unwrap_err();
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(1),
             "{wait:?}"
