@@ -160,6 +160,43 @@ appcode = {{ file = {hz_code} }}
     }
 }
 
+#[test]
+fn protection_settings_are_validated_with_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = "[regions.huzhou]\nbase_url = \"http://127.0.0.1:1\"\nqueue_ms = 20000\n[regions.huzhou.breaker]\nmin_calls = 50\n[regions.huzhou.auth]\ntoken = \"x\"\n";
+    let extra = format!(
+        "[limits]\nplatform_per_s = 0\nburst_s = 0\n[breaker]\nfailure_ratio = 1.5\nopen_s = 0\nhalf_open_probes = 0\nconsecutive_failures = 0\n[redis]\nlocal_share = 0\n{region}"
+    );
+    let text = config_text(&TlsPaths::standard(), &dir.path().join("audit"), &extra);
+    let problems = match hcgw::config::load_str(&text, &dir.path().join("x.toml")) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.problems().to_vec(),
+    };
+    let paths: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+    for expected in [
+        "limits.platform_per_s",
+        "limits.burst_s",
+        "breaker.failure_ratio",
+        "breaker.open_s",
+        "breaker.half_open_probes",
+        "breaker.consecutive_failures",
+        "redis.local_share",
+        "regions.huzhou.queue_ms",
+        "regions.huzhou.breaker.min_calls",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} missing from {paths:?}"
+        );
+    }
+    // The defaults are valid and off for Redis.
+    let text = config_text(&TlsPaths::standard(), &dir.path().join("audit"), "");
+    let c = hcgw::config::load_str(&text, &dir.path().join("ok.toml")).unwrap();
+    assert!(!c.redis.enabled);
+    assert_eq!(c.limits.platform_per_s, 500);
+    assert_eq!(c.breaker.consecutive_failures, 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_concurrent_identical_lookups_make_one_upstream_request() {
     let s = Arc::new(
