@@ -108,6 +108,17 @@ fn base_url(sim: &RunningSim) -> String {
 /// Huzhou and Hangzhou simulators and an in-process gateway serving them;
 /// `huzhou`/`hangzhou` are extra lines of their region sections, `extra` more TOML.
 async fn setup(latency: Duration, huzhou: &str, hangzhou: &str, extra: &str) -> Setup {
+    setup_with(latency, huzhou, hangzhou, extra, None).await
+}
+
+/// As [`setup`], with Hangzhou served by `hangzhou_url` (a mock) instead of its simulator.
+async fn setup_with(
+    latency: Duration,
+    huzhou: &str,
+    hangzhou: &str,
+    extra: &str,
+    hangzhou_url: Option<String>,
+) -> Setup {
     let pki = pki();
     let options = SimOptions {
         population: 300,
@@ -147,7 +158,7 @@ base_url = "{hz}"
 appcode = {{ file = {hz_code} }}
 "#,
         huz = base_url(&sims[&RegionId::Huzhou]),
-        hz = base_url(&sims[&RegionId::Hangzhou]),
+        hz = hangzhou_url.unwrap_or_else(|| base_url(&sims[&RegionId::Hangzhou])),
         huz_token = p("secrets/huzhou_token"),
         hz_code = p("secrets/hangzhou_appcode"),
     );
@@ -429,6 +440,55 @@ async fn a_slow_region_times_out_opens_its_circuit_spares_the_others_and_recover
     let view = s.region_view(RegionId::Huzhou).await;
     assert_eq!(view["protection"]["circuit"], "closed", "{view}");
     assert_eq!(view["state"], "up", "{view}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_region_is_held_off_until_its_retry_after() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+    let mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3"))
+        .mount(&mock)
+        .await;
+    let s = setup_with(
+        Duration::ZERO,
+        "",
+        "",
+        "[limits]\nplatform_per_s = 100000",
+        Some(mock.uri()),
+    )
+    .await;
+    let client = fresh_client("platform-shanghai");
+    let subjects = s.active(RegionId::Hangzhou);
+    let (status, body, headers) = s.lookup(&client, RegionId::Hangzhou, &subjects[0]).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("upstream_rate_limited")),
+        "{body}"
+    );
+    assert_eq!(headers["retry-after"], "3");
+    // Held off: the next lookups fail fast without asking the region.
+    for subject in &subjects[1..4] {
+        let (status, body, headers) = s.lookup(&client, RegionId::Hangzhou, subject).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("upstream_rate_limited")),
+            "{body}"
+        );
+        let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=3).contains(&after), "{after}");
+    }
+    assert_eq!(mock.received_requests().await.unwrap().len(), 1);
+    let view = s.region_view(RegionId::Hangzhou).await;
+    assert!(
+        view["protection"]["held_off_s"].as_u64().unwrap() >= 1,
+        "{view}"
+    );
+    // After the Retry-After the region is asked again.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, _, _) = s.lookup(&client, RegionId::Hangzhou, &subjects[5]).await;
+    assert_eq!(status, 503);
+    assert_eq!(mock.received_requests().await.unwrap().len(), 2);
 }
 
 /// A throw-away `redis-server` on a free port (no persistence), killed on drop.
