@@ -126,6 +126,9 @@ impl LookupService {
 
     /// Puts the shared Redis tier under the cache.
     pub fn set_shared(&mut self, shared: Option<std::sync::Arc<crate::protect::shared::Shared>>) {
+        for g in self.guards.values_mut() {
+            g.set_shared(shared.clone());
+        }
         self.cache.set_l2(shared);
     }
 
@@ -208,19 +211,23 @@ impl LookupService {
             .map(|s| s.deadline)
             .unwrap_or_else(|| region.agreed_deadline());
         let started = Instant::now();
-        // The adapter's client enforces the deadline; this outer bound also covers the
-        // retry, the wait for the region's limits and token refreshes inside the adapter.
+        // The adapter's client enforces the deadline; this outer bound (from the first call:
+        // the wait for the region's limits is bounded by its queue_ms) also covers the
+        // retry and token refreshes inside the adapter.
         let budget = deadline + Duration::from_millis(200);
         let guard = self.guards.get(&region);
         let label = region.as_str();
         let mut retried = false;
+        let mut first_call: Option<Instant> = None;
         let result = loop {
             let permit = match guard {
                 Some(g) => Some(g.admit().await?),
                 None => None,
             };
             let attempt = Instant::now();
-            let left = budget.saturating_sub(started.elapsed());
+            // The deadline runs from the first call, not from the (bounded) queueing.
+            let first = *first_call.get_or_insert(attempt);
+            let left = budget.saturating_sub(first.elapsed());
             let r = match tokio::time::timeout(left, adapter.lookup(subject)).await {
                 Ok(r) => r,
                 Err(_) => Err(AdapterError::Timeout(deadline)),
@@ -244,7 +251,11 @@ impl LookupService {
                 && !retried
             {
                 let backoff = Duration::from_millis(rand::random_range(50..=150));
-                if started.elapsed() + backoff + Duration::from_millis(100) < deadline {
+                if first_call.map_or(Duration::ZERO, |f| f.elapsed())
+                    + backoff
+                    + Duration::from_millis(100)
+                    < deadline
+                {
                     retried = true;
                     tokio::time::sleep(backoff).await;
                     continue;

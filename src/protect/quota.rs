@@ -81,7 +81,9 @@ impl Quotas {
             return Ok(());
         };
         if let Some(shared) = &self.shared
-            && let Some(r) = shared.take(client, l.per_s, l.global_burst, cost).await
+            && let Some(r) = shared
+                .take(&format!("hcgw:q:{client}"), l.per_s, l.global_burst, cost)
+                .await
         {
             return r;
         }

@@ -91,6 +91,7 @@ pub struct RegionGuard {
     thresholds: BreakerSection,
     health: Mutex<Health>,
     clock: Arc<dyn Clock>,
+    shared: Option<Arc<super::shared::Shared>>,
 }
 
 /// Permission to make one upstream call: holds a concurrency slot and, when half-open, a
@@ -114,16 +115,12 @@ impl RegionGuard {
             .rate_limit_per_s
             .unwrap_or_else(|| region.published_rate_per_s())
             .clamp(1, region.published_rate_per_s());
-        // Burst 1: calls are spaced 1/rate apart, so no one-second window ever holds more
-        // than `rate` calls.
-        let quota = Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
         let max_concurrency = entry.max_concurrency.max(1);
         metrics::gauge!("hcgw_circuit_state", "target" => region.as_str()).set(0.0);
         RegionGuard {
             region,
             rate,
-            limiter: RateLimiter::direct(quota),
+            limiter: paced(rate),
             concurrency: Arc::new(Semaphore::new(max_concurrency)),
             max_concurrency,
             queue: Duration::from_millis(entry.queue_ms),
@@ -136,6 +133,34 @@ impl RegionGuard {
                 hold_until: None,
             }),
             clock,
+            shared: None,
+        }
+    }
+
+    /// Uses the shared tier for a global rate across instances; while Redis is down, this
+    /// instance paces at `local_share` of the rate.
+    pub fn set_shared(&mut self, shared: Option<Arc<super::shared::Shared>>) {
+        let share = shared.as_ref().map(|s| s.local_share()).unwrap_or(1.0);
+        self.limiter = paced(((f64::from(self.rate) * share).round() as u32).max(1));
+        self.shared = shared;
+    }
+
+    /// The global pace through Redis: `None` when Redis is unavailable.
+    async fn global_pace(&self, started: Instant) -> Option<Result<(), ApiError>> {
+        let shared = self.shared.as_ref()?;
+        let key = format!("hcgw:r:{}", self.region.as_str());
+        loop {
+            match shared.take(&key, self.rate, 1, 1).await? {
+                Ok(()) => return Some(Ok(())),
+                Err(wait) if started.elapsed() + wait <= self.queue => {
+                    tokio::time::sleep(wait).await;
+                }
+                Err(wait) => {
+                    return Some(Err(
+                        self.throttled(wait, "the region's request rate is reached")
+                    ));
+                }
+            }
         }
     }
 
@@ -218,8 +243,15 @@ impl RegionGuard {
             }
         };
         let started = Instant::now();
+        let global = self.global_pace(started).await;
+        if let Some(Err(e)) = global {
+            release_probe(self);
+            return Err(e);
+        }
         // Rate: fail at once when the wait is beyond the queue time, else queue.
-        if let Err(not_until) = self.limiter.check() {
+        if global.is_some() {
+            // Paced globally through Redis.
+        } else if let Err(not_until) = self.limiter.check() {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             if wait > self.queue {
                 release_probe(self);
@@ -379,6 +411,15 @@ impl Drop for Permit<'_> {
             *probes = probes.saturating_sub(1);
         }
     }
+}
+
+/// A limiter spacing calls 1/rate apart (burst 1), so no one-second window ever holds more
+/// than `rate` calls.
+fn paced(rate: u32) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(
+        Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN),
+    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The optional Redis tier shared by several instances: an L2 status cache (key
 //! `hcgw:c:<cache key>`, value = the serialised status and its insertion time, TTL set in
-//! Redis with PX, nothing else stored) and global per-caller quotas (an atomic GCRA Lua
-//! script on Redis server time, so N instances together respect one quota).
+//! Redis with PX, nothing else stored), global per-caller quotas (`hcgw:q:<client>`) and
+//! global per-region outbound rates (`hcgw:r:<region>`), both an atomic GCRA Lua script on
+//! Redis server time, so N instances together respect one quota.
 //!
 //! When Redis is down the gateway keeps serving with its local cache and local limits
 //! (each instance taking `[redis] local_share` of a quota), logs the degradation, sets
@@ -235,22 +236,22 @@ impl Shared {
             .await;
     }
 
-    /// Takes `cost` from a global quota of `per_s` with `burst`: `Some(Ok(()))` allowed,
-    /// `Some(Err(wait))` refused, `None` Redis unavailable (use the local limit).
+    /// Takes `cost` from the global quota `key` (`hcgw:q:<client>`, `hcgw:r:<region>`) of
+    /// `per_s` with `burst`: `Some(Ok(()))` allowed, `Some(Err(wait))` refused, `None` Redis
+    /// unavailable (use the local limit).
     pub async fn take(
         &self,
-        name: &str,
+        key: &str,
         per_s: u32,
         burst: u32,
         cost: u32,
     ) -> Option<Result<(), Duration>> {
         let interval = 1_000_000 / u64::from(per_s.max(1));
         let tolerance = interval * u64::from(burst.max(1));
-        let key = format!("hcgw:q:{name}");
         let (allowed, wait_us): (i64, i64) = self
             .run(async |c| {
                 self.script
-                    .key(&key)
+                    .key(key)
                     .arg(interval)
                     .arg(tolerance)
                     .arg(cost.clamp(1, burst.max(1)))

@@ -640,6 +640,7 @@ async fn lookup_at(client: &reqwest::Client, gw: &Process, subject: &SimSubject)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_cache_and_quota_through_redis_and_survive_its_outage() {
     const Q: u32 = 20;
+    const REGION_RATE: u64 = 4;
     let mut redis = Redis::start();
     let pki = pki();
     let env = SimEnv {
@@ -677,10 +678,13 @@ burst_s = 1
 [redis]
 enabled = true
 url = "{url}"
-local_share = 0.5
+# 1.0 so that only Redis can keep the two instances together under the region's rate.
+local_share = 1.0
 
 [regions.hangzhou]
 base_url = "{hz}"
+rate_limit_per_s = {REGION_RATE}
+queue_ms = 2000
 [regions.hangzhou.auth]
 appcode = {{ file = {code} }}
 "#,
@@ -764,6 +768,66 @@ appcode = {{ file = {code} }}
     assert!(
         (f64::from(ok) - expected).abs() <= expected * 0.1,
         "{ok} served in {elapsed:.2} s across both instances; expected {expected:.0} ± 10%"
+    );
+
+    // One outbound rate for the region across both instances: a burst of distinct lookups
+    // through A and B never gives the region more than REGION_RATE (+1 for network jitter)
+    // in any second, where two local limiters would allow twice that.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (sampling, ctx) = (sampling.clone(), sim.context.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while sampling.load(Ordering::SeqCst) {
+                samples.push((Instant::now(), ctx.requests.load(Ordering::SeqCst)));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            samples
+        })
+    };
+    let mut burst = Vec::new();
+    for (i, subject) in subjects[100..116].iter().enumerate() {
+        let (client, subject) = (client.clone(), subject.clone());
+        let url = if i % 2 == 0 {
+            a.url("/v1/lookup")
+        } else {
+            b.url("/v1/lookup")
+        };
+        burst.push(tokio::spawn(async move {
+            let r = client
+                .post(&url)
+                .json(&json!({ "region": "hangzhou", "subject": { "qr": subject.qr } }))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut served = 0;
+    for t in burst {
+        let (status, body) = t.await.unwrap();
+        match status {
+            200 => served += 1,
+            503 => assert_eq!(body["code"], "upstream_rate_limited", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    sampling.store(false, Ordering::SeqCst);
+    let samples = sampler.await.unwrap();
+    let mut worst = 0;
+    for (i, (t1, c1)) in samples.iter().enumerate() {
+        for (t2, c2) in &samples[i..] {
+            if t2.duration_since(*t1) <= Duration::from_secs(1) {
+                worst = worst.max(c2 - c1);
+            }
+        }
+    }
+    assert!(served >= 2, "{served} served");
+    assert!(
+        worst <= REGION_RATE + 1,
+        "the region saw {worst} requests within one second from two instances"
     );
 
     // Redis killed mid-test: both keep serving on local cache and limits.
