@@ -42,6 +42,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
             "tls_reloads": state.tls.reloads(),
             "audit_healthy": audit_ok,
             "audit_queue_depth": state.audit_log.queue_depth(),
+            // Informational: a degraded Redis tier does not make the gateway unready.
+            "redis_degraded": state.shared.as_ref().map(|s| s.degraded()),
         })),
     )
 }

@@ -26,6 +26,10 @@ pub struct AppState {
     pub tls: Arc<TlsReloader>,
     /// Looking subjects up in the regions.
     pub lookups: LookupService,
+    /// Per-caller quotas.
+    pub quotas: crate::protect::quota::Quotas,
+    /// The Redis tier, when configured.
+    pub shared: Option<Arc<crate::protect::shared::Shared>>,
     /// The recognition policy.
     pub policy: Policy,
     /// Keyed hashes of subjects.
@@ -84,7 +88,6 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let config = Arc::new(config);
     let tls = TlsReloader::new(TlsFiles::from(&config.tls))?;
     let clients = Arc::new(ClientDirectory::new(&config.clients));
-    let lookups = LookupService::from_config(&config);
     let policy = Policy::new(
         config
             .recognition
@@ -98,12 +101,21 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         .subject_key
         .load()
         .map_err(|e| StartError::Secret(format!("cache.subject_key: {e}")))?;
+    let hasher = SubjectHasher::new(key);
+    let shared = config
+        .redis
+        .enabled
+        .then(|| crate::protect::shared::Shared::start(&config.redis));
+    let mut lookups = LookupService::from_config(&config, hasher.clone());
+    lookups.set_shared(shared.clone());
     let state = Arc::new(AppState {
         config: config.clone(),
         tls: tls.clone(),
         lookups,
+        quotas: crate::protect::quota::Quotas::from_config(&config, shared.clone()),
+        shared,
         policy,
-        hasher: SubjectHasher::new(key),
+        hasher,
         audit_log: AuditLog::open(&config.audit)?,
         listener_up: AtomicBool::new(false),
     });

@@ -26,6 +26,7 @@ pub mod identity;
 pub mod logging;
 pub mod lookup;
 pub mod net;
+pub mod protect;
 pub mod recognition;
 pub mod redact;
 pub mod regions;

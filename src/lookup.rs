@@ -10,7 +10,11 @@ use hcgw_adapters::{AdapterError, ErrorCode, HealthStatus, RegionId, Subject};
 use crate::api::ApiError;
 use crate::config::Config;
 use crate::federation::{ForwardContext, Peers};
-use crate::regions::{Registry, Served};
+use crate::protect::cache::StatusCache;
+use crate::protect::region::RegionGuard;
+use crate::protect::{Clock, SystemClock};
+use crate::regions::{RegionState, RegionView, Registry, Served};
+use crate::subject::SubjectHasher;
 
 /// A status and where it came from.
 #[derive(Clone, Debug)]
@@ -42,11 +46,24 @@ pub struct LookupService {
     registry: Registry,
     settings: BTreeMap<RegionId, RegionSettings>,
     peers: Peers,
+    hasher: SubjectHasher,
+    cache: StatusCache,
+    guards: BTreeMap<RegionId, RegionGuard>,
 }
 
 impl LookupService {
-    /// Builds the adapters of the configured regions.
-    pub fn from_config(config: &Config) -> Self {
+    /// Builds the adapters of the configured regions, with their cache and protection;
+    /// `hasher` makes the cache keys.
+    pub fn from_config(config: &Config, hasher: SubjectHasher) -> Self {
+        Self::with_clock(config, hasher, std::sync::Arc::new(SystemClock))
+    }
+
+    /// As [`LookupService::from_config`], with the clock of the cache and breakers.
+    pub fn with_clock(
+        config: &Config,
+        hasher: SubjectHasher,
+        clock: std::sync::Arc<dyn Clock>,
+    ) -> Self {
         let settings = config
             .regions
             .iter()
@@ -64,11 +81,68 @@ impl LookupService {
                 )
             })
             .collect();
+        let guards = config
+            .regions
+            .iter()
+            .filter(|(_, e)| e.enabled)
+            .map(|(id, e)| (*id, RegionGuard::new(*id, e, config.breaker, clock.clone())))
+            .collect();
         LookupService {
             registry: Registry::from_config(config),
             settings,
             peers: Peers::from_config(config),
+            hasher,
+            cache: StatusCache::new(
+                config.cache.max_entries,
+                config.regions.iter().map(|(id, e)| (*id, e.ttl)).collect(),
+                clock,
+            ),
+            guards,
         }
+    }
+
+    /// Every region's view, with circuit state and recent figures of local regions. The
+    /// state follows the breaker (open: down, half-open: degraded); recent errors below the
+    /// breaker's thresholds show in the figures only.
+    pub fn views(&self) -> Vec<RegionView> {
+        let mut views = self.registry.views();
+        for v in &mut views {
+            let Some(g) = self.guards.get(&v.id) else {
+                continue;
+            };
+            let p = g.view();
+            if v.state == RegionState::Up {
+                use crate::protect::region::CircuitState;
+                v.state = match p.circuit {
+                    CircuitState::Open => RegionState::Down,
+                    CircuitState::HalfOpen => RegionState::Degraded,
+                    CircuitState::Closed => RegionState::Up,
+                };
+                if v.state != RegionState::Up && v.note.is_none() {
+                    v.note = Some(match p.circuit {
+                        CircuitState::Open => "circuit open after upstream failures".into(),
+                        CircuitState::HalfOpen | CircuitState::Closed => {
+                            "probing after an outage".into()
+                        }
+                    });
+                }
+            }
+            v.protection = Some(p);
+        }
+        views
+    }
+
+    /// Puts the shared Redis tier under the cache.
+    pub fn set_shared(&mut self, shared: Option<std::sync::Arc<crate::protect::shared::Shared>>) {
+        for g in self.guards.values_mut() {
+            g.set_shared(shared.clone());
+        }
+        self.cache.set_l2(shared);
+    }
+
+    /// Entries in the status cache (approximate).
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.entry_count()
     }
 
     /// The regions and their adapters.
@@ -94,9 +168,29 @@ impl LookupService {
         &self.peers
     }
 
-    /// Asks the region, or the peers serving it (never invents a status: every failure is
-    /// an error). `ctx` says on whose behalf and how far the request has travelled.
+    /// The answer for `subject` in `region`: from the cache when fresh, else asked (once
+    /// for all concurrent identical lookups) and cached when cacheable. Never invents a
+    /// status: every failure is an error. `ctx` says on whose behalf and how far the request
+    /// has travelled; for regions served by peers the acting role is part of the cache key,
+    /// because a peer answers with that role's view.
     pub async fn fetch(
+        &self,
+        region: RegionId,
+        subject: &Subject,
+        ctx: &ForwardContext,
+    ) -> Result<Fetched, ApiError> {
+        let mut key = self.hasher.cache_key(region, subject);
+        if matches!(self.registry.served(region), Served::Peer { .. }) {
+            key.push(':');
+            key.push_str(ctx.role.as_str());
+        }
+        self.cache
+            .get_or_fetch(region, &key, || self.fetch_uncached(region, subject, ctx))
+            .await
+    }
+
+    /// Asks the region (or its peer), without the cache.
+    async fn fetch_uncached(
         &self,
         region: RegionId,
         subject: &Subject,
@@ -137,16 +231,57 @@ impl LookupService {
             .map(|s| s.deadline)
             .unwrap_or_else(|| region.agreed_deadline());
         let started = Instant::now();
-        // The adapter's client enforces the deadline; this outer bound also covers retries
-        // and token refreshes inside the adapter.
-        let result = match tokio::time::timeout(
-            deadline + Duration::from_millis(200),
-            adapter.lookup(subject),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(AdapterError::Timeout(deadline)),
+        // The adapter's client enforces the deadline; this outer bound (from the first call:
+        // the wait for the region's limits is bounded by its queue_ms) also covers the
+        // retry and token refreshes inside the adapter.
+        let budget = deadline + Duration::from_millis(200);
+        let guard = self.guards.get(&region);
+        let label = region.as_str();
+        let mut retried = false;
+        let mut first_call: Option<Instant> = None;
+        let result = loop {
+            let permit = match guard {
+                Some(g) => Some(g.admit().await?),
+                None => None,
+            };
+            let attempt = Instant::now();
+            // The deadline runs from the first call, not from the (bounded) queueing.
+            let first = *first_call.get_or_insert(attempt);
+            let left = budget.saturating_sub(first.elapsed());
+            let r = match tokio::time::timeout(left, adapter.lookup(subject)).await {
+                Ok(r) => r,
+                Err(_) => Err(AdapterError::Timeout(deadline)),
+            };
+            let took = attempt.elapsed();
+            metrics::histogram!("hcgw_upstream_duration_seconds", "region" => label)
+                .record(took.as_secs_f64());
+            if let Some(p) = permit {
+                p.finish(took, r.as_ref().map(|_| ()));
+            }
+            match &r {
+                Err(e) if e.is_upstream_failure() => {
+                    metrics::counter!("hcgw_upstream_errors_total", "region" => label, "code" => e.code().as_str())
+                        .increment(1);
+                }
+                _ => {}
+            }
+            // One retry, only where the contract allows it, jittered, inside the deadline.
+            if let Err(e) = &r
+                && e.is_retryable()
+                && !retried
+            {
+                let backoff = Duration::from_millis(rand::random_range(50..=150));
+                if first_call.map_or(Duration::ZERO, |f| f.elapsed())
+                    + backoff
+                    + Duration::from_millis(100)
+                    < deadline
+                {
+                    retried = true;
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+            break r;
         };
         let latency = started.elapsed();
         match result {

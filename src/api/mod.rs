@@ -28,12 +28,19 @@ pub use problem::ApiError;
 /// The API router (all routes need a known client certificate).
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.listener.max_body_bytes;
-    Router::new()
-        .route("/v1/whoami", get(whoami))
-        .route("/v1/regions", get(regions))
+    // Per-caller quotas on the lookup routes only (crate::protect::quota).
+    let quota_limited = Router::new()
         .route("/v1/lookup", post(lookup::lookup))
         .route("/v1/lookup/batch", post(lookup::batch))
         .route("/v1/verify", post(lookup::verify))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::protect::quota::layer,
+        ));
+    Router::new()
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/regions", get(regions))
+        .merge(quota_limited)
         .route("/v1/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -106,17 +113,30 @@ pub struct RegionsBody {
     pub regions: Vec<crate::regions::RegionView>,
     /// The recognition agreements in force.
     pub agreements: Vec<crate::recognition::Agreement>,
+    /// The shared Redis tier, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_tier: Option<SharedTierView>,
+}
+
+/// The state of the shared Redis tier.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SharedTierView {
+    /// Redis failed recently: this instance runs on its local cache and local limits.
+    pub degraded: bool,
 }
 
 /// `GET /v1/regions`: every region, how it is served and its state, and the agreements in
 /// force.
 #[utoipa::path(get, path = "/v1/regions", tag = "regions", responses((status = 200, body = RegionsBody)))]
 pub async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
-    let mut regions = state.lookups.registry().views();
+    let mut regions = state.lookups.views();
     state.lookups.peers().annotate(&mut regions);
     Json(RegionsBody {
         served_by: state.config.gateway.name.clone(),
         regions,
         agreements: state.policy.agreements().to_vec(),
+        shared_tier: state.shared.as_ref().map(|s| SharedTierView {
+            degraded: s.degraded(),
+        }),
     })
 }

@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::validate;
 use super::{
-    AdminSection, AuditSection, CacheSection, ClientEntry, Config, FederationSection,
-    GatewaySection, ListenerSection, PeerEntry, RecognitionSection, RedisSection, RegionEntry,
-    TlsSection,
+    AdminSection, AuditSection, BreakerSection, CacheSection, ClientEntry, Config,
+    FederationSection, GatewaySection, LimitsSection, ListenerSection, PeerEntry,
+    RecognitionSection, RedisSection, RegionEntry, TlsSection,
 };
 
 /// One problem in a configuration file.
@@ -97,7 +97,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
             return Err(invalid(vec![Problem::new(at, e.message().to_owned())]));
         }
     };
-    const KNOWN: [&str; 12] = [
+    const KNOWN: [&str; 14] = [
         "gateway",
         "listener",
         "admin",
@@ -110,6 +110,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
         "cache",
         "redis",
         "audit",
+        "limits",
+        "breaker",
     ];
     for key in table.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
         problems.push(Problem::new(
@@ -126,6 +128,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
     let cache: Option<CacheSection> = required(&table, "cache", &mut problems);
     let redis: Option<RedisSection> = optional(&table, "redis", &mut problems);
     let audit: Option<AuditSection> = required(&table, "audit", &mut problems);
+    let limits: Option<LimitsSection> = optional(&table, "limits", &mut problems);
+    let breaker: Option<BreakerSection> = optional(&table, "breaker", &mut problems);
     let recognition: Option<RecognitionSection> = optional(&table, "recognition", &mut problems);
     let clients: Vec<ClientEntry> = array(&table, "clients", &mut problems);
     let peers: Vec<PeerEntry> = array(&table, "peers", &mut problems);
@@ -193,6 +197,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
             queue_capacity: 0,
             rotate_daily: true,
         }),
+        limits: limits.unwrap_or_default(),
+        breaker: breaker.unwrap_or_default(),
     };
     resolve_paths(&mut config, &base);
     // Semantic checks run on every section that parsed, so one run reports everything.

@@ -49,6 +49,10 @@ pub struct Config {
     pub redis: RedisSection,
     /// The audit trail.
     pub audit: AuditSection,
+    /// Per-caller request quotas.
+    pub limits: LimitsSection,
+    /// Default circuit-breaker thresholds (regions may override them).
+    pub breaker: BreakerSection,
 }
 
 /// `[gateway]`.
@@ -234,6 +238,13 @@ pub struct RegionEntry {
     /// Cache TTLs.
     #[serde(default)]
     pub ttl: TtlSection,
+    /// Longest a call may wait for the region's rate or concurrency limit before it is
+    /// refused with `upstream_rate_limited` (ms).
+    #[serde(default = "default_queue_ms")]
+    pub queue_ms: u64,
+    /// Circuit-breaker thresholds of this region (default: `[breaker]`).
+    #[serde(default)]
+    pub breaker: Option<BreakerSection>,
     /// Region-specific credentials (see `config/production.example.toml`).
     #[serde(default)]
     pub auth: toml::Table,
@@ -241,6 +252,9 @@ pub struct RegionEntry {
 
 fn yes() -> bool {
     true
+}
+fn default_queue_ms() -> u64 {
+    250
 }
 fn default_concurrency() -> usize {
     64
@@ -417,8 +431,117 @@ fn default_cache_entries() -> u64 {
     100_000
 }
 
+/// `[limits]`: requests per second per caller, by role (a client's own
+/// `rate_limit_per_s` overrides its role's). A batch costs its item count, capped at the
+/// caller's burst.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Platforms (requests per second).
+    #[serde(default = "limit_platform")]
+    pub platform_per_s: u32,
+    /// Checkpoints.
+    #[serde(default = "limit_checkpoint")]
+    pub checkpoint_per_s: u32,
+    /// Peer gateways.
+    #[serde(default = "limit_peer")]
+    pub peer_per_s: u32,
+    /// Operators and dashboards.
+    #[serde(default = "limit_ops")]
+    pub ops_per_s: u32,
+    /// Burst allowed on top of the steady rate, in seconds of quota (1 = one second's worth).
+    #[serde(default = "limit_burst")]
+    pub burst_s: u32,
+}
+
+fn limit_platform() -> u32 {
+    500
+}
+fn limit_checkpoint() -> u32 {
+    50
+}
+fn limit_peer() -> u32 {
+    2000
+}
+fn limit_ops() -> u32 {
+    50
+}
+fn limit_burst() -> u32 {
+    2
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            platform_per_s: limit_platform(),
+            checkpoint_per_s: limit_checkpoint(),
+            peer_per_s: limit_peer(),
+            ops_per_s: limit_ops(),
+            burst_s: limit_burst(),
+        }
+    }
+}
+
+/// `[breaker]` and `[regions.<id>.breaker]`: when a region's circuit opens. Only upstream
+/// failures count (unavailable, timeout, invalid answer, throttling), never answers about
+/// the subject.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSection {
+    /// Open after this many upstream failures in a row.
+    #[serde(default = "breaker_consecutive")]
+    pub consecutive_failures: u32,
+    /// Or when this share of the recent calls failed (0..1) …
+    #[serde(default = "breaker_ratio")]
+    pub failure_ratio: f64,
+    /// … over the last `window_calls` calls, once at least `min_calls` were made.
+    #[serde(default = "breaker_window")]
+    pub window_calls: u32,
+    /// Calls needed before the ratio counts.
+    #[serde(default = "breaker_min_calls")]
+    pub min_calls: u32,
+    /// How long the circuit stays open before probing (seconds).
+    #[serde(default = "breaker_open")]
+    pub open_s: u64,
+    /// Probe calls let through when half-open; all must succeed to close.
+    #[serde(default = "breaker_probes")]
+    pub half_open_probes: u32,
+}
+
+fn breaker_consecutive() -> u32 {
+    5
+}
+fn breaker_ratio() -> f64 {
+    0.5
+}
+fn breaker_window() -> u32 {
+    20
+}
+fn breaker_min_calls() -> u32 {
+    10
+}
+fn breaker_open() -> u64 {
+    10
+}
+fn breaker_probes() -> u32 {
+    1
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        BreakerSection {
+            consecutive_failures: breaker_consecutive(),
+            failure_ratio: breaker_ratio(),
+            window_calls: breaker_window(),
+            min_calls: breaker_min_calls(),
+            open_s: breaker_open(),
+            half_open_probes: breaker_probes(),
+        }
+    }
+}
+
 /// `[redis]`: the shared tier for several instances (off by default).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSection {
     /// Use Redis.
@@ -427,6 +550,24 @@ pub struct RedisSection {
     /// `redis://host:port/db`.
     #[serde(default)]
     pub url: Option<String>,
+    /// While Redis is down, the share of each caller quota this instance applies locally
+    /// (0..1; e.g. 0.5 with two instances).
+    #[serde(default = "default_local_share")]
+    pub local_share: f64,
+}
+
+fn default_local_share() -> f64 {
+    0.5
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        RedisSection {
+            enabled: false,
+            url: None,
+            local_share: default_local_share(),
+        }
+    }
 }
 
 /// `[audit]`.

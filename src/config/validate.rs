@@ -252,6 +252,12 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 );
             }
         }
+        if r.queue_ms > 10_000 {
+            add(problems, &at("queue_ms"), "must be at most 10000".into());
+        }
+        if let Some(b) = &r.breaker {
+            breaker(problems, &at("breaker"), b);
+        }
         let mut sub = Vec::new();
         if let Some(auth) = RegionAuth::parse(*id, &r.auth, c.base_dir(), &mut sub) {
             for (field, secret) in auth.secrets() {
@@ -448,6 +454,29 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
             Err(e) => add(problems, "cache.subject_key", e.to_string()),
         }
     }
+    breaker(problems, "breaker", &c.breaker);
+    for (name, v) in [
+        ("platform_per_s", c.limits.platform_per_s),
+        ("checkpoint_per_s", c.limits.checkpoint_per_s),
+        ("peer_per_s", c.limits.peer_per_s),
+        ("ops_per_s", c.limits.ops_per_s),
+        ("burst_s", c.limits.burst_s),
+    ] {
+        if !(1..=1_000_000).contains(&v) {
+            add(
+                problems,
+                &format!("limits.{name}"),
+                "must be between 1 and 1000000".into(),
+            );
+        }
+    }
+    if !(c.redis.local_share > 0.0 && c.redis.local_share <= 1.0) {
+        add(
+            problems,
+            "redis.local_share",
+            "must be above 0 and at most 1".into(),
+        );
+    }
     if c.redis.enabled {
         match &c.redis.url {
             Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {}
@@ -502,4 +531,50 @@ pub(crate) fn valid_jurisdiction(j: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
+}
+
+/// Checks one breaker section (`[breaker]` or `[regions.<id>.breaker]`).
+fn breaker(problems: &mut Vec<Problem>, at: &str, b: &crate::config::BreakerSection) {
+    if b.consecutive_failures == 0 {
+        add(
+            problems,
+            &format!("{at}.consecutive_failures"),
+            "must be at least 1".into(),
+        );
+    }
+    if !(b.failure_ratio > 0.0 && b.failure_ratio <= 1.0) {
+        add(
+            problems,
+            &format!("{at}.failure_ratio"),
+            "must be above 0 and at most 1".into(),
+        );
+    }
+    if b.window_calls == 0 || b.window_calls > 10_000 {
+        add(
+            problems,
+            &format!("{at}.window_calls"),
+            "must be between 1 and 10000".into(),
+        );
+    }
+    if b.min_calls == 0 || b.min_calls > b.window_calls {
+        add(
+            problems,
+            &format!("{at}.min_calls"),
+            "must be between 1 and window_calls".into(),
+        );
+    }
+    if !(1..=3600).contains(&b.open_s) {
+        add(
+            problems,
+            &format!("{at}.open_s"),
+            "must be between 1 and 3600".into(),
+        );
+    }
+    if !(1..=100).contains(&b.half_open_probes) {
+        add(
+            problems,
+            &format!("{at}.half_open_probes"),
+            "must be between 1 and 100".into(),
+        );
+    }
 }

@@ -61,6 +61,9 @@ pub struct RegionView {
     /// Why, when not up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Circuit state, limits and recent latency and error figures (local regions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protection: Option<crate::protect::region::ProtectionView>,
 }
 
 /// The adapters of the locally served regions.
@@ -141,6 +144,7 @@ impl Registry {
                     served,
                     state,
                     note: self.notes.get(&id).cloned(),
+                    protection: None,
                 }
             })
             .collect()

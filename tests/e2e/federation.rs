@@ -38,6 +38,19 @@ impl Sim {
     fn intended(&self, s: &SimSubject) -> Intended {
         self.sim.intended_for(s, true)
     }
+
+    /// Like `find`, skipping the first `skip` matches: a subject nobody asked about yet,
+    /// so that no cached answer hides what a test is about.
+    fn find_nth(&self, skip: usize, f: impl Fn(&Intended) -> bool) -> SimSubject {
+        self.ctx
+            .population
+            .subjects()
+            .iter()
+            .filter(|s| s.fate == Fate::Active && f(&self.sim.intended_for(s, true)))
+            .nth(skip)
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: not enough subjects of that kind", self.sim.region()))
+    }
 }
 
 /// The simulators of every region, in a background runtime for the whole test process
@@ -949,6 +962,9 @@ async fn a_peer_down_affects_only_its_regions_and_a_second_peer_takes_over() {
     .await;
     assert_eq!(status, 200);
     guangdong.gw.shutdown().await;
+    // Subjects not asked before: the answer above is cached, and serving it within its TTL
+    // is right.
+    let gz = sim(Guangzhou).find_nth(5, |i| i.error.is_none());
     let (status, body) = post(
         "platform-shanghai",
         &shanghai,
@@ -1140,6 +1156,14 @@ async fn the_forwarded_request_carries_the_hop_headers_and_peer_answers_are_pars
     })
     .await;
     let s = sim(Suzhou).find(green_clear_no_actions);
+    let next = std::sync::atomic::AtomicU64::new(1);
+    let fresh_qr = || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut f = s.clone();
+        f.token = format!("{n:032x}");
+        f.qr = hcgw_adapters::qr::qr_text(hcgw_adapters::RegionId::Suzhou, &f.token);
+        f
+    };
     let as_of = chrono::Utc::now().fixed_offset().to_rfc3339();
     let answer = |status: Value| {
         json!({ "request_id": "x", "status": status, "recognition": {}, "cache": { "hit": true, "age_ms": 10 }, "served_by": "hcgw-jiangsu" })
@@ -1242,6 +1266,9 @@ async fn the_forwarded_request_carries_the_hop_headers_and_peer_answers_are_pars
         ),
     ] {
         set(code, ct, text.clone());
+        // A QR nobody asked about yet (the fake peer answers any): earlier good answers
+        // are cached, rightly, and would hide the broken ones.
+        let s = fresh_qr();
         let (status, body) = post(
             "platform-shanghai",
             &shanghai,
@@ -1280,6 +1307,7 @@ async fn the_forwarded_request_carries_the_hop_headers_and_peer_answers_are_pars
             "application/problem+json",
             json!({ "type": "x", "title": "x", "status": http_status, "code": code, "detail": "张三 secret detail" }).to_string(),
         );
+        let s = fresh_qr();
         let (status, body) = post(
             "platform-shanghai",
             &shanghai,

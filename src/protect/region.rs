@@ -1,0 +1,578 @@
+//! Per-region protection: an outbound rate limit at or below the region's published limit,
+//! a concurrency bulkhead, hold-off after the region throttles us, a circuit breaker, and
+//! recent latency and error figures for `GET /v1/regions`.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hcgw_adapters::{AdapterError, ErrorCode, RegionId};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{Clock, retry_secs};
+use crate::api::ApiError;
+use crate::config::{BreakerSection, RegionEntry};
+
+/// A circuit's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    /// Calls go through.
+    Closed,
+    /// Probing whether the region is back.
+    HalfOpen,
+    /// Calls fail fast with `region_unavailable`.
+    Open,
+}
+
+impl CircuitState {
+    /// The `hcgw_circuit_state` gauge value.
+    pub fn gauge(self) -> f64 {
+        match self {
+            CircuitState::Closed => 0.0,
+            CircuitState::HalfOpen => 1.0,
+            CircuitState::Open => 2.0,
+        }
+    }
+}
+
+/// A region's protection figures, as `GET /v1/regions` shows them.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ProtectionView {
+    /// The circuit breaker.
+    pub circuit: CircuitState,
+    /// Calls among the recent ones (at most 100).
+    pub recent_calls: u32,
+    /// Upstream failures among them.
+    pub recent_errors: u32,
+    /// Median latency of the recent calls (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<u64>,
+    /// 95th percentile latency of the recent calls (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p95_ms: Option<u64>,
+    /// Outbound requests per second allowed.
+    pub rate_limit_per_s: u32,
+    /// Calls in flight now.
+    pub in_flight: usize,
+    /// When the region throttled us: seconds left before it is asked again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_off_s: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Breaker {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { probes: u32, successes: u32 },
+}
+
+#[derive(Debug)]
+struct Health {
+    breaker: Breaker,
+    consecutive: u32,
+    window: VecDeque<bool>,
+    recent: VecDeque<(Duration, bool)>,
+    hold_until: Option<Instant>,
+}
+
+/// The protection of one region.
+pub struct RegionGuard {
+    region: RegionId,
+    rate: u32,
+    limiter: DefaultDirectRateLimiter,
+    concurrency: Arc<Semaphore>,
+    max_concurrency: usize,
+    queue: Duration,
+    thresholds: BreakerSection,
+    health: Mutex<Health>,
+    clock: Arc<dyn Clock>,
+    shared: Option<Arc<super::shared::Shared>>,
+}
+
+/// Permission to make one upstream call: holds a concurrency slot and, when half-open, a
+/// probe slot (released if the call is abandoned).
+pub struct Permit<'a> {
+    guard: &'a RegionGuard,
+    _slot: OwnedSemaphorePermit,
+    probe: bool,
+    done: bool,
+}
+
+impl RegionGuard {
+    /// The guard of `region` configured by `entry` and the default breaker.
+    pub fn new(
+        region: RegionId,
+        entry: &RegionEntry,
+        default_breaker: BreakerSection,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let rate = entry
+            .rate_limit_per_s
+            .unwrap_or_else(|| region.published_rate_per_s())
+            .clamp(1, region.published_rate_per_s());
+        let max_concurrency = entry.max_concurrency.max(1);
+        metrics::gauge!("hcgw_circuit_state", "target" => region.as_str()).set(0.0);
+        RegionGuard {
+            region,
+            rate,
+            limiter: paced(rate),
+            concurrency: Arc::new(Semaphore::new(max_concurrency)),
+            max_concurrency,
+            queue: Duration::from_millis(entry.queue_ms),
+            thresholds: entry.breaker.unwrap_or(default_breaker),
+            health: Mutex::new(Health {
+                breaker: Breaker::Closed,
+                consecutive: 0,
+                window: VecDeque::new(),
+                recent: VecDeque::new(),
+                hold_until: None,
+            }),
+            clock,
+            shared: None,
+        }
+    }
+
+    /// Uses the shared tier for a global rate across instances; while Redis is down, this
+    /// instance paces at `local_share` of the rate.
+    pub fn set_shared(&mut self, shared: Option<Arc<super::shared::Shared>>) {
+        let share = shared.as_ref().map(|s| s.local_share()).unwrap_or(1.0);
+        self.limiter = paced(((f64::from(self.rate) * share).round() as u32).max(1));
+        self.shared = shared;
+    }
+
+    /// The global pace through Redis: `None` when Redis is unavailable.
+    async fn global_pace(&self, started: Instant) -> Option<Result<(), ApiError>> {
+        let shared = self.shared.as_ref()?;
+        let key = format!("hcgw:r:{}", self.region.as_str());
+        loop {
+            match shared.take(&key, self.rate, 1, 1).await? {
+                Ok(()) => return Some(Ok(())),
+                Err(wait) if started.elapsed() + wait <= self.queue => {
+                    tokio::time::sleep(wait).await;
+                }
+                Err(wait) => {
+                    return Some(Err(
+                        self.throttled(wait, "the region's request rate is reached")
+                    ));
+                }
+            }
+        }
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn throttled(&self, wait: Duration, detail: &str) -> ApiError {
+        metrics::counter!("hcgw_rate_limited_total", "scope" => "region", "name" => self.region.as_str())
+            .increment(1);
+        ApiError::new(ErrorCode::UpstreamRateLimited, detail.to_owned())
+            .with_region(self.region)
+            .with_retry_after(retry_secs(wait))
+    }
+
+    /// The circuit's state now (an open circuit whose time is up reads half-open).
+    pub fn circuit(&self) -> CircuitState {
+        let now = self.clock.now();
+        match self.health().breaker {
+            Breaker::Closed => CircuitState::Closed,
+            Breaker::Open { until } if now < until => CircuitState::Open,
+            _ => CircuitState::HalfOpen,
+        }
+    }
+
+    /// Waits (at most the configured queue time) for the region's circuit, hold-off, rate
+    /// and concurrency limits; refuses with `region_unavailable` (circuit open) or
+    /// `upstream_rate_limited`.
+    pub async fn admit(&self) -> Result<Permit<'_>, ApiError> {
+        let now = self.clock.now();
+        let probe = {
+            let mut guard = self.health();
+            let h = &mut *guard;
+            if let Some(until) = h.hold_until {
+                if now < until {
+                    drop(guard);
+                    return Err(self.throttled(
+                        until - now,
+                        "the region asked the gateway to hold off; try again later",
+                    ));
+                }
+                h.hold_until = None;
+            }
+            match &mut h.breaker {
+                Breaker::Closed => false,
+                Breaker::Open { until } if now < *until => {
+                    let wait = *until - now;
+                    return Err(ApiError::new(
+                        ErrorCode::RegionUnavailable,
+                        "the region's circuit is open after repeated failures",
+                    )
+                    .with_region(self.region)
+                    .with_retry_after(retry_secs(wait)));
+                }
+                Breaker::Open { .. } => {
+                    h.breaker = Breaker::HalfOpen {
+                        probes: 1,
+                        successes: 0,
+                    };
+                    self.set_gauge(CircuitState::HalfOpen);
+                    true
+                }
+                Breaker::HalfOpen { probes, .. } => {
+                    if *probes >= self.thresholds.half_open_probes {
+                        return Err(ApiError::new(
+                            ErrorCode::RegionUnavailable,
+                            "the region is being probed after an outage",
+                        )
+                        .with_region(self.region)
+                        .with_retry_after(Duration::from_secs(1)));
+                    }
+                    *probes += 1;
+                    true
+                }
+            }
+        };
+        let release_probe = |guard: &Self| {
+            if probe && let Breaker::HalfOpen { probes, .. } = &mut guard.health().breaker {
+                *probes = probes.saturating_sub(1);
+            }
+        };
+        let started = Instant::now();
+        let global = self.global_pace(started).await;
+        if let Some(Err(e)) = global {
+            release_probe(self);
+            return Err(e);
+        }
+        // Rate: fail at once when the wait is beyond the queue time, else queue.
+        if global.is_some() {
+            // Paced globally through Redis.
+        } else if let Err(not_until) = self.limiter.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            if wait > self.queue {
+                release_probe(self);
+                return Err(self.throttled(wait, "the region's request rate is reached"));
+            }
+            if tokio::time::timeout(self.queue, self.limiter.until_ready())
+                .await
+                .is_err()
+            {
+                release_probe(self);
+                return Err(self.throttled(
+                    Duration::from_secs(1),
+                    "the region's request rate is reached",
+                ));
+            }
+        }
+        let left = self.queue.saturating_sub(started.elapsed());
+        let slot = match self.concurrency.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                match tokio::time::timeout(left, self.concurrency.clone().acquire_owned()).await {
+                    Ok(Ok(s)) => s,
+                    _ => {
+                        release_probe(self);
+                        return Err(self.throttled(
+                            Duration::from_secs(1),
+                            "too many calls to the region are in flight",
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Permit {
+            guard: self,
+            _slot: slot,
+            probe,
+            done: false,
+        })
+    }
+
+    fn set_gauge(&self, state: CircuitState) {
+        metrics::gauge!("hcgw_circuit_state", "target" => self.region.as_str()).set(state.gauge());
+    }
+
+    fn record(&self, latency: Duration, result: Result<(), &AdapterError>, probe: bool) {
+        let failed = matches!(result, Err(e) if e.is_upstream_failure());
+        let now = self.clock.now();
+        let mut guard = self.health();
+        let h = &mut *guard;
+        if let Err(AdapterError::RateLimited { retry_after }) = result {
+            h.hold_until = Some(now + retry_after.unwrap_or(Duration::from_secs(1)));
+        }
+        h.recent.push_back((latency, failed));
+        while h.recent.len() > 100 {
+            h.recent.pop_front();
+        }
+        h.window.push_back(failed);
+        while h.window.len() > self.thresholds.window_calls as usize {
+            h.window.pop_front();
+        }
+        h.consecutive = if failed { h.consecutive + 1 } else { 0 };
+        let open_for = Duration::from_secs(self.thresholds.open_s);
+        let next = match &mut h.breaker {
+            Breaker::HalfOpen { probes, successes } if probe => {
+                *probes = probes.saturating_sub(1);
+                if failed {
+                    Some(Breaker::Open {
+                        until: now + open_for,
+                    })
+                } else {
+                    *successes += 1;
+                    (*successes >= self.thresholds.half_open_probes).then_some(Breaker::Closed)
+                }
+            }
+            Breaker::Closed if failed => {
+                let failures = h.window.iter().filter(|f| **f).count() as f64;
+                let calls = h.window.len();
+                let ratio_trips = calls >= self.thresholds.min_calls as usize
+                    && failures / calls as f64 >= self.thresholds.failure_ratio;
+                (h.consecutive >= self.thresholds.consecutive_failures || ratio_trips).then_some(
+                    Breaker::Open {
+                        until: now + open_for,
+                    },
+                )
+            }
+            _ => None,
+        };
+        if let Some(next) = next {
+            let state = match next {
+                Breaker::Closed => {
+                    h.window.clear();
+                    h.consecutive = 0;
+                    tracing::info!(
+                        region = self.region.as_str(),
+                        "circuit closed: the region answers again"
+                    );
+                    CircuitState::Closed
+                }
+                _ => {
+                    tracing::warn!(
+                        region = self.region.as_str(),
+                        open_s = self.thresholds.open_s,
+                        "circuit opened after upstream failures"
+                    );
+                    CircuitState::Open
+                }
+            };
+            h.breaker = next;
+            drop(guard);
+            self.set_gauge(state);
+        }
+    }
+
+    /// The figures of `GET /v1/regions`.
+    pub fn view(&self) -> ProtectionView {
+        let circuit = self.circuit();
+        let now = self.clock.now();
+        let h = self.health();
+        let mut lat: Vec<Duration> = h.recent.iter().map(|(l, _)| *l).collect();
+        lat.sort();
+        let pct = |p: f64| {
+            (!lat.is_empty()).then(|| {
+                let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+                lat[i].as_millis() as u64
+            })
+        };
+        ProtectionView {
+            circuit,
+            recent_calls: h.recent.len() as u32,
+            recent_errors: h.recent.iter().filter(|(_, f)| *f).count() as u32,
+            latency_p50_ms: pct(0.5),
+            latency_p95_ms: pct(0.95),
+            rate_limit_per_s: self.rate,
+            in_flight: self.max_concurrency - self.concurrency.available_permits(),
+            held_off_s: h
+                .hold_until
+                .filter(|u| *u > now)
+                .map(|u| retry_secs(u - now).as_secs()),
+        }
+    }
+}
+
+impl Permit<'_> {
+    /// Records the call's outcome (feeds the breaker and the figures).
+    pub fn finish(mut self, latency: Duration, result: Result<(), &AdapterError>) {
+        self.done = true;
+        self.guard.record(latency, result, self.probe);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done
+            && self.probe
+            && let Breaker::HalfOpen { probes, .. } = &mut self.guard.health().breaker
+        {
+            *probes = probes.saturating_sub(1);
+        }
+    }
+}
+
+/// A limiter spacing calls 1/rate apart (burst 1), so no one-second window ever holds more
+/// than `rate` calls.
+fn paced(rate: u32) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(
+        Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protect::ManualClock;
+
+    fn entry(toml: &str) -> RegionEntry {
+        toml::from_str(&format!("base_url = \"http://127.0.0.1:1\"\n{toml}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn consecutive_failures_open_then_half_open_probe_closes() {
+        let clock = Arc::new(ManualClock::default());
+        let g = RegionGuard::new(
+            RegionId::Suzhou,
+            &entry("[breaker]\nconsecutive_failures = 3\nopen_s = 5"),
+            BreakerSection::default(),
+            clock.clone(),
+        );
+        let fail = AdapterError::Timeout(Duration::from_secs(2));
+        for _ in 0..3 {
+            g.admit()
+                .await
+                .unwrap()
+                .finish(Duration::from_millis(5), Err(&fail));
+        }
+        assert_eq!(g.circuit(), CircuitState::Open);
+        let e = g.admit().await.err().unwrap();
+        assert_eq!(e.code, ErrorCode::RegionUnavailable);
+        assert!(e.retry_after.is_some());
+        clock.advance(Duration::from_secs(6));
+        assert_eq!(g.circuit(), CircuitState::HalfOpen);
+        let probe = g.admit().await.unwrap();
+        // Only one probe at a time.
+        assert_eq!(
+            g.admit().await.err().unwrap().code,
+            ErrorCode::RegionUnavailable
+        );
+        probe.finish(Duration::from_millis(5), Err(&fail));
+        assert_eq!(g.circuit(), CircuitState::Open);
+        clock.advance(Duration::from_secs(6));
+        g.admit()
+            .await
+            .unwrap()
+            .finish(Duration::from_millis(5), Ok(()));
+        assert_eq!(g.circuit(), CircuitState::Closed);
+        // Answers about the subject never count.
+        for _ in 0..10 {
+            g.admit().await.unwrap().finish(
+                Duration::from_millis(5),
+                Err(&AdapterError::SubjectNotFound),
+            );
+        }
+        assert_eq!(g.circuit(), CircuitState::Closed);
+    }
+
+    #[tokio::test]
+    async fn abandoned_probe_frees_its_slot() {
+        let clock = Arc::new(ManualClock::default());
+        let g = RegionGuard::new(
+            RegionId::Suzhou,
+            &entry("[breaker]\nconsecutive_failures = 1\nopen_s = 1"),
+            BreakerSection::default(),
+            clock.clone(),
+        );
+        g.admit()
+            .await
+            .unwrap()
+            .finish(Duration::ZERO, Err(&AdapterError::unavailable("down")));
+        clock.advance(Duration::from_secs(2));
+        drop(g.admit().await.unwrap());
+        assert!(g.admit().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn failure_ratio_opens() {
+        let clock = Arc::new(ManualClock::default());
+        let g = RegionGuard::new(
+            RegionId::Suzhou,
+            &entry(
+                "[breaker]\nconsecutive_failures = 100\nfailure_ratio = 0.5\nwindow_calls = 10\nmin_calls = 10",
+            ),
+            BreakerSection::default(),
+            clock,
+        );
+        let fail = AdapterError::unavailable("x");
+        for i in 0..10 {
+            let r = if i % 2 == 1 { Err(&fail) } else { Ok(()) };
+            g.admit().await.unwrap().finish(Duration::ZERO, r);
+        }
+        assert_eq!(g.circuit(), CircuitState::Open);
+    }
+
+    #[tokio::test]
+    async fn throttling_holds_the_region_off() {
+        let clock = Arc::new(ManualClock::default());
+        let g = RegionGuard::new(
+            RegionId::Suzhou,
+            &entry(""),
+            BreakerSection::default(),
+            clock.clone(),
+        );
+        g.admit().await.unwrap().finish(
+            Duration::ZERO,
+            Err(&AdapterError::RateLimited {
+                retry_after: Some(Duration::from_secs(7)),
+            }),
+        );
+        let e = g.admit().await.err().unwrap();
+        assert_eq!(e.code, ErrorCode::UpstreamRateLimited);
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(g.view().held_off_s, Some(7));
+        clock.advance(Duration::from_secs(7));
+        assert!(g.admit().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_paced_or_refused_never_above_the_rate() {
+        let g = Arc::new(RegionGuard::new(
+            RegionId::Suzhou,
+            &entry("rate_limit_per_s = 20\nqueue_ms = 200"),
+            BreakerSection::default(),
+            Arc::new(crate::protect::SystemClock),
+        ));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..200 {
+            let g = g.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = g.admit().await;
+                let at = started.elapsed();
+                r.map(|p| {
+                    p.finish(Duration::ZERO, Ok(()));
+                    at
+                })
+                .map_err(|e| e.code)
+            }));
+        }
+        let mut admitted = Vec::new();
+        let mut refused = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(at) => admitted.push(at),
+                Err(code) => {
+                    assert_eq!(code, ErrorCode::UpstreamRateLimited);
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0, "a 10x burst is partly refused");
+        // Within 200 ms of queueing at 20/s, at most 1 + 20 * 0.2 (+ scheduling slack).
+        assert!(admitted.len() <= 8, "{} admitted", admitted.len());
+        assert!(admitted.len() >= 2, "{} admitted", admitted.len());
+    }
+}
