@@ -35,6 +35,7 @@ struct RegionSettings {
 pub struct LookupService {
     registry: Registry,
     settings: BTreeMap<RegionId, RegionSettings>,
+    stats: crate::stats::Stats,
 }
 
 impl LookupService {
@@ -60,12 +61,18 @@ impl LookupService {
         LookupService {
             registry: Registry::from_config(config),
             settings,
+            stats: crate::stats::Stats::new(),
         }
     }
 
     /// The regions and their adapters.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Recent per-region figures (for the status page).
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.stats
     }
 
     /// The age beyond which a status of `region` is stale (default 24 h).
@@ -83,6 +90,16 @@ impl LookupService {
 
     /// Asks the region (never invents a status: every failure is an error).
     pub async fn fetch(&self, region: RegionId, subject: &Subject) -> Result<Fetched, ApiError> {
+        let result = self.fetch_region(region, subject).await;
+        let outcome = crate::stats::Outcome::from_parts(
+            result.as_ref().is_ok_and(|f| f.cache_hit),
+            result.as_ref().err().map(|e| e.code),
+        );
+        self.stats.answer(region, outcome);
+        result
+    }
+
+    async fn fetch_region(&self, region: RegionId, subject: &Subject) -> Result<Fetched, ApiError> {
         match self.registry.served(region) {
             Served::None => {
                 return Err(ApiError::new(
@@ -135,6 +152,8 @@ impl LookupService {
             Err(_) => Err(AdapterError::Timeout(deadline)),
         };
         let latency = started.elapsed();
+        crate::metrics::upstream_call(region, latency, result.as_ref().err());
+        self.stats.upstream_call(region, latency);
         match result {
             Ok(status) => Ok(Fetched {
                 status,

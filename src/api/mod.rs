@@ -35,9 +35,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/lookup/batch", post(lookup::batch))
         .route("/v1/verify", post(lookup::verify))
         .route("/v1/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(known_callers_only))
+        .layer(middleware::from_fn(crate::metrics::track))
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }
@@ -95,6 +97,14 @@ pub fn require_role(caller: &Caller, allowed: &[Role]) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/v1/whoami", tag = "regions", responses((status = 200, body = Caller)))]
 pub async fn whoami(caller: Caller) -> Json<Caller> {
     Json(caller)
+}
+
+/// `GET /metrics` over mTLS: the Prometheus text format, for the `ops` role only.
+pub async fn metrics(caller: Caller) -> Response {
+    match require_role(&caller, &[Role::Ops]) {
+        Ok(()) => crate::metrics::response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The body of `GET /v1/regions`.
