@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages hcgw's tests and tools need, only when missing.
-# Debian packages: openssl (the dev PKI), redis-server (shared-tier tests start their own).
+# Debian packages: openssl (the dev PKI), redis-server (shared-tier tests start their own),
+# prometheus (promtool checks ops/prometheus-alerts.yml), chromium (the status page's
+# browser test).
 set -euo pipefail
 
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v curl >/dev/null || need+=(curl)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}"
