@@ -234,7 +234,7 @@ main { padding:16px 24px; }
 .card span { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
 table { width:100%; border-collapse:collapse; background:#fff; border:1px solid var(--line); border-radius:6px; }
 th, td { text-align:left; padding:7px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); background:#f3f4f6; }
+th { white-space:nowrap; font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); background:#f3f4f6; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
 .id { color:var(--muted); font-size:12px; }
 .badge { display:inline-block; padding:1px 9px; border-radius:10px; font-weight:600; font-size:12px; color:#fff; text-transform:uppercase; }

@@ -6,6 +6,7 @@ mod audit;
 mod config_errors;
 mod lookup;
 mod mtls;
+mod ops;
 mod reload;
 mod support;
 mod world;
