@@ -65,7 +65,7 @@ pub struct StatusBody {
 /// Reads a field the registry may or may not report (the circuit breaker's state may be a
 /// string or an object with a `state`).
 fn circuit_of(view: &Value) -> Option<String> {
-    let c = view.get("circuit")?;
+    let c = view.get("circuit").or_else(|| view.get("circuit_state"))?;
     match c {
         Value::String(s) => Some(s.clone()),
         Value::Object(o) => o.get("state").and_then(Value::as_str).map(str::to_owned),
@@ -417,6 +417,10 @@ mod tests {
         assert_eq!(
             circuit_of(&serde_json::json!({"circuit": {"state": "half_open"}})),
             Some("half_open".into())
+        );
+        assert_eq!(
+            circuit_of(&serde_json::json!({"circuit_state": "closed"})),
+            Some("closed".into())
         );
         assert_eq!(circuit_of(&serde_json::json!({"state": "up"})), None);
     }

@@ -100,6 +100,11 @@ pub async fn whoami(caller: Caller) -> Json<Caller> {
 }
 
 /// `GET /metrics` over mTLS: the Prometheus text format, for the `ops` role only.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses(
+        (status = 200, description = "Prometheus text exposition format (labels hold no personal data)", content_type = "text/plain"),
+        (status = 403, description = "forbidden: any role but ops", body = problem::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn metrics(caller: Caller) -> Response {
     match require_role(&caller, &[Role::Ops]) {
         Ok(()) => crate::metrics::response(),
