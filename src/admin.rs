@@ -21,6 +21,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(|| async { crate::metrics::response() }))
         .route("/status", get(crate::status_page::page))
         .route("/status.json", get(crate::status_page::json))
+        .layer(axum::middleware::from_fn(crate::api::request_id::layer))
         .with_state(state)
 }
 

@@ -219,6 +219,7 @@ impl AppState {
                 r.error = a.error;
                 r.cache_hit = a.cache_hit;
                 r.upstream_latency_ms = a.upstream_latency_ms;
+                r.via_peer = a.via_peer;
                 r
             })
             .collect();

@@ -35,6 +35,8 @@ pub struct Audited {
     pub cache_hit: bool,
     /// Upstream latency (ms).
     pub upstream_latency_ms: Option<u64>,
+    /// The peer gateway that answered for the region.
+    pub via_peer: Option<String>,
 }
 
 impl Audited {
@@ -59,6 +61,7 @@ impl Audited {
             error: None,
             cache_hit: false,
             upstream_latency_ms: None,
+            via_peer: None,
         }
     }
 
@@ -73,9 +76,11 @@ impl Audited {
                 self.color = Some(f.status.color);
                 self.cache_hit = f.cache_hit;
                 self.upstream_latency_ms = f.upstream_latency.map(|d| d.as_millis() as u64);
+                self.via_peer = f.via_peer.clone();
             }
             Err(e) => {
                 self.error = Some(e.code);
+                self.via_peer = e.via_peer.clone();
                 if recognition.is_some() {
                     self.color = Some(Color::Unknown);
                 }

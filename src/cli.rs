@@ -63,6 +63,12 @@ pub enum Command {
         /// Share of calls answered with the region's "system busy".
         #[arg(long, default_value_t = 0.0)]
         error_rate: f64,
+        /// Share of subjects whose QR token is expired.
+        #[arg(long, default_value_t = 0.05)]
+        expired_share: f64,
+        /// Share of subjects the region does not know.
+        #[arg(long, default_value_t = 0.05)]
+        not_found_share: f64,
         /// Subjects per region.
         #[arg(long, default_value_t = 1000)]
         population: usize,
@@ -183,10 +189,19 @@ async fn run(command: Command) -> Result<(), String> {
             base_port,
             latency_ms,
             error_rate,
+            expired_share,
+            not_found_share,
             population,
             seed,
             pki,
         } => {
+            let shares_ok = (0.0..=1.0).contains(&error_rate)
+                && expired_share >= 0.0
+                && not_found_share >= 0.0
+                && expired_share + not_found_share <= 1.0;
+            if !shares_ok {
+                return Err("--error-rate, --expired-share and --not-found-share are shares between 0 and 1".into());
+            }
             crate::logging::init(crate::config::LogFormat::Pretty, "info");
             let regions = if regions.is_empty() {
                 RegionId::ALL.to_vec()
@@ -196,9 +211,10 @@ async fn run(command: Command) -> Result<(), String> {
             let options = SimOptions {
                 latency: Duration::from_millis(latency_ms),
                 error_rate,
+                expired_share,
+                not_found_share,
                 population,
                 seed,
-                ..SimOptions::default()
             };
             let env = SimEnv { pki_dir: pki };
             let mut running = Vec::new();

@@ -82,8 +82,15 @@ fn print_banner(gw: &crate::app::Gateway, pki: &Path, sims: &[crate::simulator::
     let url = format!("https://localhost:{}", gw.api_addr.port());
     let curl = |client: &str| {
         format!(
-            "curl --cacert {pki}/ca-bundle.pem --cert {pki}/clients/{client}/cert.pem --key {pki}/clients/{client}/key.pem"
+            "curl -s --cacert {pki}/ca-bundle.pem --cert {pki}/clients/{client}/cert.pem --key {pki}/clients/{client}/key.pem"
         )
+    };
+    let json = "-H 'content-type: application/json'";
+    // Synthetic subjects from the simulators (never real people).
+    let subject = |region: hcgw_adapters::RegionId, n: usize| {
+        sims.iter()
+            .find(|s| s.region == region)
+            .and_then(|s| s.context.population.subjects().get(n).cloned())
     };
     println!();
     println!(
@@ -93,7 +100,7 @@ fn print_banner(gw: &crate::app::Gateway, pki: &Path, sims: &[crate::simulator::
     println!(
         "simulated regions: {}",
         if sims.is_empty() {
-            "none in this build (regions are reported down)".to_owned()
+            "none (regions are reported down)".to_owned()
         } else {
             sims.iter()
                 .map(|s| format!("{} {}", s.region, s.base_url()))
@@ -104,10 +111,55 @@ fn print_banner(gw: &crate::app::Gateway, pki: &Path, sims: &[crate::simulator::
     println!();
     println!("Who am I (as the Shanghai platform):");
     println!("  {} {url}/v1/whoami", curl("platform-shanghai"));
-    println!("Regions and their state:");
+    println!("Regions, their state and the agreements in force:");
     println!("  {} {url}/v1/regions", curl("ops"));
+    if let Some(s) = subject(hcgw_adapters::RegionId::Suzhou, 1) {
+        println!("Look up a Suzhou QR code (platform):");
+        println!(
+            "  {} {json} -d '{{\"region\":\"suzhou\",\"subject\":{{\"qr\":\"{}\"}},\"purpose\":\"arrival_registration\"}}' {url}/v1/lookup",
+            curl("platform-shanghai"),
+            s.qr
+        );
+        println!("Look up the same person by identity (platform):");
+        println!(
+            "  {} {json} -d '{{\"region\":\"suzhou\",\"subject\":{{\"id_type\":\"resident_id\",\"id_number\":\"{}\",\"name\":\"{}\"}}}}' {url}/v1/lookup",
+            curl("platform-shanghai"),
+            s.id_number,
+            s.name
+        );
+    }
+    if let Some(s) = subject(hcgw_adapters::RegionId::Guangzhou, 0) {
+        println!(
+            "Verify a scanned Guangzhou code at a Shanghai gate (checkpoint: register_locally, no YRD agreement):"
+        );
+        println!(
+            "  {} {json} -d '{{\"qr\":\"{}\",\"checkpoint\":\"SH-HONGQIAO-RAIL-G12\"}}' {url}/v1/verify",
+            curl("checkpoint-shanghai"),
+            s.qr
+        );
+    }
+    if let (Some(a), Some(b)) = (
+        subject(hcgw_adapters::RegionId::Hangzhou, 2),
+        subject(hcgw_adapters::RegionId::Sukang, 3),
+    ) {
+        println!("A batch (platform):");
+        println!(
+            "  {} {json} -d '{{\"items\":[{{\"region\":\"hangzhou\",\"subject\":{{\"qr\":\"{}\"}}}},{{\"region\":\"sukang\",\"subject\":{{\"qr\":\"{}\"}}}}]}}' {url}/v1/lookup/batch",
+            curl("platform-shanghai"),
+            a.qr,
+            b.qr
+        );
+    }
+    if let Some(s) = sims.first() {
+        println!("Synthetic subjects of a simulator, with the status each is meant to produce:");
+        println!(
+            "  curl -s '{}/_sim/subjects?limit=5'",
+            s.base_url()
+                .replace("https://localhost", "https://127.0.0.1")
+        );
+    }
     println!("Health (plain HTTP, admin port):");
-    println!("  curl http://{}/readyz", gw.admin_addr);
+    println!("  curl -s http://{}/readyz", gw.admin_addr);
     println!();
     println!("Press Ctrl-C to stop.");
 }

@@ -8,7 +8,8 @@
 //!   CRLs, and the caller identity taken from the verified client certificate;
 //! - [`api`]: the HTTP API and its problem+json errors; [`admin`]: health, readiness,
 //!   `/metrics` ([`metrics`]) and the status page ([`status_page`], [`stats`]);
-//! - [`regions`]: the adapters of the regions served here;
+//! - [`regions`]: the adapters of the regions served here; [`federation`]: forwarding to
+//!   peer gateways;
 //! - [`simulator`]: runnable simulators of every region; [`demo`]: the one-command demo;
 //! - [`audit`]: the tamper-evident audit trail (hash-chained JSON lines) and its verifier;
 //! - [`app`]: starting and stopping a gateway; [`cli`]: the `hcgw` command.
@@ -21,6 +22,7 @@ pub mod audit_hook;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod federation;
 pub mod identity;
 pub mod logging;
 pub mod lookup;

@@ -9,6 +9,7 @@ use hcgw_adapters::{AdapterError, ErrorCode, HealthStatus, RegionId, Subject};
 
 use crate::api::ApiError;
 use crate::config::Config;
+use crate::federation::{ForwardContext, Peers};
 use crate::regions::{Registry, Served};
 
 /// A status and where it came from.
@@ -22,6 +23,11 @@ pub struct Fetched {
     pub age: Duration,
     /// How long the region took, when it was asked.
     pub upstream_latency: Option<Duration>,
+    /// The peer gateway that answered, when the region is served by a peer.
+    pub via_peer: Option<String>,
+    /// For answers of a peer: the view the peer returned (`checkpoint` when it withheld
+    /// reasons and source). A checkpoint view must not be served to a platform caller.
+    pub peer_view: Option<crate::config::Role>,
 }
 
 /// Region settings the lookups need.
@@ -35,6 +41,7 @@ struct RegionSettings {
 pub struct LookupService {
     registry: Registry,
     settings: BTreeMap<RegionId, RegionSettings>,
+    peers: Peers,
     stats: crate::stats::Stats,
 }
 
@@ -61,6 +68,7 @@ impl LookupService {
         LookupService {
             registry: Registry::from_config(config),
             settings,
+            peers: Peers::from_config(config),
             stats: crate::stats::Stats::new(),
         }
     }
@@ -88,9 +96,20 @@ impl LookupService {
         self.registry.served(region) != Served::None
     }
 
-    /// Asks the region (never invents a status: every failure is an error).
-    pub async fn fetch(&self, region: RegionId, subject: &Subject) -> Result<Fetched, ApiError> {
-        let result = self.fetch_region(region, subject).await;
+    /// The peer gateways.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Asks the region, or the peers serving it (never invents a status: every failure is
+    /// an error). `ctx` says on whose behalf and how far the request has travelled.
+    pub async fn fetch(
+        &self,
+        region: RegionId,
+        subject: &Subject,
+        ctx: &ForwardContext,
+    ) -> Result<Fetched, ApiError> {
+        let result = self.fetch_region(region, subject, ctx).await;
         let outcome = crate::stats::Outcome::from_parts(
             result.as_ref().is_ok_and(|f| f.cache_hit),
             result.as_ref().err().map(|e| e.code),
@@ -99,7 +118,12 @@ impl LookupService {
         result
     }
 
-    async fn fetch_region(&self, region: RegionId, subject: &Subject) -> Result<Fetched, ApiError> {
+    async fn fetch_region(
+        &self,
+        region: RegionId,
+        subject: &Subject,
+        ctx: &ForwardContext,
+    ) -> Result<Fetched, ApiError> {
         match self.registry.served(region) {
             Served::None => {
                 return Err(ApiError::new(
@@ -108,13 +132,8 @@ impl LookupService {
                 )
                 .with_region(region));
             }
-            Served::Peer { .. } => {
-                return Err(ApiError::new(
-                    ErrorCode::RegionUnavailable,
-                    format!("{region} is served by a peer gateway, and forwarding is not enabled"),
-                )
-                .with_region(region)
-                .with_retry_after(Duration::from_secs(30)));
+            Served::Peer { peers } => {
+                return self.peers.forward(region, subject, ctx, &peers).await;
             }
             Served::Local => {}
         }
@@ -160,6 +179,8 @@ impl LookupService {
                 cache_hit: false,
                 age: Duration::ZERO,
                 upstream_latency: Some(latency),
+                via_peer: None,
+                peer_view: None,
             }),
             Err(e) => {
                 if e.is_upstream_failure() {

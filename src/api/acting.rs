@@ -2,11 +2,15 @@
 //! caller's own; a peer gateway acts on behalf of its caller (`X-Hcgw-On-Behalf-Of:
 //! <role>:<jurisdiction>`), never above its configured `max_on_behalf_of`.
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
 use super::ApiError;
+use crate::app::AppState;
 use crate::config::Role;
+use crate::federation::{self, ForwardContext};
 use crate::identity::Caller;
 
 /// The header a forwarding gateway sets.
@@ -23,6 +27,10 @@ pub struct Acting {
     pub jurisdiction: String,
     /// `role:jurisdiction` when a peer forwarded the request.
     pub on_behalf_of: Option<String>,
+    /// Gateway-to-gateway hops taken so far (`X-Hcgw-Hops` of a peer; 0 otherwise).
+    pub hops: u32,
+    /// Gateways passed before this one (`X-Hcgw-Via` of a peer; empty otherwise).
+    pub via: Vec<String>,
 }
 
 /// Privilege order for capping: a checkpoint sees less than a platform.
@@ -53,6 +61,8 @@ impl Acting {
                 role,
                 jurisdiction,
                 on_behalf_of: None,
+                hops: 0,
+                via: Vec::new(),
             });
         }
         let max = caller.max_on_behalf_of.unwrap_or(Role::Checkpoint);
@@ -64,6 +74,8 @@ impl Acting {
                 role: max,
                 jurisdiction,
                 on_behalf_of: None,
+                hops: 0,
+                via: Vec::new(),
             });
         };
         let (role, jurisdiction) = value.split_once(':').ok_or_else(|| {
@@ -92,7 +104,19 @@ impl Acting {
             jurisdiction: jurisdiction.to_owned(),
             role,
             caller,
+            hops: 0,
+            via: Vec::new(),
         })
+    }
+
+    /// On whose behalf and how far: what a forwarded lookup carries.
+    pub fn forward_context(&self) -> ForwardContext {
+        ForwardContext {
+            role: self.role,
+            jurisdiction: self.jurisdiction.clone(),
+            hops: self.hops,
+            via: self.via.clone(),
+        }
     }
 
     /// Refuses the request unless the effective role is allowed.
@@ -110,17 +134,45 @@ impl Acting {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Acting {
+fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
+    parts
+        .headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid(format!("{name}: not ASCII")))
+        })
+        .transpose()
+}
+
+impl<S> FromRequestParts<S> for Acting
+where
+    S: Send + Sync,
+    Arc<AppState>: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let header = parts.headers.get(ON_BEHALF_OF).map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::invalid("X-Hcgw-On-Behalf-Of: not ASCII"))
-        });
-        let header = header.transpose()?;
-        Acting::resolve(caller, header)
+        let is_peer = caller.role == Role::Peer;
+        let mut acting = Acting::resolve(caller, header(parts, ON_BEHALF_OF)?)?;
+        if is_peer {
+            // Only a peer's hop headers count; anyone else is a first hop.
+            let app = Arc::<AppState>::from_ref(state);
+            acting.hops = federation::parse_hops(header(parts, federation::HOPS)?)?;
+            acting.via = federation::parse_via(header(parts, federation::VIA)?)?;
+            let peers = app.lookups.peers();
+            if let Err(e) = federation::check_entry(
+                peers.own_name(),
+                peers.max_hops(),
+                acting.hops,
+                &acting.via,
+            ) {
+                tracing::warn!(peer = %acting.caller.name, hops = acting.hops, via = ?acting.via, "forwarded request refused: {}", e.detail);
+                return Err(e);
+            }
+        }
+        Ok(acting)
     }
 }
 

@@ -84,6 +84,10 @@ pub struct LookupResponse {
     pub cache: CacheInfo,
     /// The gateway instance that answered.
     pub served_by: String,
+    /// Only for peer callers: what the forwarding gateway needs to decide from a view that
+    /// omits fields (docs/federation.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<crate::federation::PeerHints>,
 }
 
 /// The answer of a batch: one result per item, in order.
@@ -155,6 +159,12 @@ fn validate(state: &AppState, req: &LookupRequest) -> Result<Validated, ApiError
 }
 
 fn respond(state: &AppState, acting: &Acting, fetched: &Fetched) -> LookupResponse {
+    // A peer that showed only the checkpoint view is not second-guessed: nothing it
+    // withheld is made up here.
+    let view = match fetched.peer_view {
+        Some(Role::Checkpoint) => Role::Checkpoint,
+        _ => acting.role,
+    };
     let max_age = state.lookups.max_status_age(fetched.status.region);
     let recognition = state.policy.decide(
         &acting.jurisdiction,
@@ -164,13 +174,15 @@ fn respond(state: &AppState, acting: &Acting, fetched: &Fetched) -> LookupRespon
     );
     LookupResponse {
         request_id: request_id::current().unwrap_or_default(),
-        status: status_view(&fetched.status, acting.role),
+        status: status_view(&fetched.status, view),
         recognition,
         cache: CacheInfo {
             hit: fetched.cache_hit,
             age_ms: fetched.age.as_millis() as u64,
         },
         served_by: state.config.gateway.name.clone(),
+        federation: (acting.caller.role == Role::Peer)
+            .then(|| crate::federation::PeerHints::of(&fetched.status)),
     }
 }
 
@@ -189,7 +201,10 @@ pub async fn lookup(
 ) -> Result<Json<LookupResponse>, ApiError> {
     acting.require(&[Role::Platform, Role::Peer])?;
     let v = validate(&state, &req)?;
-    let result = state.lookups.fetch(v.region, &v.subject).await;
+    let result = state
+        .lookups
+        .fetch(v.region, &v.subject, &acting.forward_context())
+        .await;
     let response = result
         .as_ref()
         .map(|f| respond(&state, &acting, f))
@@ -254,13 +269,17 @@ pub async fn batch(
         .collect();
     // Duplicates cost one upstream call; distinct ones run with bounded concurrency.
     let state2 = state.clone();
+    let ctx = acting.forward_context();
     let answers: HashMap<String, Result<Fetched, ApiError>> = futures_util::stream::iter(unique)
         .map(|(key, (region, subject))| {
             let state = state2.clone();
+            let ctx = ctx.clone();
             let id = request_id::current().unwrap_or_default();
             async move {
-                let r = request_id_scope(id, async { state.lookups.fetch(region, &subject).await })
-                    .await;
+                let r = request_id_scope(id, async {
+                    state.lookups.fetch(region, &subject, &ctx).await
+                })
+                .await;
                 (key, r)
             }
         })
@@ -337,7 +356,11 @@ pub async fn verify(
         .with_region(region));
     }
     let subject = Subject::QrToken(detected.token);
-    let result = state.lookups.fetch(region, &subject).await;
+    // Detected here, forwarded by region as a lookup: the decision stays with this gateway.
+    let result = state
+        .lookups
+        .fetch(region, &subject, &acting.forward_context())
+        .await;
     let response = match &result {
         Ok(f) => Ok(respond(&state, &acting, f)),
         Err(e) if e.code.is_upstream_fault() => Ok(LookupResponse {
@@ -351,6 +374,7 @@ pub async fn verify(
                 age_ms: 0,
             },
             served_by: state.config.gateway.name.clone(),
+            federation: None,
         }),
         Err(e) => Err(e.clone()),
     };

@@ -127,9 +127,11 @@ pub struct RegionsBody {
 /// force.
 #[utoipa::path(get, path = "/v1/regions", tag = "regions", responses((status = 200, body = RegionsBody)))]
 pub async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
+    let mut regions = state.lookups.registry().views();
+    state.lookups.peers().annotate(&mut regions);
     Json(RegionsBody {
         served_by: state.config.gateway.name.clone(),
-        regions: state.lookups.registry().views(),
+        regions,
         agreements: state.policy.agreements().to_vec(),
     })
 }

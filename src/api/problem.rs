@@ -22,6 +22,9 @@ pub struct ApiError {
     pub region: Option<RegionId>,
     /// How long the caller should wait before retrying.
     pub retry_after: Option<Duration>,
+    /// The peer gateway the lookup was forwarded to, when the error came from or through
+    /// it (for the audit trail; not shown to the caller).
+    pub via_peer: Option<String>,
 }
 
 impl ApiError {
@@ -32,6 +35,7 @@ impl ApiError {
             detail: detail.into(),
             region: None,
             retry_after: None,
+            via_peer: None,
         }
     }
 

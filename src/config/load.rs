@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 
 use super::validate;
 use super::{
-    AdminSection, AuditSection, CacheSection, ClientEntry, Config, GatewaySection, ListenerSection,
-    PeerEntry, RecognitionSection, RedisSection, RegionEntry, TlsSection,
+    AdminSection, AuditSection, CacheSection, ClientEntry, Config, FederationSection,
+    GatewaySection, ListenerSection, PeerEntry, RecognitionSection, RedisSection, RegionEntry,
+    TlsSection,
 };
 
 /// One problem in a configuration file.
@@ -96,7 +97,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
             return Err(invalid(vec![Problem::new(at, e.message().to_owned())]));
         }
     };
-    const KNOWN: [&str; 11] = [
+    const KNOWN: [&str; 12] = [
         "gateway",
         "listener",
         "admin",
@@ -105,6 +106,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
         "regions",
         "recognition",
         "peers",
+        "federation",
         "cache",
         "redis",
         "audit",
@@ -127,6 +129,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
     let recognition: Option<RecognitionSection> = optional(&table, "recognition", &mut problems);
     let clients: Vec<ClientEntry> = array(&table, "clients", &mut problems);
     let peers: Vec<PeerEntry> = array(&table, "peers", &mut problems);
+    let federation: Option<FederationSection> = optional(&table, "federation", &mut problems);
     let mut regions = BTreeMap::new();
     match table.get("regions") {
         None => {}
@@ -176,6 +179,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
         regions,
         recognition: recognition.unwrap_or_default(),
         peers,
+        federation: federation.unwrap_or_default(),
         cache: cache.clone().unwrap_or(CacheSection {
             max_entries: 0,
             subject_key: super::SecretRef::Env(String::new()),

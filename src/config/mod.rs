@@ -41,6 +41,8 @@ pub struct Config {
     pub recognition: RecognitionSection,
     /// Peer gateways.
     pub peers: Vec<PeerEntry>,
+    /// Forwarding limits between gateways.
+    pub federation: FederationSection,
     /// Local cache and the keyed hash of subjects.
     pub cache: CacheSection,
     /// The optional shared tier.
@@ -350,10 +352,54 @@ pub struct PeerEntry {
     /// Deadline of one forwarded call (ms).
     #[serde(default = "default_peer_deadline")]
     pub deadline_ms: u64,
+    /// Forwarded calls per second to this peer at most (bursts up to one second's worth);
+    /// beyond it the next peer is tried, else `upstream_rate_limited`. Default 200.
+    #[serde(default = "default_peer_rate")]
+    pub rate_limit_per_s: u32,
+}
+
+fn default_peer_rate() -> u32 {
+    200
 }
 
 fn default_peer_deadline() -> u64 {
     3000
+}
+
+/// `[federation]`: limits of forwarding between gateways (security.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSection {
+    /// Most gateway-to-gateway hops a request may take (default 2): a request arriving
+    /// with more, or that would leave with more, is refused with `federation_loop`.
+    #[serde(default = "default_max_hops")]
+    pub max_hops: u32,
+    /// Consecutive failures after which a peer's circuit opens (default 5).
+    #[serde(default = "default_peer_failures")]
+    pub circuit_failures: u32,
+    /// How long an open peer circuit stays open before one trial call (ms, default 10000).
+    #[serde(default = "default_peer_open_ms")]
+    pub circuit_open_ms: u64,
+}
+
+fn default_max_hops() -> u32 {
+    2
+}
+fn default_peer_failures() -> u32 {
+    5
+}
+fn default_peer_open_ms() -> u64 {
+    10_000
+}
+
+impl Default for FederationSection {
+    fn default() -> Self {
+        FederationSection {
+            max_hops: default_max_hops(),
+            circuit_failures: default_peer_failures(),
+            circuit_open_ms: default_peer_open_ms(),
+        }
+    }
 }
 
 /// `[cache]`.

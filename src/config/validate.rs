@@ -373,6 +373,65 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "must be between 50 and 30000".into(),
             );
         }
+        if peer.name.trim().is_empty() || !crate::federation::valid_gateway_name(&peer.name) {
+            add(
+                problems,
+                &at("name"),
+                "1 to 64 letters, digits, `.`, `_` or `-`".into(),
+            );
+        } else if parsed.gateway && peer.name == c.gateway.name {
+            add(
+                problems,
+                &at("name"),
+                "a gateway is not its own peer (gateway.name)".into(),
+            );
+        }
+        if !(1..=100_000).contains(&peer.rate_limit_per_s) {
+            add(
+                problems,
+                &at("rate_limit_per_s"),
+                "must be between 1 and 100000".into(),
+            );
+        }
+        let host = reqwest::Url::parse(&peer.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        if let Some(name) = peer.server_name.as_deref().or(host.as_deref())
+            && rustls_pki_types::ServerName::try_from(name.trim_matches(['[', ']'])).is_err()
+        {
+            add(
+                problems,
+                &at("server_name"),
+                "must be a DNS name or IP address".into(),
+            );
+        }
+        let mut seen = HashSet::new();
+        for r in &peer.regions {
+            if !seen.insert(*r) {
+                add(problems, &at("regions"), format!("{r} listed twice"));
+            }
+        }
+    }
+    if !(1..=8).contains(&c.federation.max_hops) {
+        add(
+            problems,
+            "federation.max_hops",
+            "must be between 1 and 8".into(),
+        );
+    }
+    if c.federation.circuit_failures == 0 {
+        add(
+            problems,
+            "federation.circuit_failures",
+            "must be at least 1".into(),
+        );
+    }
+    if !(100..=600_000).contains(&c.federation.circuit_open_ms) {
+        add(
+            problems,
+            "federation.circuit_open_ms",
+            "must be between 100 and 600000".into(),
+        );
     }
 
     if parsed.cache {

@@ -377,3 +377,23 @@ async fn secrets_never_reach_the_logs_of_a_running_gateway() {
         assert!(!logs.contains(secret.trim()), "{name} leaked into the logs");
     }
 }
+
+#[test]
+fn the_production_template_is_well_formed() {
+    // On a developer machine its files and environment variables do not exist; every other
+    // kind of problem would be a mistake in the template itself.
+    let path = repo().join("config/production.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let found = problems(&text, &repo().join("config"));
+    assert!(
+        !found.is_empty(),
+        "the template names files that do not exist here"
+    );
+    for p in &found {
+        let m = &p.message;
+        assert!(
+            m.contains("cannot read") || m.contains("not found") || m.contains("is not set"),
+            "unexpected problem in config/production.example.toml: {p}"
+        );
+    }
+}

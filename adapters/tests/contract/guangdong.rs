@@ -72,6 +72,42 @@ async fn lookup_fixture(name: &str) -> Result<HealthStatus, AdapterError> {
     adapter(&mock).lookup(&qr()).await
 }
 
+/// One codeStatus of the contract: colour, level, source code and reasons.
+async fn check_colour(
+    name: &'static str,
+    color: Color,
+    level: Level,
+    code: &str,
+    reasons: Vec<Reason>,
+) {
+    let s = lookup_fixture(name)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!((s.color, s.level), (color, level), "{name}");
+    assert_eq!(s.source.code, code, "{name}");
+    assert_eq!(s.reasons, reasons, "{name}");
+}
+
+colour_tests! {
+    colour_1_green_clear: ("green.json", Color::Green, Level::Clear, "1", vec![]),
+    colour_2_yellow_monitoring: (
+        "yellow.json",
+        Color::Yellow,
+        Level::Monitoring,
+        "2",
+        vec![Reason::HomeQuarantine],
+    ),
+    colour_3_red_quarantine: (
+        "red.json",
+        Color::Red,
+        Level::Quarantine,
+        "3",
+        vec![Reason::CentralizedQuarantine],
+    ),
+    colour_0_unassigned_is_unknown: ("unassigned.json", Color::Unknown, Level::Unknown, "0", vec![]),
+    colour_unlisted_is_unknown: ("unknown_status.json", Color::Unknown, Level::Unknown, "9", vec![]),
+}
+
 #[tokio::test]
 async fn green_is_clear_with_compact_local_time() {
     let s = lookup_fixture("green.json").await.unwrap();
@@ -98,18 +134,6 @@ async fn red_is_quarantine() {
     assert_eq!((s.color, s.level), (Color::Red, Level::Quarantine));
     assert_eq!(s.reasons, vec![Reason::CentralizedQuarantine]);
     assert_eq!(s.as_of.unwrap().to_rfc3339(), "2022-04-01T10:00:00+08:00");
-}
-
-#[tokio::test]
-async fn unassigned_and_unknown_status_are_unknown_never_green() {
-    for name in ["unassigned.json", "unknown_status.json"] {
-        let s = lookup_fixture(name).await.unwrap();
-        assert_eq!(
-            (s.color, s.level),
-            (Color::Unknown, Level::Unknown),
-            "{name}"
-        );
-    }
 }
 
 #[tokio::test]
@@ -176,7 +200,7 @@ async fn requests_carry_the_paas_id_and_the_contract_body() {
 }
 
 #[tokio::test]
-async fn wrong_paas_id_is_region_unavailable_with_alert() {
+async fn auth_wrong_paas_id() {
     let mock = mock_with(Reply::new(200, JSON, fixture("guangdong", "green.json"))).await;
     let a = adapter_full(
         &mock,
@@ -196,32 +220,44 @@ async fn wrong_paas_id_is_region_unavailable_with_alert() {
     assert_eq!(mock.count(), 1);
 }
 
-#[tokio::test]
-async fn every_err_code_maps() {
-    let table = [
-        ("E401", 200, ErrorCode::RegionUnavailable),
-        ("E404", 200, ErrorCode::SubjectNotFound),
-        ("E410", 200, ErrorCode::TokenExpired),
-        ("E429", 200, ErrorCode::UpstreamRateLimited),
-        ("E503", 503, ErrorCode::RegionUnavailable),
-        ("E503", 200, ErrorCode::RegionUnavailable),
-    ];
-    for (code, status, expected) in table {
-        let mock = mock_with(Reply::new(
-            status,
-            JSON,
-            fixture("guangdong", &format!("error_{code}.json")),
-        ))
-        .await;
-        let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), expected, "errCode {code} HTTP {status}");
-        match code {
-            "E429" => assert_eq!(e.retry_after(), Some(Duration::from_secs(20))),
-            "E503" => assert!(e.is_retryable()),
-            "E401" => assert!(!e.is_retryable()),
-            _ => {}
-        }
+/// One errCode of the error table.
+async fn check_error(code: &str, status: u16, expected: ErrorCode) {
+    let mock = mock_with(Reply::new(
+        status,
+        JSON,
+        fixture("guangdong", &format!("error_{code}.json")),
+    ))
+    .await;
+    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    assert_eq!(e.code(), expected, "errCode {code} HTTP {status}");
+    match code {
+        "E429" => assert_eq!(e.retry_after(), Some(Duration::from_secs(20))),
+        "E503" => assert!(e.is_retryable()),
+        "E401" => assert!(!e.is_retryable()),
+        _ => {}
     }
+}
+
+error_tests! {
+    error_e401_not_authorised: ("E401", 200, ErrorCode::RegionUnavailable),
+    error_e404_subject_not_found: ("E404", 200, ErrorCode::SubjectNotFound),
+    error_e410_token_expired: ("E410", 200, ErrorCode::TokenExpired),
+    error_e429_rate_limited: ("E429", 200, ErrorCode::UpstreamRateLimited),
+    error_e503_unavailable_http_503: ("E503", 503, ErrorCode::RegionUnavailable),
+    error_e503_unavailable_http_200: ("E503", 200, ErrorCode::RegionUnavailable),
+}
+
+#[tokio::test]
+async fn huge_chunked_body_without_content_length_is_invalid() {
+    let mock = mock_with(Reply::huge_chunked(
+        200,
+        JSON,
+        br#"{"errCode":"0","errMsg":""#,
+    ))
+    .await;
+    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(mock.count(), 1);
 }
 
 async fn assert_handshake_refused(tls: UpstreamTls, what: &str) {
@@ -234,28 +270,39 @@ async fn assert_handshake_refused(tls: UpstreamTls, what: &str) {
     assert_eq!(mock.count(), 0, "{what}: no request may reach the region");
 }
 
-#[tokio::test]
-async fn clients_without_a_guangdong_certificate_are_refused() {
+/// The client presents `client` (no certificate, one from Sukang's CA, an untrusted
+/// one): the handshake fails, region_unavailable, and nothing reaches the region.
+async fn check_auth(client: &str) {
     let ca = upstream_path("guangdong", "ca.pem");
-    assert_handshake_refused(tls_with(&ca, None), "no cert").await;
-    let sk = (
-        upstream_path("sukang", "client/cert.pem"),
-        upstream_path("sukang", "client/key.pem"),
-    );
-    assert_handshake_refused(tls_with(&ca, Some((&sk.0, &sk.1))), "sukang client").await;
-    let untrusted = test_pki().join("untrusted/client");
-    assert_handshake_refused(
-        tls_with(
+    let tls = match client {
+        "none" => tls_with(&ca, None),
+        "sukang" => tls_with(
             &ca,
-            Some((&untrusted.join("cert.pem"), &untrusted.join("key.pem"))),
+            Some((
+                &upstream_path("sukang", "client/cert.pem"),
+                &upstream_path("sukang", "client/key.pem"),
+            )),
         ),
-        "untrusted client",
-    )
-    .await;
+        "untrusted" => {
+            let untrusted = test_pki().join("untrusted/client");
+            tls_with(
+                &ca,
+                Some((&untrusted.join("cert.pem"), &untrusted.join("key.pem"))),
+            )
+        }
+        other => unreachable!("{other}"),
+    };
+    assert_handshake_refused(tls, client).await;
+}
+
+auth_tests! {
+    auth_client_certificate_missing: ("none"),
+    auth_client_certificate_from_another_region_ca: ("sukang"),
+    auth_client_certificate_untrusted: ("untrusted"),
 }
 
 #[tokio::test]
-async fn a_server_not_chaining_to_the_region_ca_is_refused() {
+async fn auth_server_not_chaining_to_the_region_ca_is_refused() {
     let mock = MtlsMock::start_with("sukang", "guangdong", |_| {
         Reply::new(200, JSON, fixture("guangdong", "green.json"))
     })

@@ -12,7 +12,8 @@ use hcgw_adapters::regions::guangzhou::{
 };
 use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{
-    AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, RegionAdapter, Secret, Subject,
+    AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason, RegionAdapter, Secret,
+    Subject,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, method, path, query_param};
@@ -116,6 +117,37 @@ async fn lookup_fixture(body: Vec<u8>) -> Result<HealthStatus, AdapterError> {
     adapter(&server).lookup(&qr()).await
 }
 
+/// One `color` of the contract (with `apply_mode` set): colour, level, source code and
+/// proxy_applied.
+async fn check_colour(
+    file: &'static str,
+    apply_mode: &'static str,
+    color: Color,
+    level: Level,
+    proxy_applied: Option<bool>,
+) {
+    let mut body: Value = serde_json::from_slice(&fixture(REGION, file)).unwrap();
+    body["code_info"]["apply_mode"] = json!(apply_mode);
+    let s = lookup_fixture(body.to_string().into_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{file}/{apply_mode}: {e}"));
+    assert_eq!(
+        (s.color, s.level, s.proxy_applied),
+        (color, level, proxy_applied),
+        "{file}/{apply_mode}"
+    );
+    assert_eq!(s.source.code, body["code_info"]["color"].as_str().unwrap());
+}
+
+colour_tests! {
+    colour_blue_green_clear_self_applied: ("blue.json", "self", Color::Green, Level::Clear, Some(false)),
+    // THE TRAP: `green` is 他人代为申领, proxy_applied true.
+    colour_green_green_clear_proxy_applied: ("green.json", "proxy", Color::Green, Level::Clear, Some(true)),
+    colour_red_quarantine_self_applied: ("red.json", "self", Color::Red, Level::Quarantine, Some(false)),
+    colour_red_quarantine_proxy_applied: ("red.json", "proxy", Color::Red, Level::Quarantine, Some(true)),
+    colour_yellow_is_not_in_the_contract_unknown: ("yellow.json", "self", Color::Unknown, Level::Unknown, Some(false)),
+}
+
 #[tokio::test]
 async fn blue_is_green_clear_self_applied() {
     let s = lookup_fixture(fixture(REGION, "blue.json")).await.unwrap();
@@ -151,7 +183,18 @@ async fn green_is_green_clear_with_proxy_applied_true() {
 #[tokio::test]
 async fn red_maps_every_category_and_apply_mode() {
     let template: Value = serde_json::from_slice(&fixture(REGION, "red.json")).unwrap();
-    for (category, reason) in RED_CATEGORIES {
+    // The spec's table, literally (not only the adapter's own constant).
+    let spec = [
+        ("home_quarantine", Reason::HomeQuarantine),
+        ("centralized_quarantine", Reason::CentralizedQuarantine),
+        ("close_contact", Reason::CloseContact),
+        ("suspected", Reason::SuspectedCase),
+        ("confirmed", Reason::ConfirmedCase),
+        ("nat_positive", Reason::NucleicAcidPositive),
+        ("key_area_arrival", Reason::HighRiskAreaArrival),
+    ];
+    assert_eq!(RED_CATEGORIES, spec, "the adapter's table is the spec's");
+    for (category, reason) in spec {
         for (mode, proxy) in [("self", false), ("proxy", true)] {
             let mut body = template.clone();
             body["code_info"]["red_category"] = json!(category);
@@ -195,32 +238,40 @@ async fn there_is_no_yellow_unknown_colours_are_unknown() {
     }
 }
 
-#[tokio::test]
-async fn errcodes_map_to_gateway_errors() {
-    let cases = [
-        ("error_46004.json", ErrorCode::SubjectNotFound),
-        ("error_45011.json", ErrorCode::UpstreamRateLimited),
-        ("error_45009.json", ErrorCode::UpstreamRateLimited),
-        ("error_busy.json", ErrorCode::RegionUnavailable),
-        ("error_unlisted.json", ErrorCode::UpstreamInvalidResponse),
-    ];
-    for (file, code) in cases {
-        let e = lookup_fixture(fixture(REGION, file)).await.unwrap_err();
-        assert_eq!(e.code(), code, "{file}");
+/// One errcode of the error table, answered to every query. Returns the error and the
+/// number of token fetches.
+async fn check_error(file: &str, expected: ErrorCode) {
+    let server = suikang("TOK").await;
+    answer(&server, "TOK", json_response(fixture(REGION, file))).await;
+    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    assert_eq!(e.code(), expected, "{file}");
+    match file {
+        // Credential invalid / token expired: one refresh, one retry, then unavailable.
+        "error_40001.json" | "error_42001.json" => {
+            assert_eq!(token_fetches(&server).await, 2, "{file}: one refresh");
+            assert!(!e.is_retryable(), "{file}");
+        }
+        "error_45011.json" => assert_eq!(e.retry_after(), Some(Duration::from_secs(60))),
+        "error_45009.json" => {
+            let wait = e.retry_after().expect("45009 has a Retry-After");
+            assert!(wait > Duration::ZERO && wait <= Duration::from_secs(86_400));
+            // And it is the wait until the next Shanghai midnight (pure function of now).
+            let now = Utc.with_ymd_and_hms(2022, 4, 1, 2, 0, 0).unwrap();
+            let e = interpret(&fixture(REGION, "error_45009.json"), now).unwrap_err();
+            assert_eq!(e.retry_after(), Some(Duration::from_secs(14 * 3600)));
+        }
+        _ => {}
     }
-    let e = lookup_fixture(fixture(REGION, "error_45011.json"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
-    let e = lookup_fixture(fixture(REGION, "error_45009.json"))
-        .await
-        .unwrap_err();
-    let wait = e.retry_after().expect("45009 has a Retry-After");
-    assert!(wait > Duration::ZERO && wait <= Duration::from_secs(86_400));
-    // And it is the wait until the next Shanghai midnight (pure function of now).
-    let now = Utc.with_ymd_and_hms(2022, 4, 1, 2, 0, 0).unwrap();
-    let e = interpret(&fixture(REGION, "error_45009.json"), now).unwrap_err();
-    assert_eq!(e.retry_after(), Some(Duration::from_secs(14 * 3600)));
+}
+
+error_tests! {
+    error_40001_credential_invalid: ("error_40001.json", ErrorCode::RegionUnavailable),
+    error_42001_token_expired: ("error_42001.json", ErrorCode::RegionUnavailable),
+    error_46004_subject_not_found: ("error_46004.json", ErrorCode::SubjectNotFound),
+    error_45011_minute_quota: ("error_45011.json", ErrorCode::UpstreamRateLimited),
+    error_45009_daily_quota: ("error_45009.json", ErrorCode::UpstreamRateLimited),
+    error_minus_1_busy: ("error_busy.json", ErrorCode::RegionUnavailable),
+    error_unlisted_is_invalid_response: ("error_unlisted.json", ErrorCode::UpstreamInvalidResponse),
 }
 
 #[tokio::test]
@@ -265,7 +316,7 @@ async fn other_identity_types_are_unsupported_without_a_call() {
 }
 
 #[tokio::test]
-async fn a_wrong_secret_is_region_unavailable() {
+async fn auth_wrong_secret() {
     let server = suikang("TOK").await;
     answer(&server, "TOK", json_response(fixture(REGION, "blue.json"))).await;
     let a = adapter_with(&server, "wrong-secret", Duration::from_secs(2));
@@ -284,7 +335,7 @@ async fn a_wrong_secret_is_region_unavailable() {
 }
 
 #[tokio::test]
-async fn a_token_the_region_never_issued_is_rejected_then_unavailable() {
+async fn auth_token_not_accepted_40001() {
     // The token endpoint issues a token the query endpoint does not accept (40001):
     // one refresh, one retry, then region_unavailable.
     let server = suikang("NOT-ACCEPTED").await;
@@ -295,7 +346,7 @@ async fn a_token_the_region_never_issued_is_rejected_then_unavailable() {
 }
 
 #[tokio::test]
-async fn expired_token_42001_is_refreshed_once_and_retried() {
+async fn auth_token_expired_42001_is_refreshed_once() {
     let server = suikang("TOK-B").await;
     mount_token(&server, "TOK-A", 1, Some(1)).await;
     answer(
@@ -404,6 +455,32 @@ async fn http_5xx_is_region_unavailable() {
         let e = adapter(&server).lookup(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable, "http {status}");
     }
+}
+
+#[tokio::test]
+async fn huge_chunked_body_without_content_length_is_invalid() {
+    let server = crate::support::ChunkedServer::start(
+        "application/json",
+        br#"{"errcode":0,"errmsg":""#,
+        vec![crate::support::Fixed {
+            path: TOKEN_PATH.into(),
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: token_body("TOK"),
+        }],
+    )
+    .await;
+    let e = GuangzhouAdapter::new(GuangzhouConfig {
+        upstream: UpstreamConfig::new(server.uri(), Duration::from_secs(2)),
+        appid: APPID.into(),
+        secret: Secret::new(SECRET),
+    })
+    .expect("adapter builds")
+    .lookup(&qr())
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
 #[tokio::test]

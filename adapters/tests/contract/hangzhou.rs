@@ -72,6 +72,44 @@ async fn lookup_fixture(name: &str) -> Result<HealthStatus, AdapterError> {
     adapter(&server).lookup(&qr()).await
 }
 
+/// One `color` of the contract: colour, level, source code, reasons; never an employee
+/// code in the status.
+async fn check_colour(
+    name: &'static str,
+    color: Color,
+    level: Level,
+    code: &str,
+    reasons: Vec<Reason>,
+) {
+    let s = lookup_fixture(name)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!((s.color, s.level), (color, level), "{name}");
+    assert_eq!(s.source.code, code, "{name}");
+    assert_eq!(s.reasons, reasons, "{name}");
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(!json.to_lowercase().contains("employee"), "{name}: {json}");
+}
+
+colour_tests! {
+    colour_green_clear: ("green.json", Color::Green, Level::Clear, "green", vec![]),
+    colour_yellow_monitoring: (
+        "yellow.json",
+        Color::Yellow,
+        Level::Monitoring,
+        "yellow",
+        vec![Reason::HighRiskAreaArrival],
+    ),
+    colour_red_quarantine: (
+        "red.json",
+        Color::Red,
+        Level::Quarantine,
+        "red",
+        vec![Reason::SharedSpaceWithCase],
+    ),
+    colour_unlisted_is_unknown: ("unknown_color.json", Color::Unknown, Level::Unknown, "orange", vec![]),
+}
+
 #[tokio::test]
 async fn green_is_clear_with_time_holder_and_source() {
     let s = lookup_fixture("green.json").await.unwrap();
@@ -198,10 +236,50 @@ async fn requests_carry_the_appcode_and_the_contract_body() {
     assert_eq!(s.color, Color::Yellow);
 }
 
-#[tokio::test]
-async fn wrong_appcode_is_region_unavailable_with_alert() {
+/// One `certType` of the contract: an identity lookup sends it, and an answer carrying it
+/// reads back as the holder's id type.
+async fn check_cert_type(id_type: IdType, cert_type: &str) {
+    let mut answer: Value = serde_json::from_slice(&fixture("hangzhou", "green.json")).unwrap();
+    answer["result"]["certType"] = json!(cert_type);
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(QUERY_PATH))
+        .and(header(
+            "authorization",
+            format!("APPCODE {APPCODE}").as_str(),
+        ))
+        .and(body_json(json!({"queryType":"CERT","certType":cert_type,
+            "certNo":"X1234567","name":"赵六"})))
+        .respond_with(json_reply(200, answer.to_string()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = adapter(&server);
+    assert!(a.supports_id_type(id_type), "{cert_type}");
+    let s = a
+        .lookup(&Subject::Identity(Identity {
+            id_type,
+            id_number: "X1234567".into(),
+            name: "赵六".into(),
+        }))
+        .await
+        .unwrap_or_else(|e| panic!("{cert_type}: {e}"));
+    assert_eq!(s.color, Color::Green, "{cert_type}");
+    assert_eq!(s.holder.id_type, Some(id_type), "{cert_type}");
+}
+
+case_tests!(check_cert_type {
+    cert_type_id_card: (IdType::ResidentId, "ID_CARD"),
+    cert_type_passport: (IdType::Passport, "PASSPORT"),
+    cert_type_hk_macao_pass: (IdType::HkMacaoPermit, "HK_MACAO_PASS"),
+    cert_type_taiwan_pass: (IdType::TaiwanPermit, "TAIWAN_PASS"),
+});
+
+/// A wrong (or missing) APPCODE: the region answers 401 AUTH_FAILED, region_unavailable
+/// with an alert.
+async fn check_auth(appcode: &str) {
     let server = mock_with(json_reply(200, fixture("hangzhou", "green.json"))).await;
-    let a = adapter_for(&server, "wrong", Duration::from_millis(1500));
+    let a = adapter_for(&server, appcode, Duration::from_millis(1500));
     let e = a.lookup(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
     assert!(
@@ -216,34 +294,59 @@ async fn wrong_appcode_is_region_unavailable_with_alert() {
     );
 }
 
-#[tokio::test]
-async fn every_error_code_maps() {
-    let table = [
-        ("AUTH_FAILED", 401, ErrorCode::RegionUnavailable),
-        ("INVALID_ARGUMENT", 400, ErrorCode::UpstreamInvalidResponse),
-        ("NOT_FOUND", 200, ErrorCode::SubjectNotFound),
-        ("QR_EXPIRED", 200, ErrorCode::TokenExpired),
-        ("THROTTLED", 429, ErrorCode::UpstreamRateLimited),
-        ("SYSTEM_ERROR", 500, ErrorCode::RegionUnavailable),
-    ];
-    for (code, status, expected) in table {
-        let mut reply = json_reply(status, fixture("hangzhou", &format!("error_{code}.json")));
-        if code == "THROTTLED" {
-            reply = reply.insert_header("Retry-After", "17");
-        }
-        let server = mock_with(reply).await;
-        let e = adapter(&server).lookup(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), expected, "errorCode {code}");
-        if code == "THROTTLED" {
-            assert_eq!(e.retry_after(), Some(Duration::from_secs(17)));
-        }
-        if code == "SYSTEM_ERROR" {
-            assert!(e.is_retryable());
-        }
-        if code == "AUTH_FAILED" {
-            assert!(!e.is_retryable());
-        }
+auth_tests! {
+    auth_wrong_appcode: ("wrong"),
+}
+
+/// One errorCode of the error table.
+async fn check_error(code: &str, status: u16, expected: ErrorCode) {
+    let mut reply = json_reply(status, fixture("hangzhou", &format!("error_{code}.json")));
+    if code == "THROTTLED" {
+        reply = reply.insert_header("Retry-After", "17");
     }
+    let server = mock_with(reply).await;
+    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    assert_eq!(e.code(), expected, "errorCode {code}");
+    if code == "THROTTLED" {
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(17)));
+    }
+    if code == "SYSTEM_ERROR" {
+        assert!(e.is_retryable());
+    }
+    if code == "AUTH_FAILED" {
+        assert!(!e.is_retryable());
+    }
+}
+
+error_tests! {
+    error_auth_failed: ("AUTH_FAILED", 401, ErrorCode::RegionUnavailable),
+    error_invalid_argument: ("INVALID_ARGUMENT", 400, ErrorCode::UpstreamInvalidResponse),
+    error_not_found: ("NOT_FOUND", 200, ErrorCode::SubjectNotFound),
+    error_qr_expired: ("QR_EXPIRED", 200, ErrorCode::TokenExpired),
+    error_throttled: ("THROTTLED", 429, ErrorCode::UpstreamRateLimited),
+    error_system_error: ("SYSTEM_ERROR", 500, ErrorCode::RegionUnavailable),
+}
+
+#[tokio::test]
+async fn huge_chunked_body_without_content_length_is_invalid() {
+    let server = crate::support::ChunkedServer::start(
+        "application/json;charset=UTF-8",
+        br#"{"success":true,"pad":""#,
+        vec![],
+    )
+    .await;
+    let mut upstream = UpstreamConfig::new(server.uri(), Duration::from_millis(1500));
+    upstream.max_body_bytes = 64 * 1024;
+    let e = HangzhouAdapter::new(HangzhouConfig {
+        upstream,
+        appcode: Secret::new(APPCODE),
+    })
+    .expect("adapter")
+    .lookup(&qr())
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
 #[tokio::test]

@@ -93,152 +93,185 @@ fn fixture_answer(name: &str) -> impl Respond {
     checked(move |_| json_response(200, body.clone()))
 }
 
-#[tokio::test]
-async fn colours_from_fixtures() {
-    for (name, color, level, reasons, provisional) in [
-        ("green.json", Color::Green, Level::Clear, vec![], false),
-        (
-            "green_whitelist.json",
-            Color::Green,
-            Level::Clear,
-            vec![Reason::Whitelisted],
-            false,
-        ),
-        (
-            "green_location_off.json",
-            Color::Green,
-            Level::Clear,
-            vec![],
-            true,
-        ),
-        (
-            "yellow.json",
-            Color::Yellow,
-            Level::Monitoring,
-            vec![Reason::MediumRiskAreaArrival],
-            false,
-        ),
-        (
-            "red.json",
-            Color::Red,
-            Level::Quarantine,
-            vec![Reason::HighRiskAreaArrival],
-            false,
-        ),
-        (
-            "unknown_colour.json",
-            Color::Unknown,
-            Level::Unknown,
-            vec![],
-            false,
-        ),
-        (
-            "unlisted_reason.json",
-            Color::Red,
-            Level::Quarantine,
-            vec![Reason::OtherConcern],
-            false,
-        ),
-    ] {
-        for subject in [qr(), person(IdType::ResidentId, ID)] {
-            let s = lookup_with(fixture_answer(name), &subject)
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!((s.color, s.level), (color, level), "{name}");
-            assert_eq!(s.reasons, reasons, "{name}");
-            assert_eq!(s.provisional, provisional, "{name}");
-            assert_eq!(s.as_of.unwrap().to_rfc3339(), "2020-02-16T09:00:00+08:00");
-            assert_eq!(s.holder.id_masked.as_deref(), Some("3305**********4321"));
-            assert_eq!(s.holder.name_masked.as_deref(), Some("孙*"));
-        }
+/// One qrColor fixture, by QR and by identity: colour, level, reasons, provisional and
+/// the common fields.
+async fn check_colour(
+    name: &'static str,
+    color: Color,
+    level: Level,
+    reasons: Vec<Reason>,
+    provisional: bool,
+) {
+    for subject in [qr(), person(IdType::ResidentId, ID)] {
+        let s = lookup_with(fixture_answer(name), &subject)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((s.color, s.level), (color, level), "{name}");
+        assert_eq!(s.reasons, reasons, "{name}");
+        assert_eq!(s.provisional, provisional, "{name}");
+        assert_eq!(s.as_of.unwrap().to_rfc3339(), "2020-02-16T09:00:00+08:00");
+        assert_eq!(s.holder.id_masked.as_deref(), Some("3305**********4321"));
+        assert_eq!(s.holder.name_masked.as_deref(), Some("孙*"));
     }
 }
 
-#[tokio::test]
-async fn every_colour_with_every_reason() {
+colour_tests! {
+    colour_1_green_clear: ("green.json", Color::Green, Level::Clear, vec![], false),
+    colour_1_green_whitelist: (
+        "green_whitelist.json",
+        Color::Green,
+        Level::Clear,
+        vec![Reason::Whitelisted],
+        false,
+    ),
+    colour_1_green_location_off_provisional: (
+        "green_location_off.json",
+        Color::Green,
+        Level::Clear,
+        vec![],
+        true,
+    ),
+    colour_2_yellow_monitoring: (
+        "yellow.json",
+        Color::Yellow,
+        Level::Monitoring,
+        vec![Reason::MediumRiskAreaArrival],
+        false,
+    ),
+    colour_3_red_quarantine: (
+        "red.json",
+        Color::Red,
+        Level::Quarantine,
+        vec![Reason::HighRiskAreaArrival],
+        false,
+    ),
+    colour_unlisted_is_unknown: (
+        "unknown_colour.json",
+        Color::Unknown,
+        Level::Unknown,
+        vec![],
+        false,
+    ),
+    colour_3_red_unlisted_reason_is_other_concern: (
+        "unlisted_reason.json",
+        Color::Red,
+        Level::Quarantine,
+        vec![Reason::OtherConcern],
+        false,
+    ),
+}
+
+/// One qrColor value with every reason of the table (and an unlisted one).
+async fn check_colour_with_every_reason(color_value: &str, level: Level) {
     let base: Value = serde_json::from_str(&fixture_str("huzhou", "green.json")).unwrap();
-    for (color_value, level) in [
-        ("1", Level::Clear),
-        ("2", Level::Monitoring),
-        ("3", Level::Quarantine),
+    for (value, reason) in [
+        ("CONFIRMED", Reason::ConfirmedCase),
+        ("SUSPECTED", Reason::SuspectedCase),
+        ("CONTACT", Reason::CloseContact),
+        ("HUBEI", Reason::HighRiskAreaArrival),
+        ("HIGH_RISK_AREA", Reason::HighRiskAreaArrival),
+        ("MEDIUM_RISK_AREA", Reason::MediumRiskAreaArrival),
+        ("SYMPTOMS", Reason::SelfReportedSymptoms),
+        ("WHITELIST", Reason::Whitelisted),
+        ("OTHER", Reason::OtherConcern),
+        ("UNLISTED", Reason::OtherConcern),
     ] {
-        for (value, reason) in [
-            ("CONFIRMED", Reason::ConfirmedCase),
-            ("SUSPECTED", Reason::SuspectedCase),
-            ("CONTACT", Reason::CloseContact),
-            ("HUBEI", Reason::HighRiskAreaArrival),
-            ("HIGH_RISK_AREA", Reason::HighRiskAreaArrival),
-            ("MEDIUM_RISK_AREA", Reason::MediumRiskAreaArrival),
-            ("SYMPTOMS", Reason::SelfReportedSymptoms),
-            ("WHITELIST", Reason::Whitelisted),
-            ("OTHER", Reason::OtherConcern),
-            ("UNLISTED", Reason::OtherConcern),
-        ] {
-            let mut doc = base.clone();
-            doc["body"]["qrColor"] = json!(color_value);
-            doc["body"]["reasons"] = json!([value]);
-            let body = doc.to_string();
-            let s = lookup_with(checked(move |_| json_response(200, body.clone())), &qr())
-                .await
-                .unwrap_or_else(|e| panic!("{color_value}/{value}: {e}"));
-            assert_eq!(s.level, level, "qrColor {color_value} reason {value}");
-            assert_eq!(
-                s.reasons,
-                vec![reason],
-                "qrColor {color_value} reason {value}"
-            );
-        }
+        let mut doc = base.clone();
+        doc["body"]["qrColor"] = json!(color_value);
+        doc["body"]["reasons"] = json!([value]);
+        let body = doc.to_string();
+        let s = lookup_with(checked(move |_| json_response(200, body.clone())), &qr())
+            .await
+            .unwrap_or_else(|e| panic!("{color_value}/{value}: {e}"));
+        assert_eq!(s.level, level, "qrColor {color_value} reason {value}");
+        assert_eq!(
+            s.reasons,
+            vec![reason],
+            "qrColor {color_value} reason {value}"
+        );
     }
 }
 
-#[tokio::test]
-async fn every_error_status() {
-    for (status, expected) in [
-        (401, ErrorCode::RegionUnavailable),
-        (404, ErrorCode::SubjectNotFound),
-        (410, ErrorCode::TokenExpired),
-        (422, ErrorCode::UnsupportedIdType),
-        (429, ErrorCode::UpstreamRateLimited),
-        (500, ErrorCode::RegionUnavailable),
-    ] {
-        let body = error_body(status);
-        let e = lookup_with(
-            checked(move |_| {
-                json_response(status, body.clone()).insert_header("Retry-After", "11")
-            }),
-            &qr(),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.code(), expected, "status {status}");
-        if status == 429 {
-            assert_eq!(e.retry_after(), Some(Duration::from_secs(11)));
-        }
-        if status == 401 {
-            assert!(matches!(
-                e,
-                AdapterError::Unavailable {
-                    credentials: true,
-                    ..
-                }
-            ));
-        }
+case_tests!(check_colour_with_every_reason {
+    colour_1_with_every_reason: ("1", Level::Clear),
+    colour_2_with_every_reason: ("2", Level::Monitoring),
+    colour_3_with_every_reason: ("3", Level::Quarantine),
+});
+
+/// One HTTP status of the error table (with `Retry-After: 11`).
+async fn check_error(status: u16, expected: ErrorCode) {
+    let body = error_body(status);
+    let e = lookup_with(
+        checked(move |_| json_response(status, body.clone()).insert_header("Retry-After", "11")),
+        &qr(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), expected, "status {status}");
+    if status == 429 {
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(11)));
+    }
+    if status == 401 {
+        assert!(matches!(
+            e,
+            AdapterError::Unavailable {
+                credentials: true,
+                ..
+            }
+        ));
     }
 }
 
-#[tokio::test]
-async fn wrong_token_is_region_unavailable() {
+error_tests! {
+    error_401_bad_token: (401, ErrorCode::RegionUnavailable),
+    error_404_subject_not_found: (404, ErrorCode::SubjectNotFound),
+    error_410_token_expired: (410, ErrorCode::TokenExpired),
+    error_422_unsupported_id_type: (422, ErrorCode::UnsupportedIdType),
+    error_429_rate_limited: (429, ErrorCode::UpstreamRateLimited),
+    error_500_unavailable: (500, ErrorCode::RegionUnavailable),
+}
+
+/// A wrong static Bearer token: the region answers 401, region_unavailable with an alert.
+async fn check_auth(token: &str) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(fixture_answer("green.json"))
         .mount(&server)
         .await;
-    let e = HuzhouAdapter::new(config(&server.uri(), "stolen"))
+    let e = HuzhouAdapter::new(config(&server.uri(), token))
         .unwrap()
         .lookup(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert!(matches!(
+        e,
+        AdapterError::Unavailable {
+            credentials: true,
+            ..
+        }
+    ));
+}
+
+auth_tests! {
+    auth_wrong_token: ("stolen"),
+}
+
+#[tokio::test]
+async fn huge_chunked_body_without_content_length_is_invalid() {
+    let server = crate::support::ChunkedServer::start(
+        "application/json",
+        br#"{"status":200,"msg":""#,
+        vec![],
+    )
+    .await;
+    let e = HuzhouAdapter::new(config(&server.uri(), TOKEN))
+        .unwrap()
+        .lookup(&qr())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
 #[tokio::test]

@@ -2,6 +2,9 @@
 //! (`shared/spec/regions/*.md`). One test binary; one module per region.
 //! Fixtures are readable files under `adapters/tests/fixtures/<region>/`.
 
+#[macro_use]
+mod support;
+
 mod guangdong;
 mod guangzhou;
 mod hangzhou;
@@ -9,6 +12,5 @@ mod huzhou;
 mod mtls_mock;
 mod suishen;
 mod sukang;
-mod support;
 mod suzhou;
 mod xuzhou;

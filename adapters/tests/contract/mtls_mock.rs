@@ -79,6 +79,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Delay before answering.
     pub delay: Duration,
+    /// Instead of `body`: this prefix then a huge body streamed without a Content-Length.
+    pub huge_chunked: Option<Vec<u8>>,
 }
 
 impl Reply {
@@ -89,7 +91,16 @@ impl Reply {
             headers: vec![("content-type".into(), content_type.into())],
             body: body.into(),
             delay: Duration::ZERO,
+            huge_chunked: None,
         }
+    }
+
+    /// A reply streaming `prefix` then [`crate::support::HUGE_BYTES`] in chunks, without
+    /// a Content-Length.
+    pub fn huge_chunked(status: u16, content_type: &str, prefix: &[u8]) -> Self {
+        let mut reply = Self::new(status, content_type, Vec::new());
+        reply.huge_chunked = Some(prefix.to_vec());
+        reply
     }
 
     /// Adds a header.
@@ -202,7 +213,11 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response<Body> {
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut resp = Response::new(Body::from(reply.body));
+    let body = match &reply.huge_chunked {
+        Some(prefix) => crate::support::huge_chunked_body(prefix),
+        None => Body::from(reply.body),
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(reply.status).expect("status");
     for (k, v) in reply.headers {
         resp.headers_mut().append(

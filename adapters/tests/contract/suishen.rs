@@ -183,6 +183,40 @@ async fn lookup_signed(status: u16, body: Vec<u8>) -> Result<HealthStatus, Adapt
     lookup_with(signed(status, body)).await
 }
 
+/// One codeColor of the contract: colour, level, source code and reasons.
+async fn check_colour(
+    file: &'static str,
+    color: Color,
+    level: Level,
+    code: &str,
+    reasons: Vec<Reason>,
+) {
+    let s = lookup_signed(200, fixture(REGION, file))
+        .await
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert_eq!((s.color, s.level), (color, level), "{file}");
+    assert_eq!(s.source.code, code, "{file}");
+    assert_eq!(s.reasons, reasons, "{file}");
+}
+
+colour_tests! {
+    colour_0_green_clear: ("green.json", Color::Green, Level::Clear, "0", vec![]),
+    colour_1_yellow_monitoring: (
+        "yellow.json",
+        Color::Yellow,
+        Level::Monitoring,
+        "1",
+        vec![Reason::HighRiskAreaArrival],
+    ),
+    colour_2_red_quarantine: (
+        "red.json",
+        Color::Red,
+        Level::Quarantine,
+        "2",
+        vec![Reason::UnderMedicalManagement],
+    ),
+}
+
 #[tokio::test]
 async fn code_color_0_is_green_clear() {
     let s = lookup_signed(200, fixture(REGION, "green.json"))
@@ -222,7 +256,15 @@ async fn code_color_2_is_red_quarantine() {
 #[tokio::test]
 async fn every_reason_tag_maps() {
     let template: Value = serde_json::from_slice(&fixture(REGION, "red.json")).unwrap();
-    for (tag, reason) in REASON_TAGS {
+    // The spec's table, literally (not only the adapter's own constant).
+    let spec = [
+        ("FROM_KEY_AREA", Reason::HighRiskAreaArrival),
+        ("UNDER_MEDICAL_MANAGEMENT", Reason::UnderMedicalManagement),
+        ("CONFIRMED_NOT_DISCHARGED", Reason::ConfirmedCase),
+        ("SUSPECTED_NOT_EXCLUDED", Reason::SuspectedCase),
+    ];
+    assert_eq!(REASON_TAGS, spec, "the adapter's table is the spec's");
+    for (tag, reason) in spec {
         let mut body = template.clone();
         body["data"]["reasonTags"] = json!([tag]);
         let s = lookup_signed(200, body.to_string().into_bytes())
@@ -249,55 +291,68 @@ async fn registration_required_means_register_on_arrival() {
 }
 
 #[tokio::test]
-async fn unknown_code_colours_are_unknown_never_green() {
+async fn colour_unlisted_is_unknown_never_green() {
     let s = lookup_signed(200, fixture(REGION, "unknown_color.json"))
         .await
         .unwrap();
     assert_eq!((s.color, s.level), (Color::Unknown, Level::Unknown));
-    for c in [json!("0"), json!(0.0), json!(true), json!(-1)] {
-        let mut body: Value = serde_json::from_slice(&fixture(REGION, "green.json")).unwrap();
-        body["data"]["codeColor"] = c.clone();
-        let s = lookup_signed(200, body.to_string().into_bytes())
-            .await
-            .unwrap();
-        assert_eq!(s.color, Color::Unknown, "codeColor {c}");
+}
+
+/// The green fixture with `codeColor` replaced by a value outside the contract (which
+/// wants the integer 0): unknown, never green.
+async fn check_code_color_value(c: Value) {
+    let mut body: Value = serde_json::from_slice(&fixture(REGION, "green.json")).unwrap();
+    body["data"]["codeColor"] = c.clone();
+    let s = lookup_signed(200, body.to_string().into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(s.color, Color::Unknown, "codeColor {c}");
+}
+
+case_tests!(check_code_color_value {
+    colour_string_0_is_unknown: (json!("0")),
+    colour_float_0_is_unknown: (json!(0.0)),
+    colour_true_is_unknown: (json!(true)),
+    colour_minus_1_is_unknown: (json!(-1)),
+});
+
+/// One code of the error table, answered (signed, with `retry-after: 12`) to every
+/// query made with a valid token.
+async fn check_error(status: u16, file: &str, expected: ErrorCode) {
+    let server = suishen("TOK").await;
+    answer(
+        &server,
+        "TOK",
+        signed(status, fixture(REGION, file)).insert_header("retry-after", "12"),
+    )
+    .await;
+    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    assert_eq!(e.code(), expected, "{file}");
+    match file {
+        // Token expired: refresh once, retry once, then give up.
+        "error_40101.json" => assert_eq!(token_fetches(&server).await, 2),
+        "error_40301.json" => assert!(
+            matches!(
+                e,
+                AdapterError::Unavailable {
+                    credentials: true,
+                    ..
+                }
+            ),
+            "40301 alerts"
+        ),
+        "error_42901.json" => assert_eq!(e.retry_after(), Some(Duration::from_secs(12))),
+        _ => {}
     }
 }
 
-#[tokio::test]
-async fn error_table_maps_to_gateway_errors() {
-    let cases = [
-        (403, "error_40301.json", ErrorCode::RegionUnavailable),
-        (404, "error_40401.json", ErrorCode::SubjectNotFound),
-        (410, "error_40402.json", ErrorCode::TokenExpired),
-        (429, "error_42901.json", ErrorCode::UpstreamRateLimited),
-        (503, "error_50301.json", ErrorCode::RegionUnavailable),
-    ];
-    for (status, file, code) in cases {
-        let e = lookup_signed(status, fixture(REGION, file))
-            .await
-            .unwrap_err();
-        assert_eq!(e.code(), code, "{file}");
-    }
-    let e = lookup_with(
-        signed(429, fixture(REGION, "error_42901.json")).insert_header("retry-after", "12"),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(e.retry_after(), Some(Duration::from_secs(12)));
-    let e = lookup_signed(403, fixture(REGION, "error_40301.json"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            AdapterError::Unavailable {
-                credentials: true,
-                ..
-            }
-        ),
-        "40301 alerts"
-    );
+error_tests! {
+    error_40101_token_expired_twice: (401, "error_40101.json", ErrorCode::RegionUnavailable),
+    error_40301_client_not_allowed: (403, "error_40301.json", ErrorCode::RegionUnavailable),
+    error_40401_subject_not_found: (404, "error_40401.json", ErrorCode::SubjectNotFound),
+    error_40402_qr_expired: (410, "error_40402.json", ErrorCode::TokenExpired),
+    error_42901_rate_limited: (429, "error_42901.json", ErrorCode::UpstreamRateLimited),
+    error_50301_busy: (503, "error_50301.json", ErrorCode::RegionUnavailable),
 }
 
 #[tokio::test]
@@ -332,7 +387,7 @@ async fn identity_lookup_sends_id_type_codes() {
 }
 
 #[tokio::test]
-async fn a_wrong_client_secret_is_region_unavailable() {
+async fn auth_wrong_client_secret() {
     let server = suishen("TOK").await;
     answer(&server, "TOK", signed(200, fixture(REGION, "green.json"))).await;
     let e = adapter_with(&server, "wrong", Duration::from_millis(1500))
@@ -350,7 +405,7 @@ async fn a_wrong_client_secret_is_region_unavailable() {
 }
 
 #[tokio::test]
-async fn token_rejected_twice_is_region_unavailable() {
+async fn auth_token_rejected_twice() {
     // The region issues a token its API then refuses (401/40101): refresh once, retry
     // once, then give up.
     let server = suishen("REFUSED").await;
@@ -360,7 +415,7 @@ async fn token_rejected_twice_is_region_unavailable() {
 }
 
 #[tokio::test]
-async fn expired_token_is_refreshed_once_and_retried() {
+async fn auth_token_expired_is_refreshed_once() {
     let server = suishen("TOK-B").await;
     mount_token(&server, "TOK-A", 1, Some(1)).await;
     answer(
@@ -423,78 +478,101 @@ async fn key_rotation_accepts_both_configured_keys() {
     assert_eq!(s.level, Level::Quarantine);
 }
 
-#[tokio::test]
-async fn bad_signatures_are_invalid_responses_even_on_error_bodies() {
+/// A verify answer whose signature is missing or wrong (`case`): always
+/// upstream_invalid_response, even on error bodies.
+async fn check_auth(case: &str) {
     let green = fixture(REGION, "green.json");
     let sig_of = |body: &[u8]| BASE64.encode(signing_key(1).sign(body).unwrap());
-    let red_sig = sig_of(&fixture(REGION, "red.json"));
-    let empty_id_sig = BASE64.encode(signing_key(1).sign_with_id(&green, b"").unwrap());
     let plain = |status: u16, body: Vec<u8>| {
         ResponseTemplate::new(status).set_body_raw(body, "application/json")
     };
-    let cases: Vec<(&str, ResponseTemplate)> = vec![
-        ("unsigned green", plain(200, green.clone())),
-        (
-            "signature of another body",
+    let response = match case {
+        "unsigned green" => plain(200, green.clone()),
+        "signature of another body" => plain(200, green.clone())
+            .insert_header(KEY_ID_HEADER, "sign-key-1")
+            .insert_header(
+                SIGNATURE_HEADER,
+                sig_of(&fixture(REGION, "red.json")).as_str(),
+            ),
+        "signed with the empty distinguishing id" => {
+            let empty_id_sig = BASE64.encode(signing_key(1).sign_with_id(&green, b"").unwrap());
             plain(200, green.clone())
                 .insert_header(KEY_ID_HEADER, "sign-key-1")
-                .insert_header(SIGNATURE_HEADER, red_sig.as_str()),
-        ),
-        (
-            "signed with the empty distinguishing id",
-            plain(200, green.clone())
-                .insert_header(KEY_ID_HEADER, "sign-key-1")
-                .insert_header(SIGNATURE_HEADER, empty_id_sig.as_str()),
-        ),
-        (
-            "unknown key id",
-            plain(200, green.clone())
-                .insert_header(KEY_ID_HEADER, "sign-key-9")
-                .insert_header(SIGNATURE_HEADER, sig_of(&green).as_str()),
-        ),
-        (
-            "key id of the other key",
-            plain(200, green.clone())
-                .insert_header(KEY_ID_HEADER, "sign-key-2")
-                .insert_header(SIGNATURE_HEADER, sig_of(&green).as_str()),
-        ),
-        (
-            "no key id",
-            plain(200, green.clone()).insert_header(SIGNATURE_HEADER, sig_of(&green).as_str()),
-        ),
-        (
-            "not base64",
-            plain(200, green.clone())
-                .insert_header(KEY_ID_HEADER, "sign-key-1")
-                .insert_header(SIGNATURE_HEADER, "!!not-base64!!"),
-        ),
-        (
-            "not DER",
-            plain(200, green.clone())
-                .insert_header(KEY_ID_HEADER, "sign-key-1")
-                .insert_header(SIGNATURE_HEADER, BASE64.encode(b"hello").as_str()),
-        ),
-        (
-            "unsigned not-found",
-            plain(404, fixture(REGION, "error_40401.json")),
-        ),
-        (
-            "unsigned token-expired",
-            plain(410, fixture(REGION, "error_40402.json")),
-        ),
-        (
-            "unsigned 40101",
-            plain(401, fixture(REGION, "error_40101.json")),
-        ),
-    ];
-    for (name, response) in cases {
-        let e = lookup_with(response).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
-    }
+                .insert_header(SIGNATURE_HEADER, empty_id_sig.as_str())
+        }
+        "unknown key id" => plain(200, green.clone())
+            .insert_header(KEY_ID_HEADER, "sign-key-9")
+            .insert_header(SIGNATURE_HEADER, sig_of(&green).as_str()),
+        "key id of the other key" => plain(200, green.clone())
+            .insert_header(KEY_ID_HEADER, "sign-key-2")
+            .insert_header(SIGNATURE_HEADER, sig_of(&green).as_str()),
+        "no key id" => {
+            plain(200, green.clone()).insert_header(SIGNATURE_HEADER, sig_of(&green).as_str())
+        }
+        "not base64" => plain(200, green.clone())
+            .insert_header(KEY_ID_HEADER, "sign-key-1")
+            .insert_header(SIGNATURE_HEADER, "!!not-base64!!"),
+        "not DER" => plain(200, green.clone())
+            .insert_header(KEY_ID_HEADER, "sign-key-1")
+            .insert_header(SIGNATURE_HEADER, BASE64.encode(b"hello").as_str()),
+        "unsigned not-found" => plain(404, fixture(REGION, "error_40401.json")),
+        "unsigned token-expired" => plain(410, fixture(REGION, "error_40402.json")),
+        "unsigned 40101" => plain(401, fixture(REGION, "error_40101.json")),
+        other => unreachable!("{other}"),
+    };
+    let e = lookup_with(response).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{case}");
+}
+
+auth_tests! {
+    auth_bad_signature_unsigned_green: ("unsigned green"),
+    auth_bad_signature_of_another_body: ("signature of another body"),
+    auth_bad_signature_empty_distinguishing_id: ("signed with the empty distinguishing id"),
+    auth_bad_signature_unknown_key_id: ("unknown key id"),
+    auth_bad_signature_key_id_of_the_other_key: ("key id of the other key"),
+    auth_bad_signature_no_key_id: ("no key id"),
+    auth_bad_signature_not_base64: ("not base64"),
+    auth_bad_signature_not_der: ("not DER"),
+    auth_bad_signature_unsigned_not_found: ("unsigned not-found"),
+    auth_bad_signature_unsigned_token_expired: ("unsigned token-expired"),
+    auth_bad_signature_unsigned_40101: ("unsigned 40101"),
 }
 
 #[tokio::test]
-async fn an_unsigned_token_answer_is_an_invalid_response() {
+async fn huge_chunked_body_without_content_length_is_invalid() {
+    let token = token_body("TOK");
+    let sig = BASE64.encode(signing_key(1).sign(&token).unwrap());
+    let server = crate::support::ChunkedServer::start(
+        "application/json",
+        br#"{"code":0,"message":""#,
+        vec![crate::support::Fixed {
+            path: TOKEN_PATH.into(),
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                (KEY_ID_HEADER.into(), "sign-key-1".into()),
+                (SIGNATURE_HEADER.into(), sig),
+            ],
+            body: token,
+        }],
+    )
+    .await;
+    let e = SuishenAdapter::new(SuishenConfig {
+        upstream: UpstreamConfig::new(server.uri(), Duration::from_millis(1500)),
+        client_id: CLIENT_ID.into(),
+        client_secret: Secret::new(SECRET),
+        signing_keys: public_keys(),
+    })
+    .expect("adapter builds")
+    .lookup(&qr())
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert!(server.streamed() >= 1, "the huge body was streamed");
+}
+
+#[tokio::test]
+async fn auth_bad_signature_unsigned_token_answer() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))

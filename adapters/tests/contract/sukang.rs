@@ -56,6 +56,41 @@ async fn lookup_fixture(name: &str) -> Result<HealthStatus, AdapterError> {
     adapter(&mock).lookup(&qr()).await
 }
 
+/// One Mys value of the contract: colour, level, source code and reasons.
+async fn check_colour(
+    name: &'static str,
+    color: Color,
+    level: Level,
+    mys: &str,
+    reasons: Vec<Reason>,
+) {
+    let s = lookup_fixture(name)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!((s.color, s.level), (color, level), "{name}");
+    assert_eq!(s.source.code, mys, "{name}");
+    assert_eq!(s.reasons, reasons, "{name}");
+}
+
+colour_tests! {
+    colour_green_clear: ("green.xml", Color::Green, Level::Clear, "绿码", vec![]),
+    colour_yellow_monitoring: (
+        "yellow.xml",
+        Color::Yellow,
+        Level::Monitoring,
+        "黄码",
+        vec![Reason::HomeQuarantine],
+    ),
+    colour_red_quarantine: (
+        "red.xml",
+        Color::Red,
+        Level::Quarantine,
+        "红码",
+        vec![Reason::CentralizedQuarantine],
+    ),
+    colour_unlisted_is_unknown: ("unknown_colour.xml", Color::Unknown, Level::Unknown, "橙码", vec![]),
+}
+
 #[tokio::test]
 async fn green_is_clear_with_local_time_and_holder() {
     let s = lookup_fixture("green.xml").await.unwrap();
@@ -179,37 +214,53 @@ async fn requests_follow_the_contract_with_percent_encoded_names() {
     );
 }
 
-#[tokio::test]
-async fn every_code_maps() {
-    let table = [
-        ("1001", 200, ErrorCode::SubjectNotFound),
-        ("1002", 200, ErrorCode::TokenExpired),
-        ("1003", 200, ErrorCode::UpstreamRateLimited),
-        ("1004", 200, ErrorCode::UnsupportedIdType),
-        ("9001", 503, ErrorCode::RegionUnavailable),
-        ("9001", 200, ErrorCode::RegionUnavailable),
-    ];
-    for (code, status, expected) in table {
-        let mock = mock_with(Reply::new(
-            status,
-            XML,
-            fixture("sukang", &format!("error_{code}.xml")),
-        ))
-        .await;
-        let subject = identity(IdType::Passport, "E12345678", "JOHN SMITH");
-        let e = adapter(&mock).lookup(&subject).await.unwrap_err();
-        assert_eq!(e.code(), expected, "Code {code} HTTP {status}");
-        match code {
-            "1003" => assert_eq!(e.retry_after(), Some(Duration::from_secs(30))),
-            "1004" => assert_eq!(e, AdapterError::UnsupportedIdType(IdType::Passport)),
-            "9001" => assert!(e.is_retryable()),
-            _ => {}
-        }
+/// One Code of the error table, for a passport lookup.
+async fn check_error(code: &str, status: u16, expected: ErrorCode) {
+    let mock = mock_with(Reply::new(
+        status,
+        XML,
+        fixture("sukang", &format!("error_{code}.xml")),
+    ))
+    .await;
+    let subject = identity(IdType::Passport, "E12345678", "JOHN SMITH");
+    let e = adapter(&mock).lookup(&subject).await.unwrap_err();
+    assert_eq!(e.code(), expected, "Code {code} HTTP {status}");
+    match code {
+        "1003" => assert_eq!(e.retry_after(), Some(Duration::from_secs(30))),
+        "1004" => assert_eq!(e, AdapterError::UnsupportedIdType(IdType::Passport)),
+        "9001" => assert!(e.is_retryable()),
+        _ => {}
     }
+}
+
+error_tests! {
+    error_1001_subject_not_found: ("1001", 200, ErrorCode::SubjectNotFound),
+    error_1002_token_expired: ("1002", 200, ErrorCode::TokenExpired),
+    error_1003_rate_limited: ("1003", 200, ErrorCode::UpstreamRateLimited),
+    error_1004_unsupported_id_type: ("1004", 200, ErrorCode::UnsupportedIdType),
+    error_9001_busy_http_503: ("9001", 503, ErrorCode::RegionUnavailable),
+    error_9001_busy_http_200: ("9001", 200, ErrorCode::RegionUnavailable),
+}
+
+#[tokio::test]
+async fn error_1004_for_a_qr_lookup_is_invalid_response() {
     // 1004 for a QR lookup cannot be right.
     let mock = mock_with(Reply::new(200, XML, fixture("sukang", "error_1004.xml"))).await;
     let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+}
+
+#[tokio::test]
+async fn huge_chunked_body_without_content_length_is_invalid() {
+    let mock = mock_with(Reply::huge_chunked(
+        200,
+        XML,
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Code>0</Code><Msg>",
+    ))
+    .await;
+    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(mock.count(), 1);
 }
 
 async fn assert_handshake_refused(tls: UpstreamTls, what: &str) {
@@ -222,36 +273,39 @@ async fn assert_handshake_refused(tls: UpstreamTls, what: &str) {
     assert_eq!(mock.count(), 0, "{what}: no request may reach the region");
 }
 
-#[tokio::test]
-async fn a_client_without_certificate_is_refused() {
-    assert_handshake_refused(
-        tls_with(&upstream_path("sukang", "ca.pem"), None),
-        "no cert",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_client_certificate_from_another_ca_is_refused() {
+/// The client presents `client` (no certificate, one from Guangdong's CA, an untrusted
+/// one): the handshake fails, region_unavailable, and nothing reaches the region.
+async fn check_auth(client: &str) {
     let ca = upstream_path("sukang", "ca.pem");
-    let gd = (
-        upstream_path("guangdong", "client/cert.pem"),
-        upstream_path("guangdong", "client/key.pem"),
-    );
-    assert_handshake_refused(tls_with(&ca, Some((&gd.0, &gd.1))), "guangdong client").await;
-    let untrusted = test_pki().join("untrusted/client");
-    assert_handshake_refused(
-        tls_with(
+    let tls = match client {
+        "none" => tls_with(&ca, None),
+        "guangdong" => tls_with(
             &ca,
-            Some((&untrusted.join("cert.pem"), &untrusted.join("key.pem"))),
+            Some((
+                &upstream_path("guangdong", "client/cert.pem"),
+                &upstream_path("guangdong", "client/key.pem"),
+            )),
         ),
-        "untrusted client",
-    )
-    .await;
+        "untrusted" => {
+            let untrusted = test_pki().join("untrusted/client");
+            tls_with(
+                &ca,
+                Some((&untrusted.join("cert.pem"), &untrusted.join("key.pem"))),
+            )
+        }
+        other => unreachable!("{other}"),
+    };
+    assert_handshake_refused(tls, client).await;
+}
+
+auth_tests! {
+    auth_client_certificate_missing: ("none"),
+    auth_client_certificate_from_another_region_ca: ("guangdong"),
+    auth_client_certificate_untrusted: ("untrusted"),
 }
 
 #[tokio::test]
-async fn a_server_not_chaining_to_the_region_ca_is_refused() {
+async fn auth_server_not_chaining_to_the_region_ca_is_refused() {
     // The server presents Guangdong's certificate (and would even accept our client
     // certificate): the adapter, configured with Jiangsu's CA only, must refuse it.
     let mock = MtlsMock::start_with("guangdong", "sukang", |_| {

@@ -134,28 +134,27 @@ fn fixture_answer(name: &'static str) -> impl Respond {
     signed(move |_req: &Request, _| json_response(200, body.clone()))
 }
 
+/// One codeStatus of the contract: colour, level, source code and a local `as_of`.
+async fn check_colour(name: &'static str, color: Color, level: Level, code: &str) {
+    let s = lookup_with(fixture_answer(name), &qr())
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!((s.color, s.level), (color, level), "{name}");
+    assert_eq!(s.source.code, code, "{name}");
+    assert!(s.as_of.is_some(), "{name}");
+    assert_eq!(s.as_of.unwrap().offset().local_minus_utc(), 8 * 3600);
+}
+
+colour_tests! {
+    colour_g_green_clear: ("green.json", Color::Green, Level::Clear, "G"),
+    colour_gp_green_pending: ("green_pending.json", Color::Green, Level::ClearRestricted, "GP"),
+    colour_y_yellow_monitoring: ("yellow.json", Color::Yellow, Level::Monitoring, "Y"),
+    colour_r_red_quarantine: ("red.json", Color::Red, Level::Quarantine, "R"),
+    colour_unlisted_is_unknown: ("unknown_colour.json", Color::Unknown, Level::Unknown, "B"),
+}
+
 #[tokio::test]
-async fn colours_from_fixtures() {
-    for (name, color, level, code) in [
-        ("green.json", Color::Green, Level::Clear, "G"),
-        (
-            "green_pending.json",
-            Color::Green,
-            Level::ClearRestricted,
-            "GP",
-        ),
-        ("yellow.json", Color::Yellow, Level::Monitoring, "Y"),
-        ("red.json", Color::Red, Level::Quarantine, "R"),
-        ("unknown_colour.json", Color::Unknown, Level::Unknown, "B"),
-    ] {
-        let s = lookup_with(fixture_answer(name), &qr())
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!((s.color, s.level), (color, level), "{name}");
-        assert_eq!(s.source.code, code, "{name}");
-        assert!(s.as_of.is_some(), "{name}");
-        assert_eq!(s.as_of.unwrap().offset().local_minus_utc(), 8 * 3600);
-    }
+async fn colour_fixture_details() {
     let s = lookup_with(fixture_answer("green_pending.json"), &qr())
         .await
         .unwrap();
@@ -214,37 +213,52 @@ async fn every_reason_code() {
     );
 }
 
-#[tokio::test]
-async fn every_ret_code() {
-    for (code, http, expected) in [
-        ("1001", 200, ErrorCode::RegionUnavailable),
-        ("1002", 200, ErrorCode::RegionUnavailable),
-        ("1003", 200, ErrorCode::RegionUnavailable),
-        ("2001", 200, ErrorCode::SubjectNotFound),
-        ("2002", 200, ErrorCode::TokenExpired),
-        ("4290", 429, ErrorCode::UpstreamRateLimited),
-        ("9999", 503, ErrorCode::RegionUnavailable),
-    ] {
-        let body = fixture_str("suzhou", &format!("error_{code}.json"));
-        let responder = signed(move |_: &Request, _| {
-            json_response(http, body.clone()).insert_header("Retry-After", "7")
-        });
-        let e = lookup_with(responder, &qr()).await.unwrap_err();
-        assert_eq!(e.code(), expected, "retCode {code}");
-        match code {
-            "1001" => assert!(matches!(
-                e,
-                AdapterError::Unavailable {
-                    credentials: true,
-                    ..
-                }
-            )),
-            "4290" => assert_eq!(e.retry_after(), Some(Duration::from_secs(7))),
-            "9999" => assert!(e.is_retryable()),
-            _ => {}
-        }
+/// One retCode of the error table (the mock answers it to every call, with
+/// `Retry-After: 7`).
+async fn check_error(code: &'static str, http: u16, expected: ErrorCode) {
+    let body = fixture_str("suzhou", &format!("error_{code}.json"));
+    let responder = signed(move |_: &Request, _| {
+        json_response(http, body.clone()).insert_header("Retry-After", "7")
+    });
+    let e = lookup_with(responder, &qr()).await.unwrap_err();
+    assert_eq!(e.code(), expected, "retCode {code}");
+    match code {
+        "1001" => assert!(matches!(
+            e,
+            AdapterError::Unavailable {
+                credentials: true,
+                ..
+            }
+        )),
+        "4290" => assert_eq!(e.retry_after(), Some(Duration::from_secs(7))),
+        "9999" => assert!(e.is_retryable()),
+        _ => {}
     }
-    // 4290 with HTTP 200 still throttles (the retCode decides).
+}
+
+error_tests! {
+    error_1001_signature_invalid: ("1001", 200, ErrorCode::RegionUnavailable),
+    error_1002_timestamp_outside_window: ("1002", 200, ErrorCode::RegionUnavailable),
+    error_1003_nonce_reused: ("1003", 200, ErrorCode::RegionUnavailable),
+    error_2001_subject_not_found: ("2001", 200, ErrorCode::SubjectNotFound),
+    error_2002_token_expired: ("2002", 200, ErrorCode::TokenExpired),
+    error_4290_rate_limited: ("4290", 429, ErrorCode::UpstreamRateLimited),
+    error_9999_busy: ("9999", 503, ErrorCode::RegionUnavailable),
+}
+
+#[tokio::test]
+async fn error_2003_redeclare_is_unknown_never_green() {
+    // 2003: a status of colour unknown with action redeclare, never the green it carries.
+    let s = lookup_with(fixture_answer("error_2003.json"), &qr())
+        .await
+        .unwrap();
+    assert_eq!((s.color, s.level), (Color::Unknown, Level::Unknown));
+    assert_eq!(s.actions, vec![Action::Redeclare]);
+}
+
+#[tokio::test]
+async fn error_4290_with_http_200_still_throttles() {
+    // The retCode decides.
     let body = fixture_str("suzhou", "error_4290.json");
     let e = lookup_with(
         signed(move |_: &Request, _| {
@@ -255,12 +269,10 @@ async fn every_ret_code() {
     .await
     .unwrap_err();
     assert_eq!(e.retry_after(), Some(Duration::from_secs(9)));
-    // 2003: a status of colour unknown with action redeclare, never the green it carries.
-    let s = lookup_with(fixture_answer("error_2003.json"), &qr())
-        .await
-        .unwrap();
-    assert_eq!((s.color, s.level), (Color::Unknown, Level::Unknown));
-    assert_eq!(s.actions, vec![Action::Redeclare]);
+}
+
+#[tokio::test]
+async fn error_unlisted_ret_code_is_invalid_response() {
     // An unknown retCode breaks the contract.
     let e = lookup_with(
         signed(|_: &Request, _| json_response(200, ret("7777"))),
@@ -271,37 +283,41 @@ async fn every_ret_code() {
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
 }
 
-#[tokio::test]
-async fn timestamp_and_nonce_refusals_are_retried_once_with_fresh_values() {
-    for code in ["1002", "1003"] {
-        let green = fixture_str("suzhou", "green.json");
-        let responder = signed(move |_: &Request, n| {
-            if n == 0 {
-                json_response(200, ret(code))
-            } else {
-                json_response(200, green.clone())
-            }
-        });
-        let server = server_with(responder).await;
-        let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
-        let s = adapter.lookup(&qr()).await.unwrap();
-        assert_eq!(s.color, Color::Green, "{code} then success");
-        let reqs = server.received_requests().await.unwrap();
-        assert_eq!(reqs.len(), 2, "{code}: exactly one retry");
-        assert_ne!(
-            header(&reqs[0], HEADER_NONCE),
-            header(&reqs[1], HEADER_NONCE),
-            "{code}: fresh nonce"
-        );
-        // Twice refused: region_unavailable after exactly one retry.
-        let responder = signed(move |_: &Request, _| json_response(200, ret(code)));
-        let server = server_with(responder).await;
-        let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
-        let e = adapter.lookup(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{code} twice");
-        assert_eq!(server.received_requests().await.unwrap().len(), 2);
-    }
+/// A timestamp (1002) or nonce (1003) refusal: retried exactly once with a fresh nonce
+/// and timestamp; refused twice, region_unavailable.
+async fn check_refused_then_retried(code: &'static str) {
+    let green = fixture_str("suzhou", "green.json");
+    let responder = signed(move |_: &Request, n| {
+        if n == 0 {
+            json_response(200, ret(code))
+        } else {
+            json_response(200, green.clone())
+        }
+    });
+    let server = server_with(responder).await;
+    let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
+    let s = adapter.lookup(&qr()).await.unwrap();
+    assert_eq!(s.color, Color::Green, "{code} then success");
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(reqs.len(), 2, "{code}: exactly one retry");
+    assert_ne!(
+        header(&reqs[0], HEADER_NONCE),
+        header(&reqs[1], HEADER_NONCE),
+        "{code}: fresh nonce"
+    );
+    // Twice refused: region_unavailable after exactly one retry.
+    let responder = signed(move |_: &Request, _| json_response(200, ret(code)));
+    let server = server_with(responder).await;
+    let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
+    let e = adapter.lookup(&qr()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{code} twice");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
+
+case_tests!(check_refused_then_retried {
+    auth_timestamp_outside_window_is_retried_once: ("1002"),
+    auth_nonce_reused_is_retried_once: ("1003"),
+});
 
 #[tokio::test]
 async fn parallel_lookups_never_reuse_a_nonce() {
@@ -325,11 +341,17 @@ async fn parallel_lookups_never_reuse_a_nonce() {
     );
 }
 
-#[tokio::test]
-async fn wrong_secret_is_refused_as_region_unavailable() {
+/// Our credentials are wrong: the region answers 1001 (signature invalid), which is
+/// region_unavailable with a credentials alert.
+async fn check_auth(app_id: &str, secret: &str) {
     let server = server_with(fixture_answer("green.json")).await;
-    let adapter = SuzhouAdapter::new(config(&server.uri(), "wrong")).unwrap();
-    let e = adapter.lookup(&qr()).await.unwrap_err();
+    let mut cfg = config(&server.uri(), secret);
+    cfg.app_id = app_id.into();
+    let e = SuzhouAdapter::new(cfg)
+        .unwrap()
+        .lookup(&qr())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
     assert!(matches!(
         e,
@@ -338,15 +360,16 @@ async fn wrong_secret_is_refused_as_region_unavailable() {
             ..
         }
     ));
-    // Wrong app id too.
-    let mut cfg = config(&server.uri(), SECRET);
-    cfg.app_id = "someone-else".into();
-    let e = SuzhouAdapter::new(cfg)
-        .unwrap()
-        .lookup(&qr())
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "no retry"
+    );
+}
+
+auth_tests! {
+    auth_wrong_hmac_secret: (APP_ID, "wrong"),
+    auth_wrong_app_id: ("someone-else", SECRET),
 }
 
 #[tokio::test]
@@ -469,6 +492,23 @@ async fn transport_failures() {
             .unwrap_err();
         assert_eq!(e.code(), expected, "{name}");
     }
+}
+
+#[tokio::test]
+async fn huge_chunked_body_without_content_length_is_invalid() {
+    let server = crate::support::ChunkedServer::start(
+        "application/json; charset=utf-8",
+        br#"{"retCode":"0000","pad":""#,
+        vec![],
+    )
+    .await;
+    let e = SuzhouAdapter::new(config(&server.uri(), SECRET))
+        .unwrap()
+        .lookup(&qr())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
 /// Every answer that is green must come from a document whose `retCode` is `0000` and

@@ -111,87 +111,116 @@ fn fixture_answer(name: &str) -> impl Respond {
     checked(move |_| json_response(200, body.clone()))
 }
 
-#[tokio::test]
-async fn colours_and_arrival_registration() {
-    for (name, color, level, register) in [
-        ("green.json", Color::Green, Level::Clear, false),
-        ("green_registered.json", Color::Green, Level::Clear, false),
-        (
-            "green_registration_pending.json",
-            Color::Green,
-            Level::Clear,
-            true,
-        ),
-        ("yellow.json", Color::Yellow, Level::Monitoring, false),
-        ("red.json", Color::Red, Level::Quarantine, true),
-        ("unknown_colour.json", Color::Unknown, Level::Unknown, false),
-    ] {
-        for subject in [qr(), person()] {
-            let s = lookup_with(fixture_answer(name), &subject)
-                .await
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!((s.color, s.level), (color, level), "{name}");
-            assert_eq!(
-                s.actions.contains(&Action::RegisterOnArrival),
-                register,
-                "{name}"
-            );
-            assert_eq!(s.region, RegionId::Xuzhou);
-            assert_eq!(s.as_of.unwrap().to_rfc3339(), "2022-03-18T21:13:06+08:00");
-            assert_eq!(s.holder.name_masked.as_deref(), Some("刘*"));
-            assert_eq!(s.holder.id_masked.as_deref(), Some("3203**********0021"));
-            assert!(s.reasons.is_empty());
-            assert!(!s.provisional);
-        }
+/// One skm.color of the contract, by QR and by identity: colour, level, arrival
+/// registration action and the common fields.
+async fn check_colour(name: &'static str, color: Color, level: Level, register: bool) {
+    for subject in [qr(), person()] {
+        let s = lookup_with(fixture_answer(name), &subject)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((s.color, s.level), (color, level), "{name}");
+        assert_eq!(
+            s.actions.contains(&Action::RegisterOnArrival),
+            register,
+            "{name}"
+        );
+        assert_eq!(s.region, RegionId::Xuzhou);
+        assert_eq!(s.as_of.unwrap().to_rfc3339(), "2022-03-18T21:13:06+08:00");
+        assert_eq!(s.holder.name_masked.as_deref(), Some("刘*"));
+        assert_eq!(s.holder.id_masked.as_deref(), Some("3203**********0021"));
+        assert!(s.reasons.is_empty());
+        assert!(!s.provisional);
     }
 }
 
-#[tokio::test]
-async fn every_errcode() {
-    for (code, http, expected) in [
-        (40001, 200, ErrorCode::UpstreamInvalidResponse),
-        (40004, 200, ErrorCode::UnsupportedIdType),
-        (40101, 401, ErrorCode::RegionUnavailable),
-        (40101, 200, ErrorCode::RegionUnavailable),
-        (40401, 200, ErrorCode::SubjectNotFound),
-        (41001, 200, ErrorCode::TokenExpired),
-        (42901, 429, ErrorCode::UpstreamRateLimited),
-        (42901, 200, ErrorCode::UpstreamRateLimited),
-        (50001, 200, ErrorCode::RegionUnavailable),
-    ] {
-        let body = fixture_body(&format!("error_{code}.json"));
-        let e = lookup_with(
-            checked(move |_| json_response(http, body.clone()).insert_header("Retry-After", "13")),
-            &person(),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.code(), expected, "errcode {code} HTTP {http}");
-        match code {
-            42901 => assert_eq!(e.retry_after(), Some(Duration::from_secs(13))),
-            40101 => assert!(matches!(
-                e,
-                AdapterError::Unavailable {
-                    credentials: true,
-                    ..
-                }
-            )),
-            40004 => assert_eq!(e, AdapterError::UnsupportedIdType(IdType::ResidentId)),
-            50001 => assert!(e.is_retryable()),
-            _ => {}
-        }
+colour_tests! {
+    colour_green_clear: ("green.json", Color::Green, Level::Clear, false),
+    colour_green_registered_clear: ("green_registered.json", Color::Green, Level::Clear, false),
+    colour_green_registration_pending_register_on_arrival: (
+        "green_registration_pending.json",
+        Color::Green,
+        Level::Clear,
+        true,
+    ),
+    colour_yellow_monitoring: ("yellow.json", Color::Yellow, Level::Monitoring, false),
+    colour_red_quarantine: ("red.json", Color::Red, Level::Quarantine, true),
+    colour_unlisted_is_unknown: ("unknown_colour.json", Color::Unknown, Level::Unknown, false),
+}
+
+/// One errcode of the error table, answered with `http` and `Retry-After: 13`.
+async fn check_error(code: u32, http: u16, expected: ErrorCode) {
+    let body = fixture_body(&format!("error_{code}.json"));
+    let e = lookup_with(
+        checked(move |_| json_response(http, body.clone()).insert_header("Retry-After", "13")),
+        &person(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), expected, "errcode {code} HTTP {http}");
+    match code {
+        42901 => assert_eq!(e.retry_after(), Some(Duration::from_secs(13))),
+        40101 => assert!(matches!(
+            e,
+            AdapterError::Unavailable {
+                credentials: true,
+                ..
+            }
+        )),
+        40004 => assert_eq!(e, AdapterError::UnsupportedIdType(IdType::ResidentId)),
+        50001 => assert!(e.is_retryable()),
+        _ => {}
     }
 }
 
-#[tokio::test]
-async fn wrong_api_key_is_region_unavailable() {
+error_tests! {
+    error_40001_invalid_parameter: (40001, 200, ErrorCode::UpstreamInvalidResponse),
+    error_40004_unsupported_id_type: (40004, 200, ErrorCode::UnsupportedIdType),
+    error_40101_bad_api_key_http_401: (40101, 401, ErrorCode::RegionUnavailable),
+    error_40101_bad_api_key_http_200: (40101, 200, ErrorCode::RegionUnavailable),
+    error_40401_subject_not_found: (40401, 200, ErrorCode::SubjectNotFound),
+    error_41001_token_expired: (41001, 200, ErrorCode::TokenExpired),
+    error_42901_rate_limited_http_429: (42901, 429, ErrorCode::UpstreamRateLimited),
+    error_42901_rate_limited_http_200: (42901, 200, ErrorCode::UpstreamRateLimited),
+    error_50001_busy: (50001, 200, ErrorCode::RegionUnavailable),
+}
+
+/// A wrong API key: the region answers 401/40101, region_unavailable with an alert.
+async fn check_auth(key: &str) {
     let server = server_with(fixture_answer("green.json")).await;
-    let e = XuzhouAdapter::new(config(&server.uri(), "wrong", false), None)
+    let e = XuzhouAdapter::new(config(&server.uri(), key, false), None)
         .unwrap()
         .lookup(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert!(matches!(
+        e,
+        AdapterError::Unavailable {
+            credentials: true,
+            ..
+        }
+    ));
+}
+
+auth_tests! {
+    auth_wrong_api_key: ("wrong"),
+}
+
+#[tokio::test]
+async fn huge_chunked_body_without_content_length_is_invalid() {
+    let server = crate::support::ChunkedServer::start(
+        "application/json",
+        br#"{"errcode":0,"errmsg":""#,
+        vec![],
+    )
+    .await;
+    let e = XuzhouAdapter::new(config(&server.uri(), KEY, false), None)
+        .unwrap()
+        .lookup(&qr())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
 #[tokio::test]

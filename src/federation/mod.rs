@@ -1,0 +1,833 @@
+//! Federation: forwarding lookups for regions hosted by peer gateways (security.md,
+//! docs/federation.md).
+//!
+//! A lookup for a region served by peers goes to them in the configured order as
+//! `POST /v1/lookup` over mTLS, with `X-Hcgw-Hops`, `X-Hcgw-On-Behalf-Of` (the original
+//! caller's role and jurisdiction, never widened) and `X-Hcgw-Via` (the gateways passed).
+//! The peer's answer is parsed strictly into a [`HealthStatus`]; the recognition decision
+//! is then made here, by the gateway the caller talks to. The peer's own decision is
+//! ignored.
+
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use hcgw_adapters::{
+    Action, Color, ErrorCode, HealthStatus, Holder, Level, Reason, RegionId, Source, Subject,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::api::ApiError;
+use crate::config::{Config, PeerEntry, Role};
+use crate::lookup::Fetched;
+
+/// Hops the request has taken between gateways.
+pub const HOPS: &str = "x-hcgw-hops";
+/// The gateways the request has passed, comma-separated, oldest first.
+pub const VIA: &str = "x-hcgw-via";
+/// The original caller's `<role>:<jurisdiction>`.
+pub const ON_BEHALF_OF: &str = crate::api::acting::ON_BEHALF_OF;
+/// Most names in `X-Hcgw-Via`.
+pub const MAX_VIA: usize = 16;
+/// Largest answer accepted from a peer (bytes).
+pub const MAX_PEER_BODY: usize = 256 * 1024;
+
+/// A gateway name as it travels in `X-Hcgw-Via`: 1 to 64 letters, digits, `.`, `_`, `-`.
+pub fn valid_gateway_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Where a request stands in the federation: on whose behalf it acts, and the hops and
+/// gateways it has already passed. Built from the acting identity of the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardContext {
+    /// The acting role (the original caller's, capped by every peer on the way).
+    pub role: Role,
+    /// The acting jurisdiction (the original verifier).
+    pub jurisdiction: String,
+    /// Hops already taken (0 for a direct caller).
+    pub hops: u32,
+    /// Gateways passed before this one.
+    pub via: Vec<String>,
+}
+
+impl ForwardContext {
+    /// A request from a direct (non-peer) caller.
+    pub fn direct(role: Role, jurisdiction: impl Into<String>) -> Self {
+        ForwardContext {
+            role,
+            jurisdiction: jurisdiction.into(),
+            hops: 0,
+            via: Vec::new(),
+        }
+    }
+}
+
+/// Parses `X-Hcgw-Hops` (a peer that sends none has made one hop).
+pub fn parse_hops(value: Option<&str>) -> Result<u32, ApiError> {
+    match value {
+        None => Ok(1),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| ApiError::invalid("X-Hcgw-Hops must be a number from 1 to 64")),
+    }
+}
+
+/// Parses `X-Hcgw-Via`.
+pub fn parse_via(value: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let Some(v) = value else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = v
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.len() > MAX_VIA || !names.iter().all(|n| valid_gateway_name(n)) {
+        return Err(ApiError::invalid(
+            "X-Hcgw-Via must list at most 16 gateway names separated by commas",
+        ));
+    }
+    Ok(names)
+}
+
+/// The entry check of a forwarded request: too many hops, or this gateway already passed.
+pub fn check_entry(
+    own_name: &str,
+    max_hops: u32,
+    hops: u32,
+    via: &[String],
+) -> Result<(), ApiError> {
+    if via.iter().any(|v| v == own_name) {
+        return Err(ApiError::new(
+            ErrorCode::FederationLoop,
+            "the request came back to a gateway it already passed",
+        ));
+    }
+    if hops > max_hops {
+        return Err(ApiError::new(
+            ErrorCode::FederationLoop,
+            format!("the request took more than {max_hops} hops between gateways"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a gateway adds to its answer for a peer caller, so the forwarding gateway can make
+/// a correct recognition decision from a view that omits fields (docs/federation.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PeerHints {
+    /// The status's actions that bear on the decision (`register_on_arrival`,
+    /// `update_identity`): a green with one of these is a manual check.
+    #[serde(default)]
+    pub decision_actions: Vec<Action>,
+    /// The region marked the status provisional (cache it only briefly).
+    #[serde(default)]
+    pub provisional: bool,
+}
+
+impl PeerHints {
+    /// The hints of a status.
+    pub fn of(status: &HealthStatus) -> Self {
+        PeerHints {
+            decision_actions: status
+                .actions
+                .iter()
+                .copied()
+                .filter(|a| matches!(a, Action::RegisterOnArrival | Action::UpdateIdentity))
+                .collect(),
+            provisional: status.provisional,
+        }
+    }
+}
+
+/// A peer's circuit breaker: opens after consecutive transport-level failures, lets one
+/// trial call through after the open period.
+#[derive(Debug)]
+struct Breaker {
+    target: String,
+    failures: AtomicU32,
+    open_until: Mutex<Option<Instant>>,
+    threshold: u32,
+    open_for: Duration,
+}
+
+impl Breaker {
+    fn new(peer: &str, threshold: u32, open_for: Duration) -> Self {
+        let target = format!("peer:{peer}");
+        metrics::gauge!("hcgw_circuit_state", "target" => target.clone()).set(0.0);
+        Breaker {
+            target,
+            failures: AtomicU32::new(0),
+            open_until: Mutex::new(None),
+            threshold,
+            open_for,
+        }
+    }
+
+    fn allow(&self) -> bool {
+        let mut open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        match *open {
+            Some(until) if Instant::now() < until => false,
+            Some(_) => {
+                // Half-open: this call is the trial; the others wait another period.
+                *open = Some(Instant::now() + self.open_for);
+                metrics::gauge!("hcgw_circuit_state", "target" => self.target.clone()).set(1.0);
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        let open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        open.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        let mut open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        if open.take().is_some() {
+            tracing::info!(target_name = %self.target, "peer circuit closed");
+        }
+        metrics::gauge!("hcgw_circuit_state", "target" => self.target.clone()).set(0.0);
+    }
+
+    fn failure(&self) {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.threshold {
+            let mut open = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+            *open = Some(Instant::now() + self.open_for);
+            metrics::gauge!("hcgw_circuit_state", "target" => self.target.clone()).set(2.0);
+            tracing::warn!(target_name = %self.target, failures = n, "peer circuit open");
+        }
+    }
+}
+
+/// A token bucket: `rate` calls per second, bursts up to one second's worth.
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Bucket {
+            rate,
+            state: Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    fn try_take(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = *s;
+        let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+        if tokens >= 1.0 {
+            *s = (tokens - 1.0, now);
+            true
+        } else {
+            *s = (tokens, now);
+            false
+        }
+    }
+}
+
+/// One peer gateway and its mTLS client.
+struct Peer {
+    name: String,
+    lookup_url: String,
+    client: reqwest::Client,
+    deadline: Duration,
+    breaker: Breaker,
+    bucket: Bucket,
+}
+
+/// The peer gateways of this gateway.
+pub struct Peers {
+    own_name: String,
+    max_hops: u32,
+    peers: BTreeMap<String, Peer>,
+    broken: BTreeMap<String, String>,
+}
+
+/// A failed call to one peer: the error to report, and whether to try the next peer.
+struct Failure {
+    error: ApiError,
+    fail_over: bool,
+}
+
+impl Peers {
+    /// Builds a client per configured peer. A peer whose TLS settings cannot be built is
+    /// logged and treated as unavailable (its regions answer `region_unavailable`).
+    pub fn from_config(config: &Config) -> Self {
+        hcgw_adapters::upstream::install_crypto_provider();
+        let mut peers = BTreeMap::new();
+        let mut broken = BTreeMap::new();
+        for entry in &config.peers {
+            match Self::build(entry, config) {
+                Ok(p) => {
+                    peers.insert(entry.name.clone(), p);
+                }
+                Err(e) => {
+                    tracing::error!(peer = %entry.name, error = %e, "peer client unavailable");
+                    broken.insert(entry.name.clone(), e);
+                }
+            }
+        }
+        Peers {
+            own_name: config.gateway.name.clone(),
+            max_hops: config.federation.max_hops,
+            peers,
+            broken,
+        }
+    }
+
+    fn build(entry: &PeerEntry, config: &Config) -> Result<Peer, String> {
+        let tls = tls::client_config(entry)?;
+        let deadline = Duration::from_millis(entry.deadline_ms);
+        let client = reqwest::Client::builder()
+            .timeout(deadline)
+            .connect_timeout(deadline)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Peer {
+            name: entry.name.clone(),
+            lookup_url: format!("{}/v1/lookup", entry.url.trim_end_matches('/')),
+            client,
+            deadline,
+            bucket: Bucket::new(entry.rate_limit_per_s),
+            breaker: Breaker::new(
+                &entry.name,
+                config.federation.circuit_failures,
+                Duration::from_millis(config.federation.circuit_open_ms),
+            ),
+        })
+    }
+
+    /// This gateway's name (what it adds to `X-Hcgw-Via`).
+    pub fn own_name(&self) -> &str {
+        &self.own_name
+    }
+
+    /// The hop limit.
+    pub fn max_hops(&self) -> u32 {
+        self.max_hops
+    }
+
+    /// Why a configured peer has no client, if it has none.
+    pub fn broken(&self, name: &str) -> Option<&str> {
+        self.broken.get(name).map(String::as_str)
+    }
+
+    /// Sets the state of peer-served regions in `GET /v1/regions`: `up` while one of
+    /// their peers has a client and a closed circuit, else `down` with the reason.
+    pub fn annotate(&self, views: &mut [crate::regions::RegionView]) {
+        for v in views.iter_mut() {
+            let crate::regions::Served::Peer { peers } = &v.served else {
+                continue;
+            };
+            let usable = peers
+                .iter()
+                .any(|p| self.peers.get(p).is_some_and(|p| !p.breaker.is_open()));
+            if usable {
+                v.state = crate::regions::RegionState::Up;
+                v.note = None;
+            } else {
+                v.state = crate::regions::RegionState::Down;
+                v.note = Some(
+                    peers
+                        .iter()
+                        .map(|p| match self.broken(p) {
+                            Some(why) => format!("peer {p}: {why}"),
+                            None => format!("peer {p}: circuit open"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
+        }
+    }
+
+    /// Asks the peers serving `region`, in order, failing over to the next on transport
+    /// failure, a 5xx answer or an open circuit. Definitive answers (404, 410, 422…) end
+    /// the search.
+    pub async fn forward(
+        &self,
+        region: RegionId,
+        subject: &Subject,
+        ctx: &ForwardContext,
+        order: &[String],
+    ) -> Result<Fetched, ApiError> {
+        if ctx.hops + 1 > self.max_hops {
+            return Err(ApiError::new(
+                ErrorCode::FederationLoop,
+                format!(
+                    "forwarding would exceed {} hops between gateways",
+                    self.max_hops
+                ),
+            )
+            .with_region(region));
+        }
+        let mut last = ApiError::new(
+            ErrorCode::RegionUnavailable,
+            format!("{region}: no peer serving it is available"),
+        )
+        .with_region(region)
+        .with_retry_after(Duration::from_secs(30));
+        for name in order {
+            let Some(peer) = self.peers.get(name) else {
+                continue;
+            };
+            if !peer.bucket.try_take() {
+                metrics::counter!("hcgw_rate_limited_total", "scope" => "peer", "name" => name.clone())
+                    .increment(1);
+                last = ApiError::new(
+                    ErrorCode::UpstreamRateLimited,
+                    format!("{region}: the rate limit towards peer {name} is reached"),
+                )
+                .with_region(region)
+                .with_retry_after(Duration::from_secs(1));
+                continue;
+            }
+            if !peer.breaker.allow() {
+                tracing::debug!(peer = %name, region = region.as_str(), "peer circuit open; trying the next");
+                last = ApiError::new(
+                    ErrorCode::RegionUnavailable,
+                    format!("{region}: the circuit towards peer {name} is open"),
+                )
+                .with_region(region)
+                .with_retry_after(Duration::from_secs(30));
+                continue;
+            }
+            let started = Instant::now();
+            match self.call(peer, region, subject, ctx).await {
+                Ok(mut fetched) => {
+                    peer.breaker.success();
+                    fetched.upstream_latency = Some(started.elapsed());
+                    return Ok(fetched);
+                }
+                Err(mut f) => {
+                    f.error.via_peer = Some(name.clone());
+                    tracing::warn!(peer = %name, region = region.as_str(), code = %f.error.code, error = %f.error.detail, "forwarded lookup failed");
+                    if !f.fail_over {
+                        return Err(f.error);
+                    }
+                    last = f.error;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn call(
+        &self,
+        peer: &Peer,
+        region: RegionId,
+        subject: &Subject,
+        ctx: &ForwardContext,
+    ) -> Result<Fetched, Failure> {
+        let subject_json = match subject {
+            Subject::QrToken(t) => {
+                serde_json::json!({ "qr": hcgw_adapters::qr::qr_text(region, t) })
+            }
+            Subject::Identity(i) => serde_json::json!({
+                "id_type": i.id_type,
+                "id_number": i.id_number,
+                "name": i.name,
+            }),
+        };
+        let body = serde_json::json!({ "region": region, "subject": subject_json });
+        let mut via = ctx.via.clone();
+        via.push(self.own_name.clone());
+        let role = match ctx.role {
+            Role::Platform => "platform",
+            // Never widened: anything but a platform travels as a checkpoint.
+            _ => "checkpoint",
+        };
+        let mut req = peer
+            .client
+            .post(&peer.lookup_url)
+            .header(HOPS, (ctx.hops + 1).to_string())
+            .header(ON_BEHALF_OF, format!("{role}:{}", ctx.jurisdiction))
+            .header(VIA, via.join(","))
+            .json(&body);
+        if let Some(id) = crate::api::request_id::current() {
+            req = req.header(crate::api::request_id::HEADER, id);
+        }
+        let transport = |detail: String| {
+            peer.breaker.failure();
+            Failure {
+                error: ApiError::new(ErrorCode::RegionUnavailable, detail)
+                    .with_region(region)
+                    .with_retry_after(Duration::from_secs(30)),
+                fail_over: true,
+            }
+        };
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                peer.breaker.failure();
+                return Err(Failure {
+                    error: ApiError::new(
+                        ErrorCode::RegionTimeout,
+                        format!(
+                            "{region}: peer {} did not answer within {:?}",
+                            peer.name, peer.deadline
+                        ),
+                    )
+                    .with_region(region),
+                    fail_over: true,
+                });
+            }
+            Err(e) => {
+                return Err(transport(format!(
+                    "{region}: peer {} unreachable ({})",
+                    peer.name,
+                    transport_kind(&e)
+                )));
+            }
+        };
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let bytes = match read_limited(resp).await {
+            Ok(b) => b,
+            Err(e) => return Err(transport(format!("{region}: peer {}: {e}", peer.name))),
+        };
+        let invalid = |why: &str| {
+            peer.breaker.failure();
+            Failure {
+                error: ApiError::new(
+                    ErrorCode::UpstreamInvalidResponse,
+                    format!("{region}: peer {} answered {why}", peer.name),
+                )
+                .with_region(region),
+                fail_over: true,
+            }
+        };
+        if status == 200 {
+            if !content_type.starts_with("application/json") {
+                return Err(invalid("a 200 that is not JSON"));
+            }
+            return match parse_answer(&bytes, region, &peer.name) {
+                Ok(f) => Ok(f),
+                Err(why) => Err(invalid(&why)),
+            };
+        }
+        if !content_type.starts_with("application/problem+json") {
+            return Err(invalid(&format!("HTTP {status} without a problem body")));
+        }
+        let Ok(problem) = serde_json::from_slice::<PeerProblem>(&bytes) else {
+            return Err(invalid(&format!(
+                "HTTP {status} with an unreadable problem"
+            )));
+        };
+        if problem.code.http_status() != status {
+            return Err(invalid(&format!(
+                "HTTP {status} with a problem of another status"
+            )));
+        }
+        // The peer itself answered properly: its circuit stays closed.
+        peer.breaker.success();
+        let (code, fail_over) = match problem.code {
+            // Definitive answers about the subject or the request.
+            c @ (ErrorCode::SubjectNotFound
+            | ErrorCode::TokenExpired
+            | ErrorCode::UnsupportedIdType
+            | ErrorCode::UnrecognizedQr
+            | ErrorCode::InvalidRequest) => (c, false),
+            // The peer refuses *us* (identity, quota, audit, configuration): its regions
+            // are unavailable from here; another peer may do.
+            ErrorCode::RateLimited => (ErrorCode::UpstreamRateLimited, true),
+            ErrorCode::Forbidden
+            | ErrorCode::Unauthenticated
+            | ErrorCode::UnknownRegion
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::AuditUnavailable => (ErrorCode::RegionUnavailable, true),
+            c @ (ErrorCode::UpstreamRateLimited
+            | ErrorCode::RegionUnavailable
+            | ErrorCode::RegionTimeout
+            | ErrorCode::UpstreamInvalidResponse
+            | ErrorCode::FederationLoop) => (c, true),
+        };
+        let mut error = ApiError::new(
+            code,
+            format!("{region}: peer {} answered {}", peer.name, problem.code),
+        )
+        .with_region(region);
+        error.retry_after = problem
+            .retry_after_s
+            .or(retry_after)
+            .map(|s| Duration::from_secs(s.clamp(1, 3600)))
+            .or_else(|| (code.http_status() == 503).then(|| Duration::from_secs(30)));
+        Err(Failure { error, fail_over })
+    }
+}
+
+/// A transport error's kind, without URLs or bodies.
+fn transport_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_connect() {
+        "connection or TLS handshake failed"
+    } else if e.is_request() {
+        "request failed"
+    } else if e.is_body() || e.is_decode() {
+        "broken answer"
+    } else {
+        "transport error"
+    }
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_PEER_BODY as u64)
+    {
+        return Err("answer over the size limit".into());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_kind(&e).to_owned())?
+    {
+        if out.len() + chunk.len() > MAX_PEER_BODY {
+            return Err("answer over the size limit".into());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A problem body from a peer (only what is needed; the detail is not relayed).
+#[derive(Deserialize)]
+struct PeerProblem {
+    code: ErrorCode,
+    #[serde(default)]
+    retry_after_s: Option<u64>,
+}
+
+/// The parts of a peer's lookup answer this gateway uses.
+#[derive(Deserialize)]
+struct PeerAnswer {
+    status: PeerStatus,
+    #[serde(default)]
+    cache: Option<PeerCache>,
+    #[serde(default)]
+    federation: Option<PeerHints>,
+}
+
+#[derive(Deserialize)]
+struct PeerCache {
+    age_ms: u64,
+}
+
+/// A status as a peer shows it: the platform view (every field) or the checkpoint view
+/// (`region`, `color`, `level`, `as_of`, `holder`). Nothing else is accepted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerStatus {
+    region: RegionId,
+    color: Color,
+    level: Level,
+    #[serde(default)]
+    source: Option<Source>,
+    #[serde(default)]
+    reasons: Option<Vec<Reason>>,
+    #[serde(default)]
+    proxy_applied: Option<bool>,
+    #[serde(default)]
+    as_of: Option<DateTime<FixedOffset>>,
+    #[serde(default)]
+    observed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    quarantine_until: Option<NaiveDate>,
+    #[serde(default)]
+    holder: Option<Holder>,
+    #[serde(default)]
+    actions: Option<Vec<Action>>,
+}
+
+/// `source.code` of a status whose source the peer did not show (checkpoint view).
+pub const WITHHELD: &str = "withheld-by-peer";
+
+/// Parses a peer's 200 answer into a status. Anything that is not a valid status for the
+/// region asked is refused (never a green the region did not send).
+fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, String> {
+    let answer: PeerAnswer = serde_json::from_slice(bytes)
+        .map_err(|e| format!("an invalid status ({})", e.classify_name()))?;
+    let s = answer.status;
+    if s.region != region {
+        return Err(format!("a status of {} for {region}", s.region));
+    }
+    if s.color != s.level.color() {
+        return Err("a status whose colour and level disagree".into());
+    }
+    let full_view = s.source.is_some();
+    let mut status = HealthStatus::new(
+        region,
+        s.level,
+        s.source.unwrap_or_else(|| Source {
+            code: WITHHELD.into(),
+            label: None,
+        }),
+    );
+    status.reasons = s.reasons.unwrap_or_default();
+    status.proxy_applied = s.proxy_applied;
+    status.as_of = s.as_of;
+    status.observed_at = s.observed_at.unwrap_or_else(Utc::now);
+    status.quarantine_until = s.quarantine_until;
+    status.holder = s.holder.unwrap_or_default();
+    status.actions = s.actions.unwrap_or_default();
+    let hints = answer.federation.unwrap_or_default();
+    for a in hints.decision_actions {
+        status.push_action(a);
+    }
+    status.provisional = hints.provisional;
+    Ok(Fetched {
+        status,
+        cache_hit: false,
+        age: Duration::from_millis(answer.cache.map(|c| c.age_ms).unwrap_or(0)),
+        upstream_latency: None,
+        via_peer: Some(peer.to_owned()),
+        peer_view: Some(if full_view {
+            Role::Platform
+        } else {
+            Role::Checkpoint
+        }),
+    })
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "not JSON",
+            serde_json::error::Category::Data => "unexpected fields or values",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_circuit_opens_after_consecutive_failures_and_lets_one_trial_through() {
+        let b = Breaker::new("p", 2, Duration::from_secs(1));
+        assert!(b.allow());
+        b.failure();
+        assert!(b.allow(), "one failure is below the threshold");
+        b.failure();
+        assert!(b.is_open() && !b.allow(), "open after two");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(b.allow(), "half-open: one trial");
+        assert!(!b.allow(), "the others wait");
+        b.success();
+        assert!(!b.is_open() && b.allow(), "closed again");
+    }
+
+    #[test]
+    fn peer_rate_limit_allows_a_second_of_burst_then_refills() {
+        let b = Bucket::new(1);
+        assert!(b.try_take());
+        assert!(!b.try_take(), "burst spent");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(b.try_take(), "refilled at 1/s");
+    }
+
+    #[test]
+    fn hops_and_via_headers() {
+        assert_eq!(parse_hops(None).unwrap(), 1);
+        assert_eq!(parse_hops(Some("2")).unwrap(), 2);
+        assert!(parse_hops(Some("0")).is_err());
+        assert!(parse_hops(Some("x")).is_err());
+        assert_eq!(
+            parse_via(Some("hcgw-a, hcgw-b")).unwrap(),
+            vec!["hcgw-a".to_owned(), "hcgw-b".to_owned()]
+        );
+        assert!(parse_via(Some("a b")).is_err());
+        assert!(check_entry("hcgw-a", 2, 1, &["hcgw-a".into()]).is_err());
+        assert!(check_entry("hcgw-a", 2, 3, &[]).is_err());
+        assert!(check_entry("hcgw-a", 2, 2, &["hcgw-b".into()]).is_ok());
+    }
+
+    fn answer(status: serde_json::Value, hints: Option<serde_json::Value>) -> Vec<u8> {
+        let mut v = serde_json::json!({
+            "request_id": "r", "status": status, "cache": {"hit": false, "age_ms": 1500},
+            "recognition": {}, "served_by": "hcgw-jiangsu"
+        });
+        if let Some(h) = hints {
+            v["federation"] = h;
+        }
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn checkpoint_views_keep_the_decision_actions() {
+        let body = answer(
+            serde_json::json!({"region": "suzhou", "color": "green", "level": "clear",
+                "as_of": "2022-04-01T10:00:00+08:00"}),
+            Some(
+                serde_json::json!({"decision_actions": ["register_on_arrival"], "provisional": true}),
+            ),
+        );
+        let f = parse_answer(&body, RegionId::Suzhou, "p").unwrap();
+        assert_eq!(f.status.actions, vec![Action::RegisterOnArrival]);
+        assert!(f.status.provisional);
+        assert_eq!(f.status.source.code, WITHHELD);
+        assert_eq!(f.peer_view, Some(Role::Checkpoint));
+        assert_eq!(f.age, Duration::from_millis(1500));
+        assert_eq!(f.via_peer.as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn invalid_statuses_are_refused() {
+        for bad in [
+            serde_json::json!({"region": "suzhou", "color": "green", "level": "quarantine"}),
+            serde_json::json!({"region": "sukang", "color": "green", "level": "clear"}),
+            serde_json::json!({"region": "suzhou", "color": "blue", "level": "clear"}),
+            serde_json::json!({"region": "suzhou", "color": "green", "level": "clear", "extra": 1}),
+            serde_json::json!({"region": "suzhou", "level": "clear"}),
+            serde_json::json!("green"),
+        ] {
+            assert!(
+                parse_answer(&answer(bad.clone(), None), RegionId::Suzhou, "p").is_err(),
+                "{bad}"
+            );
+        }
+        assert!(parse_answer(b"<html>", RegionId::Suzhou, "p").is_err());
+    }
+}
