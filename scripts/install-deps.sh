@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages hcgw's tests and tools need, only when missing.
-# Debian packages: openssl (the dev PKI), redis-server (shared-tier tests start their own).
+# Debian packages: openssl (the dev PKI), redis-server (shared-tier tests start their own),
+# prometheus (promtool checks ops/prometheus-alerts.yml), chromium and a small CJK font
+# (the status page's browser test and its screenshot, which shows the regions' names).
 set -euo pipefail
 
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v curl >/dev/null || need+=(curl)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
+[[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || need+=(fonts-wqy-microhei)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}"

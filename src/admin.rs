@@ -1,5 +1,6 @@
-//! The plain-HTTP admin listener (loopback by default): `/healthz` (the process is alive)
-//! and `/readyz` (configuration loaded, server certificate valid, listener up).
+//! The plain-HTTP admin listener (loopback by default): `/healthz` (the process is alive),
+//! `/readyz` (configuration loaded, server certificate valid, listener up), `/metrics`
+//! (Prometheus text format) and the status page `/status` with its `/status.json`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(|| async { crate::metrics::response() }))
+        .route("/status", get(crate::status_page::page))
+        .route("/status.json", get(crate::status_page::json))
         .layer(axum::middleware::from_fn(crate::api::request_id::layer))
         .with_state(state)
 }

@@ -74,6 +74,7 @@ pub struct Gateway {
     api_task: tokio::task::JoinHandle<()>,
     admin_task: tokio::task::JoinHandle<()>,
     _watch_task: tokio::task::JoinHandle<()>,
+    _cert_task: tokio::task::JoinHandle<()>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
@@ -85,6 +86,9 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
 /// Starts a gateway from a validated configuration.
 pub async fn start(config: Config) -> Result<Gateway, StartError> {
     hcgw_adapters::upstream::install_crypto_provider();
+    // One recorder per process, shared by every gateway it starts.
+    crate::metrics::install();
+    crate::metrics::init_series(&config);
     let config = Arc::new(config);
     let tls = TlsReloader::new(TlsFiles::from(&config.tls))?;
     let clients = Arc::new(ClientDirectory::new(&config.clients));
@@ -150,6 +154,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         },
         Duration::from_secs(10),
     ));
+    let cert_task = spawn_certificate_expiry(config.clone(), stopped.clone());
     let mut rx = stopped;
     let admin = crate::admin::router(state.clone());
     let admin_task = tokio::spawn(async move {
@@ -169,6 +174,35 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         api_task,
         admin_task,
         _watch_task: watch_task,
+        _cert_task: cert_task,
+    })
+}
+
+/// Refreshes `hcgw_certificate_expiry_days` now and every [`crate::metrics::CERT_REFRESH`]
+/// until the gateway stops.
+fn spawn_certificate_expiry(
+    config: Arc<Config>,
+    mut stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::metrics::CERT_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let config = config.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        crate::metrics::refresh_certificate_expiry(&config)
+                    })
+                    .await;
+                }
+                changed = stopped.changed() => {
+                    if changed.is_err() || *stopped.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
     })
 }
 

@@ -6,7 +6,8 @@
 //! - [`config`]: the TOML configuration and `check-config`;
 //! - [`tls`], [`identity`], [`server`]: the mTLS listener, hot-reloaded certificates and
 //!   CRLs, and the caller identity taken from the verified client certificate;
-//! - [`api`]: the HTTP API and its problem+json errors; [`admin`]: health and readiness;
+//! - [`api`]: the HTTP API and its problem+json errors; [`admin`]: health, readiness,
+//!   `/metrics` ([`metrics`]) and the status page ([`status_page`], [`stats`]);
 //! - [`regions`]: the adapters of the regions served here; [`federation`]: forwarding to
 //!   peer gateways;
 //! - [`simulator`]: runnable simulators of every region; [`demo`]: the one-command demo;
@@ -25,6 +26,7 @@ pub mod federation;
 pub mod identity;
 pub mod logging;
 pub mod lookup;
+pub mod metrics;
 pub mod net;
 pub mod protect;
 pub mod recognition;
@@ -32,5 +34,7 @@ pub mod redact;
 pub mod regions;
 pub mod server;
 pub mod simulator;
+pub mod stats;
+pub mod status_page;
 pub mod subject;
 pub mod tls;

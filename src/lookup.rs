@@ -49,6 +49,7 @@ pub struct LookupService {
     hasher: SubjectHasher,
     cache: StatusCache,
     guards: BTreeMap<RegionId, RegionGuard>,
+    stats: crate::stats::Stats,
 }
 
 impl LookupService {
@@ -98,6 +99,7 @@ impl LookupService {
                 clock,
             ),
             guards,
+            stats: crate::stats::Stats::new(),
         }
     }
 
@@ -150,6 +152,11 @@ impl LookupService {
         &self.registry
     }
 
+    /// Recent per-region figures (for the status page).
+    pub fn stats(&self) -> &crate::stats::Stats {
+        &self.stats
+    }
+
     /// The age beyond which a status of `region` is stale (default 24 h).
     pub fn max_status_age(&self, region: RegionId) -> Duration {
         self.settings
@@ -184,9 +191,16 @@ impl LookupService {
             key.push(':');
             key.push_str(ctx.role.as_str());
         }
-        self.cache
+        let result = self
+            .cache
             .get_or_fetch(region, &key, || self.fetch_uncached(region, subject, ctx))
-            .await
+            .await;
+        let outcome = crate::stats::Outcome::from_parts(
+            result.as_ref().is_ok_and(|f| f.cache_hit),
+            result.as_ref().err().map(|e| e.code),
+        );
+        self.stats.answer(region, outcome);
+        result
     }
 
     /// Asks the region (or its peer), without the cache.
@@ -284,6 +298,8 @@ impl LookupService {
             break r;
         };
         let latency = started.elapsed();
+        crate::metrics::upstream_call(region, latency, result.as_ref().err());
+        self.stats.upstream_call(region, latency);
         match result {
             Ok(status) => Ok(Fetched {
                 status,

@@ -42,9 +42,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/regions", get(regions))
         .merge(quota_limited)
         .route("/v1/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(known_callers_only))
+        .layer(middleware::from_fn(crate::metrics::track))
         .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }
@@ -102,6 +104,19 @@ pub fn require_role(caller: &Caller, allowed: &[Role]) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/v1/whoami", tag = "regions", responses((status = 200, body = Caller)))]
 pub async fn whoami(caller: Caller) -> Json<Caller> {
     Json(caller)
+}
+
+/// `GET /metrics` over mTLS: the Prometheus text format, for the `ops` role only.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses(
+        (status = 200, description = "Prometheus text exposition format (labels hold no personal data)", content_type = "text/plain"),
+        (status = 403, description = "forbidden: any role but ops", body = problem::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(caller: Caller) -> Response {
+    match require_role(&caller, &[Role::Ops]) {
+        Ok(()) => crate::metrics::response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The body of `GET /v1/regions`.

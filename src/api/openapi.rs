@@ -19,10 +19,11 @@ use utoipa::OpenApi;
         super::lookup::verify,
         super::regions,
         super::whoami,
+        super::metrics,
         serve,
     ),
     components(schemas(super::problem::Problem, crate::subject::SubjectIn)),
-    tags((name = "lookup", description = "Statuses and recognition decisions"), (name = "regions", description = "Regions, agreements and identity")),
+    tags((name = "lookup", description = "Statuses and recognition decisions"), (name = "regions", description = "Regions, agreements and identity"), (name = "ops", description = "Operations (the ops role)")),
 )]
 pub struct ApiDoc;
 

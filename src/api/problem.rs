@@ -116,6 +116,8 @@ impl IntoResponse for ApiError {
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut resp = (status, body).into_response();
+        resp.extensions_mut()
+            .insert(crate::metrics::ResponseCode(self.code));
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,

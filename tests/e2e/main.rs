@@ -7,6 +7,7 @@ mod config_errors;
 mod federation;
 mod lookup;
 mod mtls;
+mod ops;
 mod protect;
 mod reload;
 mod support;

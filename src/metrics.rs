@@ -1,0 +1,425 @@
+//! Prometheus metrics: the process-wide recorder (installed once, however many gateways a
+//! process starts), the request middleware of the API router, the upstream-call metrics and
+//! the certificate-expiry gauges.
+//!
+//! Labels hold bounded values only: route templates, roles, error codes, region ids and
+//! configuration paths. Never a subject, a token, a caller name or a raw path.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use hcgw_adapters::{AdapterError, ErrorCode, RegionId};
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::Config;
+use crate::identity::ConnIdentity;
+use crate::server::ConnInfo;
+
+/// Buckets (seconds) of the end-to-end request histogram.
+pub const REQUEST_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets (seconds) of the upstream-call histogram (regions agree deadlines of seconds).
+pub const UPSTREAM_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0,
+];
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every metric the gateway exports (or another module of it will), with its help text.
+/// Described once when the recorder is installed so each shows `# HELP`.
+pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
+    (
+        "hcgw_requests_total",
+        Kind::Counter,
+        "API requests by endpoint (route template), acting role and outcome code (ok or the problem code)",
+    ),
+    (
+        "hcgw_request_duration_seconds",
+        Kind::Histogram,
+        "API request duration, end to end, by endpoint (route template)",
+    ),
+    (
+        "hcgw_upstream_duration_seconds",
+        Kind::Histogram,
+        "Duration of calls to a region's service (successful or not), by region",
+    ),
+    (
+        "hcgw_upstream_errors_total",
+        Kind::Counter,
+        "Region calls that failed through the region's fault (unavailable, timeout, invalid response, rate limited), by region and error code",
+    ),
+    (
+        "hcgw_cache_hits_total",
+        Kind::Counter,
+        "Lookups answered from the cache, by region",
+    ),
+    (
+        "hcgw_cache_misses_total",
+        Kind::Counter,
+        "Lookups that had to ask the region, by region",
+    ),
+    (
+        "hcgw_cache_entries",
+        Kind::Gauge,
+        "Entries held in the local cache",
+    ),
+    (
+        "hcgw_cache_evictions_total",
+        Kind::Counter,
+        "Entries evicted from the local cache before their TTL",
+    ),
+    (
+        "hcgw_rate_limited_total",
+        Kind::Counter,
+        "Requests refused by a rate limit, by scope (caller, region, peer) and configured name",
+    ),
+    (
+        "hcgw_circuit_state",
+        Kind::Gauge,
+        "Circuit breaker state per target (region id or peer:<name>): 0 closed, 1 half-open, 2 open",
+    ),
+    (
+        "hcgw_redis_degraded",
+        Kind::Gauge,
+        "1 while the shared Redis tier is unreachable and the gateway runs on its local tier",
+    ),
+    (
+        "hcgw_audit_queue_depth",
+        Kind::Gauge,
+        "Audit records waiting for the writer",
+    ),
+    (
+        "hcgw_audit_records_total",
+        Kind::Counter,
+        "Audit records written",
+    ),
+    (
+        "hcgw_audit_write_failures_total",
+        Kind::Counter,
+        "Audit records that could not be written or queued",
+    ),
+    (
+        "hcgw_upstream_unmapped_values_total",
+        Kind::Counter,
+        "Region values without a mapping (unlisted reason code, unknown colour), by region and field",
+    ),
+    (
+        "hcgw_tls_handshake_failures_total",
+        Kind::Counter,
+        "TLS handshakes on the API listener that failed or timed out",
+    ),
+    (
+        "hcgw_certificate_expiry_days",
+        Kind::Gauge,
+        "Days until the earliest certificate of a configured certificate file expires (negative: expired), by configuration path",
+    ),
+];
+
+/// A metric's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Counter.
+    Counter,
+    /// Gauge.
+    Gauge,
+    /// Histogram.
+    Histogram,
+}
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the process's global recorder, once. Later calls
+/// return the same handle. `None` when another recorder was installed first (then
+/// `/metrics` answers 503).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("hcgw_request_duration_seconds".into()),
+                    &REQUEST_BUCKETS,
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("hcgw_upstream_duration_seconds".into()),
+                        &UPSTREAM_BUCKETS,
+                    )
+                });
+            let builder = match builder {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics: bad histogram buckets");
+                    return None;
+                }
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if let Err(e) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(error = %e, "metrics: another recorder is installed; /metrics is unavailable");
+                return None;
+            }
+            describe_all();
+            // Series that exist from the start, so alerts on their increase work.
+            metrics::counter!("hcgw_audit_write_failures_total").absolute(0);
+            metrics::counter!("hcgw_audit_records_total").absolute(0);
+            metrics::counter!("hcgw_tls_handshake_failures_total").absolute(0);
+            metrics::gauge!("hcgw_audit_queue_depth").set(0.0);
+            // Histograms keep raw samples until upkeep folds them: do it even when nobody
+            // scrapes (a plain thread: gateways and their runtimes come and go in tests).
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("hcgw-metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                });
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe_all() {
+    for (name, kind, help) in DESCRIPTIONS {
+        match kind {
+            Kind::Counter => describe_counter!(*name, *help),
+            Kind::Gauge => describe_gauge!(*name, *help),
+            Kind::Histogram => describe_histogram!(*name, *help),
+        }
+    }
+}
+
+/// The current exposition text, or `None` without a recorder.
+pub fn render() -> Option<String> {
+    install().map(PrometheusHandle::render)
+}
+
+/// `GET /metrics` (admin listener, and the API listener for the `ops` role).
+pub fn response() -> Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    match render() {
+        Some(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The outcome code of an API response, set by [`crate::api::ApiError`] as a response
+/// extension so the middleware need not read bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseCode(pub ErrorCode);
+
+/// The `endpoint` label of a request: its route template, or `unmatched`.
+pub fn endpoint_label(req: &Request) -> String {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned())
+}
+
+/// The `role` label: the acting role (a peer's on-behalf-of role, capped), or `unknown`.
+pub fn role_label(req: &Request) -> &'static str {
+    match req.extensions().get::<ConnInfo>().map(|c| &c.identity) {
+        Some(ConnIdentity::Known(caller)) => {
+            let header = req
+                .headers()
+                .get(crate::api::acting::ON_BEHALF_OF)
+                .and_then(|v| v.to_str().ok());
+            crate::api::acting::Acting::resolve(caller.clone(), header)
+                .map(|a| a.role)
+                .unwrap_or(caller.role)
+                .as_str()
+        }
+        _ => "unknown",
+    }
+}
+
+/// The `code` label of a response: `ok`, the problem code, or `http_<status>` for an
+/// error not made by the gateway's own problem responses.
+pub fn code_label(resp: &Response) -> &'static str {
+    if let Some(ResponseCode(code)) = resp.extensions().get::<ResponseCode>() {
+        return code.as_str();
+    }
+    let status = resp.status();
+    if status.is_success() || status.is_redirection() || status.is_informational() {
+        return "ok";
+    }
+    match status.as_u16() {
+        400 => "http_400",
+        401 => "http_401",
+        403 => "http_403",
+        404 => "http_404",
+        405 => "http_405",
+        408 => "http_408",
+        413 => "http_413",
+        415 => "http_415",
+        422 => "http_422",
+        429 => "http_429",
+        500 => "http_500",
+        502 => "http_502",
+        503 => "http_503",
+        504 => "http_504",
+        s if s < 500 => "http_4xx",
+        _ => "http_5xx",
+    }
+}
+
+/// Middleware of the API router: counts requests and times them.
+pub async fn track(req: Request, next: Next) -> Response {
+    let endpoint = endpoint_label(&req);
+    let role = role_label(&req);
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let elapsed = started.elapsed();
+    let code = code_label(&resp);
+    metrics::counter!("hcgw_requests_total", "endpoint" => endpoint.clone(), "role" => role, "code" => code)
+        .increment(1);
+    metrics::histogram!("hcgw_request_duration_seconds", "endpoint" => endpoint)
+        .record(elapsed.as_secs_f64());
+    resp
+}
+
+/// Records one call to a region: its duration, and the error when it was the region's fault.
+pub fn upstream_call(region: RegionId, latency: Duration, error: Option<&AdapterError>) {
+    metrics::histogram!("hcgw_upstream_duration_seconds", "region" => region.as_str())
+        .record(latency.as_secs_f64());
+    if let Some(e) = error.filter(|e| e.is_upstream_failure()) {
+        metrics::counter!("hcgw_upstream_errors_total", "region" => region.as_str(), "code" => e.code().as_str())
+            .increment(1);
+    }
+}
+
+/// Every configured certificate file with its configuration path (the label).
+pub fn certificate_files(config: &Config) -> Vec<(String, std::path::PathBuf)> {
+    let mut out = vec![("tls.cert".to_owned(), config.tls.cert.clone())];
+    for (i, ca) in config.tls.client_ca.iter().enumerate() {
+        out.push((format!("tls.client_ca[{i}]"), ca.clone()));
+    }
+    for (id, entry) in &config.regions {
+        let mut problems = Vec::new();
+        if let Some(auth) = crate::regions::auth::RegionAuth::parse(
+            *id,
+            &entry.auth,
+            config.base_dir(),
+            &mut problems,
+        ) {
+            for (field, path) in auth.files() {
+                if field == "ca" || field == "client_cert" {
+                    out.push((format!("regions.{id}.auth.{field}"), path.to_owned()));
+                }
+            }
+        }
+    }
+    for (i, peer) in config.peers.iter().enumerate() {
+        out.push((format!("peers[{i}].client_cert"), peer.client_cert.clone()));
+        out.push((format!("peers[{i}].ca"), peer.ca.clone()));
+    }
+    out
+}
+
+/// Days until the earliest-expiring certificate of a PEM file (negative when expired);
+/// `None` when the file holds no readable certificate.
+pub fn earliest_expiry_days(path: &Path, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    let certs = crate::tls::pem::load_certs(path).ok()?;
+    certs
+        .iter()
+        .filter_map(|der| {
+            let (_, cert) = X509Certificate::from_der(der).ok()?;
+            Some(cert.validity().not_after.timestamp())
+        })
+        .min()
+        .map(|not_after| (not_after - now.timestamp()).div_euclid(86_400))
+}
+
+/// Sets `hcgw_certificate_expiry_days` for every configured certificate. Returns the
+/// values set (a file that cannot be read is logged and left out).
+pub fn refresh_certificate_expiry(config: &Config) -> Vec<(String, i64)> {
+    let now = chrono::Utc::now();
+    let mut set = Vec::new();
+    for (label, path) in certificate_files(config) {
+        match earliest_expiry_days(&path, now) {
+            Some(days) => {
+                metrics::gauge!("hcgw_certificate_expiry_days", "certificate" => label.clone())
+                    .set(days as f64);
+                set.push((label, days));
+            }
+            None => {
+                tracing::warn!(certificate = %label, "cannot read the certificate's expiry");
+            }
+        }
+    }
+    set
+}
+
+/// How often certificate expiry is re-read.
+pub const CERT_REFRESH: Duration = Duration::from_secs(300);
+
+/// Registers the bounded series that otherwise appear only on their first event (a
+/// rejection, an eviction, a circuit change), at zero, so dashboards and alerts see them from
+/// the start: circuit state per local region, rate-limit rejections per configured client and
+/// region, cache entries and evictions, Redis degradation.
+pub fn init_series(config: &Config) {
+    metrics::gauge!("hcgw_cache_entries").set(0.0);
+    metrics::counter!("hcgw_cache_evictions_total").increment(0);
+    metrics::gauge!("hcgw_redis_degraded").set(0.0);
+    for region in config.regions.keys() {
+        metrics::gauge!("hcgw_circuit_state", "target" => region.as_str()).set(0.0);
+        metrics::counter!("hcgw_rate_limited_total", "scope" => "region", "name" => region.as_str()).increment(0);
+        metrics::counter!("hcgw_cache_hits_total", "region" => region.as_str()).increment(0);
+        metrics::counter!("hcgw_cache_misses_total", "region" => region.as_str()).increment(0);
+    }
+    for client in &config.clients {
+        metrics::counter!("hcgw_rate_limited_total", "scope" => "caller", "name" => client.name.clone()).increment(0);
+    }
+    for peer in &config.peers {
+        let target = format!("peer:{}", peer.name);
+        metrics::gauge!("hcgw_circuit_state", "target" => target).set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn code_label_prefers_the_problem_code() {
+        let mut resp = StatusCode::BAD_GATEWAY.into_response();
+        resp.extensions_mut()
+            .insert(ResponseCode(ErrorCode::RegionUnavailable));
+        assert_eq!(code_label(&resp), "region_unavailable");
+        assert_eq!(code_label(&StatusCode::OK.into_response()), "ok");
+        assert_eq!(
+            code_label(&StatusCode::METHOD_NOT_ALLOWED.into_response()),
+            "http_405"
+        );
+        assert_eq!(
+            code_label(&StatusCode::IM_A_TEAPOT.into_response()),
+            "http_4xx"
+        );
+    }
+
+    #[test]
+    fn every_brief_metric_is_described_once() {
+        let mut names: Vec<_> = DESCRIPTIONS.iter().map(|(n, _, _)| *n).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
+        assert!(names.iter().all(|n| n.starts_with("hcgw_")));
+    }
+}
