@@ -86,6 +86,49 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Middleware: a body whose declared length is over `limit` but at most four times it is read
+/// and discarded (for at most five seconds) before the `413 payload_too_large` answer, so the
+/// client sees a clean 413 instead of a connection reset in the middle of its upload. Larger
+/// bodies are refused at once and their connection is closed.
+pub async fn refuse_oversized(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(length) = declared.filter(|n| *n > limit as u64) else {
+        return next.run(req).await;
+    };
+    let refusal = ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the body is over the limit of {limit} bytes"),
+    );
+    if length <= 4 * limit as u64 {
+        let mut body = req.into_body();
+        let drain = async {
+            while let Some(frame) = body.frame().await {
+                if frame.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+        return refusal.into_response();
+    }
+    let mut resp = refusal.into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            json::refuse_oversized,
+        ))
         .layer(middleware::from_fn(known_callers_only))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(middleware::from_fn(request_id::layer))

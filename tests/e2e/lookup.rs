@@ -28,7 +28,7 @@ async fn post(
         .json(body)
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{path}: {e}"));
+        .unwrap_or_else(|e| panic!("{path}: {e:?}"));
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();

@@ -279,6 +279,25 @@ impl OpsWorld {
             .0
     }
 
+    /// A subject with a status that nobody has asked about yet (each call a new one), so no
+    /// cached answer — rightly served within its TTL — hides a region fault.
+    fn uncached_subject(&self, region: RegionId) -> SimSubject {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(100);
+        let skip = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sims[&region]
+            .ctx
+            .population
+            .subjects()
+            .iter()
+            .filter(|s| {
+                s.fate == Fate::Active
+                    && self.sims[&region].sim.intended_for(s, true).error.is_none()
+            })
+            .nth(skip)
+            .cloned()
+            .unwrap_or_else(|| panic!("{region}: not enough subjects"))
+    }
+
     /// `POST /v1/lookup` of `subject` in `region` as `client`: status and body.
     async fn lookup(
         &self,
@@ -406,7 +425,7 @@ async fn traffic(w: &OpsWorld) {
     }
     // A region fault: Guangzhou down for one lookup (only this test touches Guangzhou).
     let gz = &w.sims[&RegionId::Guangzhou];
-    let s = w.good_subject(RegionId::Guangzhou);
+    let s = w.uncached_subject(RegionId::Guangzhou);
     gz.control(json!({ "down": true })).await;
     let (status, body) = w
         .lookup(&platform, RegionId::Guangzhou, json!({ "qr": s.qr }))
@@ -600,11 +619,25 @@ fn label_allowed(key: &str, value: &str) -> bool {
             value.len() <= 32 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         }
         "le" | "quantile" => value == "+Inf" || value.parse::<f64>().is_ok(),
-        // The protect module's labels: a scope from a fixed set, configured names.
+        // The protect module's labels: a scope from a fixed set, and configured names only:
+        // a client name, a region id or a peer.
         "scope" => ["caller", "region", "peer"].contains(&value),
-        "name" | "target" => config_path(value) || value.starts_with("peer:"),
+        "name" | "target" => {
+            configured_clients().iter().any(|c| c == value)
+                || value.parse::<RegionId>().is_ok()
+                || value.starts_with("peer:")
+        }
         _ => false,
     }
+}
+
+/// The client names of the test configuration (`[[clients]] name = "…"`).
+fn configured_clients() -> Vec<String> {
+    CLIENTS
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name = \""))
+        .map(|l| l.trim_end_matches('"').to_owned())
+        .collect()
 }
 
 fn longest_digit_run(s: &str) -> usize {
@@ -946,9 +979,9 @@ async fn the_status_page_in_a_browser_shows_every_region_and_one_going_down() {
 
     // Huzhou goes down; a few lookups let the gateway notice (only this test touches Huzhou).
     let huzhou = &w.sims[&RegionId::Huzhou];
-    let s = w.good_subject(RegionId::Huzhou);
     huzhou.control(json!({ "down": true })).await;
     for _ in 0..4 {
+        let s = w.uncached_subject(RegionId::Huzhou);
         let (status, body) = w
             .lookup(&platform, RegionId::Huzhou, json!({ "qr": s.qr }))
             .await;

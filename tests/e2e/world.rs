@@ -340,22 +340,11 @@ pub fn fresh_client(name: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// An API client presenting a client certificate of the PKI (`clients/<name>`), shared.
+/// An API client presenting a client certificate of the PKI (`clients/<name>`). Not shared
+/// between tests: each `#[tokio::test]` has its own runtime, and pooled connections whose
+/// tasks lived in a finished test's runtime are dead.
 pub fn client(name: &str) -> reqwest::Client {
-    static CLIENTS_CACHE: OnceLock<Mutex<BTreeMap<String, reqwest::Client>>> = OnceLock::new();
-    let cache = CLIENTS_CACHE.get_or_init(Default::default);
-    let mut map = cache.lock().unwrap();
-    map.entry(name.to_owned())
-        .or_insert_with(|| {
-            let tls = crate::support::client_tls(Some(&crate::support::client(name)));
-            hcgw_adapters::upstream::install_crypto_provider();
-            reqwest::Client::builder()
-                .tls_backend_preconfigured((*tls).clone())
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap()
-        })
-        .clone()
+    fresh_client(name)
 }
 
 /// `https://localhost:<port><path>` of the world's gateway.
