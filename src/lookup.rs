@@ -255,7 +255,7 @@ impl LookupService {
         let mut first_call: Option<Instant> = None;
         let result = loop {
             let permit = match guard {
-                Some(g) => Some(g.admit().await?),
+                Some(g) => Some(g.admit_within(ctx.patience).await?),
                 None => None,
             };
             let attempt = Instant::now();

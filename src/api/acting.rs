@@ -116,6 +116,7 @@ impl Acting {
             jurisdiction: self.jurisdiction.clone(),
             hops: self.hops,
             via: self.via.clone(),
+            patience: None,
         }
     }
 

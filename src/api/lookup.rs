@@ -24,6 +24,8 @@ use crate::subject::SubjectIn;
 
 /// Most items in one batch.
 pub const MAX_BATCH: usize = 1000;
+/// How long one batch item may wait for its region's rate limit.
+pub const BATCH_PATIENCE: Duration = Duration::from_secs(60);
 /// Distinct upstream lookups of one batch in flight at once.
 pub const BATCH_CONCURRENCY: usize = 32;
 
@@ -269,7 +271,10 @@ pub async fn batch(
         .collect();
     // Duplicates cost one upstream call; distinct ones run with bounded concurrency.
     let state2 = state.clone();
-    let ctx = acting.forward_context();
+    // Batch items wait for the region's rate limit instead of being refused: a manifest is
+    // paced at the rate the region publishes (BATCH_PATIENCE at most).
+    let mut ctx = acting.forward_context();
+    ctx.patience = Some(BATCH_PATIENCE);
     let answers: HashMap<String, Result<Fetched, ApiError>> = futures_util::stream::iter(unique)
         .map(|(key, (region, subject))| {
             let state = state2.clone();

@@ -56,6 +56,10 @@ pub struct ForwardContext {
     pub hops: u32,
     /// Gateways passed before this one.
     pub via: Vec<String>,
+    /// How long this request may wait for a region's rate limit: `None` for the region's
+    /// short `queue_ms` (single lookups, gates), longer for batch items, which are paced at
+    /// the region's rate rather than refused.
+    pub patience: Option<std::time::Duration>,
 }
 
 impl ForwardContext {
@@ -66,6 +70,7 @@ impl ForwardContext {
             jurisdiction: jurisdiction.into(),
             hops: 0,
             via: Vec::new(),
+            patience: None,
         }
     }
 }

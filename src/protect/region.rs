@@ -146,13 +146,13 @@ impl RegionGuard {
     }
 
     /// The global pace through Redis: `None` when Redis is unavailable.
-    async fn global_pace(&self, started: Instant) -> Option<Result<(), ApiError>> {
+    async fn global_pace(&self, started: Instant, queue: Duration) -> Option<Result<(), ApiError>> {
         let shared = self.shared.as_ref()?;
         let key = format!("hcgw:r:{}", self.region.as_str());
         loop {
             match shared.take(&key, self.rate, 1, 1).await? {
                 Ok(()) => return Some(Ok(())),
-                Err(wait) if started.elapsed() + wait <= self.queue => {
+                Err(wait) if started.elapsed() + wait <= queue => {
                     tokio::time::sleep(wait).await;
                 }
                 Err(wait) => {
@@ -190,6 +190,13 @@ impl RegionGuard {
     /// and concurrency limits; refuses with `region_unavailable` (circuit open) or
     /// `upstream_rate_limited`.
     pub async fn admit(&self) -> Result<Permit<'_>, ApiError> {
+        self.admit_within(None).await
+    }
+
+    /// [`Self::admit`], waiting up to `patience` (instead of the region's `queue_ms`) for
+    /// the rate limit and a concurrency slot: batch items are paced, not refused.
+    pub async fn admit_within(&self, patience: Option<Duration>) -> Result<Permit<'_>, ApiError> {
+        let queue = patience.unwrap_or(self.queue).max(self.queue);
         let now = self.clock.now();
         let probe = {
             let mut guard = self.health();
@@ -243,7 +250,7 @@ impl RegionGuard {
             }
         };
         let started = Instant::now();
-        let global = self.global_pace(started).await;
+        let global = self.global_pace(started, queue).await;
         if let Some(Err(e)) = global {
             release_probe(self);
             return Err(e);
@@ -253,11 +260,11 @@ impl RegionGuard {
             // Paced globally through Redis.
         } else if let Err(not_until) = self.limiter.check() {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            if wait > self.queue {
+            if wait > queue {
                 release_probe(self);
                 return Err(self.throttled(wait, "the region's request rate is reached"));
             }
-            if tokio::time::timeout(self.queue, self.limiter.until_ready())
+            if tokio::time::timeout(queue, self.limiter.until_ready())
                 .await
                 .is_err()
             {
@@ -268,7 +275,7 @@ impl RegionGuard {
                 ));
             }
         }
-        let left = self.queue.saturating_sub(started.elapsed());
+        let left = queue.saturating_sub(started.elapsed());
         let slot = match self.concurrency.clone().try_acquire_owned() {
             Ok(s) => s,
             Err(_) => {
