@@ -376,6 +376,71 @@ async fn a_ten_fold_burst_never_exceeds_the_region_rate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_paced_at_the_region_rate_not_refused() {
+    // The region accepts 10/s; a 25-item batch must be answered in full, at that rate.
+    const REGION_LIMIT: u64 = 10;
+    let s = Arc::new(
+        setup(
+            Duration::ZERO,
+            "rate_limit_per_s = 10\nqueue_ms = 250",
+            "",
+            "[limits]\nplatform_per_s = 100000",
+        )
+        .await,
+    );
+    let sampler = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) {
+                samples.push((Instant::now(), s.requests(RegionId::Huzhou)));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            samples
+        })
+    };
+    let items: Vec<Value> = s
+        .active(RegionId::Huzhou)
+        .into_iter()
+        .skip(200)
+        .take(25)
+        .map(|sub| json!({ "region": "huzhou", "subject": { "qr": sub.qr } }))
+        .collect();
+    let started = Instant::now();
+    let r = fresh_client("platform-shanghai")
+        .post(s.url("/v1/lookup/batch"))
+        .json(&json!({ "items": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let wall = started.elapsed();
+    let results = body["results"].as_array().unwrap();
+    let answered = results.iter().filter(|r| r.get("status").is_some()).count();
+    assert_eq!(answered, 25, "every item answered, none refused: {body}");
+    // 25 calls at 10/s need at least ~2.4 s after the first.
+    assert!(
+        wall >= Duration::from_millis(2300),
+        "paced, not burst: {wall:?}"
+    );
+    let samples = sampler.await.unwrap();
+    let mut worst = 0;
+    for (i, (t1, c1)) in samples.iter().enumerate() {
+        for (t2, c2) in &samples[i..] {
+            if t2.duration_since(*t1) <= Duration::from_secs(1) {
+                worst = worst.max(c2 - c1);
+            }
+        }
+    }
+    assert!(
+        worst <= REGION_LIMIT,
+        "the region saw {worst} requests within one second"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_region_times_out_opens_its_circuit_spares_the_others_and_recovers() {
     let s = setup(
         Duration::ZERO,
