@@ -159,7 +159,9 @@ GW="https://localhost:$GW_PORT"; SIM="http://127.0.0.1:$XZ_PORT"
 for n in $MEM_SIZES; do "$BIN/examples/bench-memory" "$n" >"$OUT/e-$n.json"; done
 
 mkdir -p bench-results
-REPORT=bench-results/$(date -u +%Y-%m-%d)$( ((SMOKE)) && echo -smoke).md
+SUFFIX=""
+((SMOKE)) && SUFFIX=-smoke
+REPORT=bench-results/$(date -u +%Y-%m-%d)$SUFFIX.md
 python3 scripts/bench-report.py "$OUT" "$ROUNDS" "$SMOKE" >"$REPORT"
 cat "$REPORT"
 echo "report: $REPORT"
