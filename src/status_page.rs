@@ -62,10 +62,14 @@ pub struct StatusBody {
     pub agreements: Vec<crate::recognition::Agreement>,
 }
 
-/// Reads a field the registry may or may not report (the circuit breaker's state may be a
-/// string or an object with a `state`).
+/// The circuit breaker's state of a region view: `protection.circuit` for local regions
+/// (`closed`, `half_open`, `open`), or a top-level `circuit` (a string or an object with a
+/// `state`) where a view reports one.
 fn circuit_of(view: &Value) -> Option<String> {
-    let c = view.get("circuit").or_else(|| view.get("circuit_state"))?;
+    let c = view
+        .pointer("/protection/circuit")
+        .or_else(|| view.get("circuit"))
+        .or_else(|| view.get("circuit_state"))?;
     match c {
         Value::String(s) => Some(s.clone()),
         Value::Object(o) => o.get("state").and_then(Value::as_str).map(str::to_owned),
@@ -410,6 +414,13 @@ mod tests {
 
     #[test]
     fn circuit_is_read_when_reported() {
+        assert_eq!(
+            circuit_of(
+                &serde_json::json!({"protection": {"circuit": "half_open", "recent_calls": 3}})
+            )
+            .as_deref(),
+            Some("half_open")
+        );
         assert_eq!(
             circuit_of(&serde_json::json!({"circuit": "open"})),
             Some("open".into())
