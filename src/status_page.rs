@@ -144,10 +144,11 @@ pub fn observed_state(
 /// The figures of the status page.
 pub fn status(state: &AppState) -> StatusBody {
     let stats = state.lookups.stats();
-    let regions = state
-        .lookups
-        .registry()
-        .views()
+    // The lookup service's views: the registry's, with each local region's circuit and
+    // recent figures, and the peers' state for regions they serve.
+    let mut views = state.lookups.views();
+    state.lookups.peers().annotate(&mut views);
+    let regions = views
         .into_iter()
         .map(|view| {
             let id = view.id;
