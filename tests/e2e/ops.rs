@@ -7,19 +7,17 @@
 //! here never disturbs the lookup tests of the shared world.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use hcgw::simulator::{Fate, SimEnv, SimOptions, SimSubject};
+use hcgw::simulator::{Fate, SimSubject};
 use hcgw_adapters::{ErrorCode, RegionId};
 use serde_json::{Value, json};
 
 use crate::support::{CLIENTS, pki, repo};
-use crate::world::{Sim, fresh_client};
+use crate::world::{World, fresh_client, start_world};
 
 /// Names emitted only on an event this test cannot cause: a region sending a value the
 /// adapter cannot map (the simulators never do). Checked against the emitting source
@@ -30,239 +28,15 @@ const EVENT_ONLY: &[(&str, &str)] = &[(
 )];
 
 /// The ops world: simulators plus the real binary.
-struct OpsWorld {
-    api: SocketAddr,
-    admin: SocketAddr,
-    sims: BTreeMap<RegionId, Sim>,
-    config: PathBuf,
-    _child: Mutex<(Child, ChildStdin)>,
-}
+/// The ops tests' own world (they take regions down, which the lookup tests must not see).
+type OpsWorld = World;
 
 fn ops_world() -> &'static OpsWorld {
     static W: OnceLock<OpsWorld> = OnceLock::new();
-    W.get_or_init(start_ops_world)
+    W.get_or_init(|| start_world("ops", "info", 120))
 }
 
-fn start_ops_world() -> OpsWorld {
-    let pki = pki();
-    let dir = repo()
-        .join("target/e2e-ops")
-        .join(format!("run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(repo().join("target/e2e-ops"));
-    std::fs::create_dir_all(&dir).unwrap();
-
-    let (tx, rx) = std::sync::mpsc::channel();
-    let env = SimEnv {
-        pki_dir: pki.clone(),
-    };
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let options = SimOptions {
-                population: 120,
-                ..SimOptions::default()
-            };
-            let mut out = Vec::new();
-            for sim in hcgw::simulator::all() {
-                let running = hcgw::simulator::spawn(
-                    sim.clone(),
-                    &options,
-                    env.clone(),
-                    "127.0.0.1:0".parse().unwrap(),
-                )
-                .await
-                .expect("simulator starts");
-                out.push((
-                    sim,
-                    running.context.clone(),
-                    running.base_url(),
-                    running.addr,
-                ));
-                std::mem::forget(running);
-            }
-            tx.send(out).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
-    let mut sims = BTreeMap::new();
-    for (sim, ctx, base_url, addr) in rx.recv().expect("simulators started") {
-        let base_url = if base_url.starts_with("https") {
-            format!("https://localhost:{}", addr.port())
-        } else {
-            base_url
-        };
-        sims.insert(sim.region(), Sim { sim, ctx, base_url });
-    }
-    assert_eq!(sims.len(), 8, "a simulator for every region");
-
-    let p = |rel: &str| format!("{:?}", pki.join(rel).display().to_string());
-    let url = |r: RegionId| sims[&r].base_url.clone();
-    let config = format!(
-        r#"
-[gateway]
-name = "hcgw-ops"
-log_format = "json"
-log_level = "info"
-
-[listener]
-addr = "127.0.0.1:0"
-
-[admin]
-addr = "127.0.0.1:0"
-
-[tls]
-cert = {cert}
-key = {key}
-client_ca = [{ca}]
-crls = [{crl1}, {crl2}]
-
-[cache]
-subject_key = {{ file = {subject} }}
-
-[audit]
-dir = {audit:?}
-{CLIENTS}
-
-[regions.suzhou]
-base_url = "{suzhou}"
-[regions.suzhou.auth]
-app_id = "hcgw-dev"
-app_secret = {{ file = {suzhou_secret} }}
-
-[regions.suishen]
-base_url = "{suishen}"
-[regions.suishen.auth]
-client_id = "hcgw-dev"
-client_secret = {{ file = {suishen_secret} }}
-signing_keys = [{{ key_id = "sign-key-1", public_key = {k1} }}, {{ key_id = "sign-key-2", public_key = {k2} }}]
-
-[regions.sukang]
-base_url = "{sukang}"
-[regions.sukang.auth]
-ca = {sk_ca}
-client_cert = {sk_cert}
-client_key = {sk_key}
-
-[regions.xuzhou]
-base_url = "{xuzhou}"
-[regions.xuzhou.auth]
-api_key = {{ file = {xz_key} }}
-
-[regions.hangzhou]
-base_url = "{hangzhou}"
-[regions.hangzhou.auth]
-appcode = {{ file = {hz_code} }}
-
-[regions.huzhou]
-base_url = "{huzhou}"
-[regions.huzhou.auth]
-token = {{ file = {huz_token} }}
-
-[regions.guangzhou]
-base_url = "{guangzhou}"
-[regions.guangzhou.auth]
-appid = "hcgw-dev"
-secret = {{ file = {gz_secret} }}
-
-[regions.guangdong]
-base_url = "{guangdong}"
-[regions.guangdong.auth]
-ca = {gd_ca}
-client_cert = {gd_cert}
-client_key = {gd_key}
-paas_id = {{ file = {gd_paas} }}
-
-[[recognition.agreements]]
-id = "yrd-mutual-recognition"
-members = ["shanghai", "jiangsu", "zhejiang", "anhui"]
-exclude_code_systems = ["xuzhou"]
-source = "YRD health-code mutual recognition notice"
-
-[[recognition.agreements]]
-id = "guangdong-interop"
-members = ["guangdong"]
-"#,
-        cert = p("gateways/hcgw-dev/cert.pem"),
-        key = p("gateways/hcgw-dev/key.pem"),
-        ca = p("ca-bundle.pem"),
-        crl1 = p("crl/intermediate.crl.pem"),
-        crl2 = p("crl/root.crl.pem"),
-        subject = p("secrets/subject_hash_key"),
-        audit = dir.join("audit").display().to_string(),
-        suzhou = url(RegionId::Suzhou),
-        suzhou_secret = p("secrets/suzhou_app_secret"),
-        suishen = url(RegionId::Suishen),
-        suishen_secret = p("secrets/suishen_client_secret"),
-        k1 = p("upstream/suishen/sign-key-1.pub.pem"),
-        k2 = p("upstream/suishen/sign-key-2.pub.pem"),
-        sukang = url(RegionId::Sukang),
-        sk_ca = p("upstream/sukang/ca.pem"),
-        sk_cert = p("upstream/sukang/client/cert.pem"),
-        sk_key = p("upstream/sukang/client/key.pem"),
-        xuzhou = url(RegionId::Xuzhou),
-        xz_key = p("secrets/xuzhou_api_key"),
-        hangzhou = url(RegionId::Hangzhou),
-        hz_code = p("secrets/hangzhou_appcode"),
-        huzhou = url(RegionId::Huzhou),
-        huz_token = p("secrets/huzhou_token"),
-        guangzhou = url(RegionId::Guangzhou),
-        gz_secret = p("secrets/guangzhou_secret"),
-        guangdong = url(RegionId::Guangdong),
-        gd_ca = p("upstream/guangdong/ca.pem"),
-        gd_cert = p("upstream/guangdong/client/cert.pem"),
-        gd_key = p("upstream/guangdong/client/key.pem"),
-        gd_paas = p("secrets/guangdong_paas_id"),
-    );
-    let config_path = dir.join("hcgw.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let log = dir.join("gateway.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hcgw"))
-        .args(["serve", "--stop-on-stdin-eof", "--config"])
-        .arg(&config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start hcgw");
-    let stdin = child.stdin.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (api, admin) = loop {
-        let line = std::io::BufReader::new(std::fs::File::open(&log).unwrap())
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("gateway listening"));
-        if let Some(line) = line {
-            let v: Value = serde_json::from_str(&line).expect("JSON log line");
-            let addr = |k: &str| v[k].as_str().unwrap().parse::<SocketAddr>().unwrap();
-            break (addr("api_addr"), addr("admin_addr"));
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "hcgw exited with {status}: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hcgw did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    OpsWorld {
-        api,
-        admin,
-        sims,
-        config: config_path,
-        _child: Mutex::new((child, stdin)),
-    }
-}
-
-impl OpsWorld {
+impl World {
     fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.api.port())
     }

@@ -80,6 +80,8 @@ pub struct World {
     pub log: PathBuf,
     /// The gateway's audit directory.
     pub audit_dir: PathBuf,
+    /// The gateway's configuration file.
+    pub config: PathBuf,
     child: Mutex<(Child, ChildStdin)>,
 }
 
@@ -95,18 +97,20 @@ impl World {
     }
 }
 
-/// The world, started on first use.
+/// The world of the lookup tests, started on first use.
 pub fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(start)
+    WORLD.get_or_init(|| start_world("e2e", "debug", 300))
 }
 
-fn start() -> World {
+/// Starts a world: every simulator (`population` subjects each) and a gateway named
+/// `hcgw-<label>` logging at `log_level`, in `target/e2e-<label>/`. Test modules that change
+/// simulators in ways other tests must not see (taking regions down) start their own.
+pub fn start_world(label: &str, log_level: &str, population: usize) -> World {
     let pki = pki();
-    let dir = repo()
-        .join("target/e2e-world")
-        .join(format!("run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(repo().join("target/e2e-world"));
+    let root = repo().join(format!("target/e2e-{label}"));
+    let dir = root.join(format!("run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&dir).unwrap();
 
     // Simulators live in their own runtime for the whole test process.
@@ -122,7 +126,7 @@ fn start() -> World {
             .unwrap();
         rt.block_on(async move {
             let options = SimOptions {
-                population: 300,
+                population,
                 ..SimOptions::default()
             };
             let mut out = Vec::new();
@@ -165,9 +169,9 @@ fn start() -> World {
     let config = format!(
         r#"
 [gateway]
-name = "hcgw-e2e"
+name = "hcgw-{label}"
 log_format = "json"
-log_level = "debug"
+log_level = "{log_level}"
 
 [listener]
 addr = "127.0.0.1:0"
@@ -241,6 +245,7 @@ paas_id = {{ file = {gd_paas} }}
 id = "yrd-mutual-recognition"
 members = ["shanghai", "jiangsu", "zhejiang", "anhui"]
 exclude_code_systems = ["xuzhou"]
+source = "YRD health-code mutual recognition notice"
 
 [[recognition.agreements]]
 id = "guangdong-interop"
@@ -325,6 +330,7 @@ code_systems = ["xuzhou"]
         sims,
         log,
         audit_dir,
+        config: config_path,
         child: Mutex::new((child, stdin)),
     }
 }
