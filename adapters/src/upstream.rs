@@ -206,6 +206,35 @@ pub fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case(expected))
 }
 
+/// Parses a region's JSON answer into `T`: `application/json` only, valid JSON, the root an
+/// object, and every place the contract has an object (`objects`, as JSON pointers such as
+/// `/data` or `/data/skm`) an object, `null` or absent. serde reads a struct written as an
+/// array — `"data":["G"]` would become a green — so this check runs before any typed
+/// deserialization. Every JSON adapter that deserializes into structs goes through here.
+pub fn parse_json_answer<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    objects: &[&str],
+) -> Result<T, AdapterError> {
+    if !has_media_type(headers, "application/json") {
+        return Err(AdapterError::invalid_response(
+            "unexpected content type from the region",
+        ));
+    }
+    let bad = || AdapterError::invalid_response("unparseable JSON from the region");
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
+    let object_or_absent = |v: Option<&serde_json::Value>| {
+        matches!(
+            v,
+            None | Some(serde_json::Value::Null | serde_json::Value::Object(_))
+        )
+    };
+    if !value.is_object() || !objects.iter().all(|p| object_or_absent(value.pointer(p))) {
+        return Err(bad());
+    }
+    serde_json::from_value(value).map_err(|_| bad())
+}
+
 /// `Retry-After` in seconds (the only form regions use), capped at one day.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
@@ -230,6 +259,34 @@ mod tests {
         assert!(has_media_type(&h, "application/json"));
         assert!(!has_media_type(&h, "application/xml"));
         assert!(!has_media_type(&HeaderMap::new(), "application/json"));
+    }
+
+    #[test]
+    fn json_answers_refuse_arrays_where_the_contract_has_objects() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Data {
+            color: String,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Env {
+            data: Option<Data>,
+        }
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let parse = |b: &[u8]| parse_json_answer::<Env>(&h, b, &["/data"]);
+        assert!(parse(br#"{"data":{"color":"green"}}"#).is_ok());
+        assert!(parse(br#"{"data":null}"#).is_ok());
+        // What serde alone would accept as a green:
+        assert!(parse(br#"{"data":["green"]}"#).is_err());
+        assert!(parse(br#"[["green"]]"#).is_err());
+        assert!(parse(b"{\"data\":").is_err());
+        let mut xml = HeaderMap::new();
+        xml.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        assert!(
+            parse_json_answer::<Env>(&xml, br#"{"data":{"color":"green"}}"#, &["/data"]).is_err()
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::secret::Secret;
 use crate::time::parse_shanghai_local;
 use crate::unmapped::record_unmapped;
 use crate::upstream::{
-    ClientBuildError, UpstreamConfig, build_client, has_media_type, read_body_limited,
+    ClientBuildError, UpstreamConfig, build_client, parse_json_answer, read_body_limited,
     transport_error,
 };
 
@@ -254,11 +254,7 @@ pub fn interpret(
         500..=599 => return Err(AdapterError::unavailable_retryable("HTTP 5xx")),
         _ => return Err(AdapterError::invalid_response("unexpected HTTP status")),
     }
-    if !has_media_type(headers, "application/json") {
-        return Err(AdapterError::invalid_response("content type is not JSON"));
-    }
-    let env: Envelope = serde_json::from_slice(body)
-        .map_err(|_| AdapterError::invalid_response("body is not the contract's JSON"))?;
+    let env: Envelope = parse_json_answer(headers, body, &["/data"])?;
     match env.err_code.as_str() {
         "0" => {}
         "E401" => return Err(AdapterError::credentials_refused("E401")),
@@ -386,5 +382,26 @@ mod tests {
             e("E999", "null").code(),
             crate::ErrorCode::UpstreamInvalidResponse
         );
+    }
+
+    #[test]
+    fn arrays_where_the_contract_has_objects_are_never_green() {
+        // serde would read these structs written as arrays as green answers.
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        for body in [
+            br#"{"errCode":"0","data":["1","20220401100000"]}"#.as_slice(),
+            br#"["0","",{"codeStatus":"1","statusTime":"20220401100000"}]"#.as_slice(),
+        ] {
+            let r = interpret(reqwest::StatusCode::OK, &h, body);
+            assert!(
+                matches!(r, Err(AdapterError::InvalidResponse(_))),
+                "{}: {r:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

@@ -24,8 +24,8 @@ use crate::secret::Secret;
 use crate::time::parse_rfc3339;
 use crate::unmapped::record_unmapped;
 use crate::upstream::{
-    ClientBuildError, UpstreamConfig, build_client, has_media_type, read_body_limited, retry_after,
-    transport_error,
+    ClientBuildError, UpstreamConfig, build_client, parse_json_answer, read_body_limited,
+    retry_after, transport_error,
 };
 
 /// The query path of the Hangzhou API.
@@ -268,11 +268,7 @@ pub fn interpret(
         200 | 400 => {}
         _ => return Err(AdapterError::invalid_response("unexpected HTTP status")),
     }
-    if !has_media_type(headers, "application/json") {
-        return Err(AdapterError::invalid_response("content type is not JSON"));
-    }
-    let env: Envelope = serde_json::from_slice(body)
-        .map_err(|_| AdapterError::invalid_response("body is not the contract's JSON"))?;
+    let env: Envelope = parse_json_answer(headers, body, &["/result"])?;
     if !env.success || http != StatusCode::OK {
         let code = env.error_code.unwrap_or_default();
         if code.is_empty() {
@@ -411,5 +407,28 @@ mod tests {
         assert!(
             ok(r#"{"success":true,"result":{"color":"green","gmtModified":"yesterday"}}"#).is_err()
         );
+    }
+
+    #[test]
+    fn arrays_where_the_contract_has_objects_are_never_green() {
+        // serde would read these structs written as arrays as green answers.
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        for body in [
+            br#"{"success":true,"result":["green"]}"#.as_slice(),
+            br#"[true,null,["green"]]"#.as_slice(),
+            br#"{"success":true,"result":["green","x","2026-11-22T10:00:00.000+08:00"]}"#
+                .as_slice(),
+        ] {
+            let r = interpret(reqwest::StatusCode::OK, &h, body);
+            assert!(
+                matches!(r, Err(AdapterError::InvalidResponse(_))),
+                "{}: {r:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }

@@ -34,8 +34,8 @@ use crate::secret::Secret;
 use crate::time::{parse_date, parse_shanghai_local};
 use crate::unmapped::record_unmapped;
 use crate::upstream::{
-    ClientBuildError, UpstreamConfig, build_client, has_media_type, read_body_limited, retry_after,
-    transport_error,
+    ClientBuildError, UpstreamConfig, build_client, parse_json_answer, read_body_limited,
+    retry_after, transport_error,
 };
 
 /// Path of the QR lookup.
@@ -235,23 +235,7 @@ pub fn parse_answer(
             status.as_u16()
         )));
     }
-    if !has_media_type(headers, "application/json") {
-        return Err(AdapterError::invalid_response(
-            "unexpected content type from the region",
-        ));
-    }
-    let bad = || AdapterError::invalid_response("unparseable JSON from the region");
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
-    // serde accepts a struct written as an array; the contract has objects only.
-    if !value.is_object()
-        || !matches!(
-            value.get("data"),
-            None | Some(serde_json::Value::Null | serde_json::Value::Object(_))
-        )
-    {
-        return Err(bad());
-    }
-    serde_json::from_value(value).map_err(|_| bad())
+    parse_json_answer(headers, body, &["/data"])
 }
 
 /// Maps a parsed answer to the common model (pure). `retry_after` is the answer's

@@ -49,8 +49,8 @@ use crate::secret::Secret;
 use crate::time::parse_rfc3339;
 use crate::unmapped::record_unmapped;
 use crate::upstream::{
-    ClientBuildError, UpstreamConfig, build_client, has_media_type, read_body_limited, retry_after,
-    transport_error,
+    ClientBuildError, UpstreamConfig, build_client, parse_json_answer, read_body_limited,
+    retry_after, transport_error,
 };
 
 /// The API key header.
@@ -194,29 +194,11 @@ pub fn parse_answer(
             )));
         }
     }
-    if !has_media_type(headers, "application/json") {
-        return Err(AdapterError::invalid_response(
-            "unexpected content type from the region",
-        ));
-    }
-    let bad = || AdapterError::invalid_response("unparseable JSON from the region");
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
-    // serde accepts a struct written as an array; the contract has objects only.
-    let object_or_absent = |v: Option<&serde_json::Value>| {
-        matches!(
-            v,
-            None | Some(serde_json::Value::Null | serde_json::Value::Object(_))
-        )
-    };
-    let data = value.get("data");
-    if !value.is_object()
-        || !object_or_absent(data)
-        || !object_or_absent(data.and_then(|d| d.get("skm")))
-        || !object_or_absent(data.and_then(|d| d.get("entryRegistration")))
-    {
-        return Err(bad());
-    }
-    serde_json::from_value(value).map_err(|_| bad())
+    parse_json_answer(
+        headers,
+        body,
+        &["/data", "/data/skm", "/data/entryRegistration"],
+    )
 }
 
 /// Maps a parsed answer to the common model (pure). `retry_after` is the answer's
