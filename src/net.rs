@@ -37,38 +37,19 @@ pub fn spawn_https(
     })
 }
 
-/// Server settings requiring a client certificate that chains to `client_ca_pem`
-/// (used by the simulators of the mTLS regions). Files are PEM.
+/// Server settings requiring a client certificate that chains to `client_ca_pem` (used by
+/// the simulators of the mTLS regions): the gateway's own listener settings
+/// ([`crate::tls::server_config`]) without CRLs. Files are PEM.
 pub fn mtls_server_config(
     cert_pem: &std::path::Path,
     key_pem: &std::path::Path,
     client_ca_pem: &std::path::Path,
 ) -> Result<rustls::ServerConfig, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let chain = CertificateDer::pem_slice_iter(&read(cert_pem)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert_pem.display()))?;
-    let key = PrivateKeyDer::from_pem_slice(&read(key_pem)?)
-        .map_err(|e| format!("{}: {e}", key_pem.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&read(client_ca_pem)?) {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| e.to_string())?;
-    rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| e.to_string())
+    let files = crate::tls::TlsFiles {
+        cert: cert_pem.to_owned(),
+        key: key_pem.to_owned(),
+        client_ca: vec![client_ca_pem.to_owned()],
+        crls: vec![],
+    };
+    crate::tls::server_config(&files).map_err(|e| e.to_string())
 }

@@ -231,11 +231,7 @@ impl RegionSim for GuangdongSim {
     }
 
     fn tls(&self, env: &SimEnv) -> Option<Result<rustls::ServerConfig, String>> {
-        Some(crate::net::mtls_server_config(
-            &env.path("upstream/guangdong/server/cert.pem"),
-            &env.path("upstream/guangdong/server/key.pem"),
-            &env.path("upstream/guangdong/ca.pem"),
-        ))
+        Some(env.region_server_tls("guangdong"))
     }
 }
 
@@ -248,21 +244,12 @@ mod tests {
     use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
     use hcgw_adapters::{Color, ErrorCode, RegionAdapter, Secret, Subject};
 
-    use super::super::hangzhou::testkit::{drive_all, test_pki};
+    use super::super::hangzhou::testkit::{drive_all, test_pki, upstream_tls};
     use super::*;
     use crate::simulator::{SimOptions, spawn};
 
     fn tls(env: &SimEnv, client_region: Option<&str>) -> UpstreamTls {
-        let read = |rel: &str| std::fs::read(env.path(rel)).unwrap();
-        UpstreamTls {
-            ca_pem: Some(read("upstream/guangdong/ca.pem")),
-            client_cert_pem: client_region.map(|r| read(&format!("upstream/{r}/client/cert.pem"))),
-            client_key_pem: client_region.map(|r| {
-                Secret::new(
-                    String::from_utf8(read(&format!("upstream/{r}/client/key.pem"))).unwrap(),
-                )
-            }),
-        }
+        upstream_tls(env, "guangdong", client_region)
     }
 
     fn adapter(base_url: String, tls: UpstreamTls, paas_id: String) -> GuangdongAdapter {

@@ -264,6 +264,25 @@ pub(crate) mod testkit {
 
     use crate::simulator::{Intended, RegionSim, SimEnv, SimSubject};
 
+    /// The client-side TLS of an mTLS region: its CA, and the client certificate the PKI
+    /// issued for `client_region` (another region's, or none, to test refusals).
+    pub fn upstream_tls(
+        env: &SimEnv,
+        region: &str,
+        client_region: Option<&str>,
+    ) -> hcgw_adapters::upstream::UpstreamTls {
+        let read = |rel: &str| std::fs::read(env.path(rel)).unwrap();
+        hcgw_adapters::upstream::UpstreamTls {
+            ca_pem: Some(read(&format!("upstream/{region}/ca.pem"))),
+            client_cert_pem: client_region.map(|r| read(&format!("upstream/{r}/client/cert.pem"))),
+            client_key_pem: client_region.map(|r| {
+                hcgw_adapters::Secret::new(
+                    String::from_utf8(read(&format!("upstream/{r}/client/key.pem"))).unwrap(),
+                )
+            }),
+        }
+    }
+
     /// `certs/dev-pki.sh <worktree>/target/test-pki`, once per test process.
     pub fn test_pki() -> SimEnv {
         static PKI: OnceLock<PathBuf> = OnceLock::new();

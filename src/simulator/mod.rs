@@ -87,6 +87,16 @@ impl SimEnv {
     pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.pki_dir.join(rel)
     }
+
+    /// The server TLS settings of an mTLS region's simulator (`upstream/<region>/`): its
+    /// server certificate, client certificates required from the region's own CA.
+    pub fn region_server_tls(&self, region: &str) -> Result<rustls::ServerConfig, String> {
+        crate::net::mtls_server_config(
+            &self.path(format!("upstream/{region}/server/cert.pem")),
+            &self.path(format!("upstream/{region}/server/key.pem")),
+            &self.path(format!("upstream/{region}/ca.pem")),
+        )
+    }
 }
 
 /// Behaviour that tests change at run time.

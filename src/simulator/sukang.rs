@@ -246,11 +246,7 @@ impl RegionSim for SukangSim {
     }
 
     fn tls(&self, env: &SimEnv) -> Option<Result<rustls::ServerConfig, String>> {
-        Some(crate::net::mtls_server_config(
-            &env.path("upstream/sukang/server/cert.pem"),
-            &env.path("upstream/sukang/server/key.pem"),
-            &env.path("upstream/sukang/ca.pem"),
-        ))
+        Some(env.region_server_tls("sukang"))
     }
 }
 
@@ -261,23 +257,14 @@ mod tests {
 
     use hcgw_adapters::regions::sukang::{SukangAdapter, SukangConfig};
     use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
-    use hcgw_adapters::{ErrorCode, RegionAdapter, Secret, Subject};
+    use hcgw_adapters::{ErrorCode, RegionAdapter, Subject};
 
-    use super::super::hangzhou::testkit::{drive_all, test_pki};
+    use super::super::hangzhou::testkit::{drive_all, test_pki, upstream_tls};
     use super::*;
     use crate::simulator::{SimOptions, spawn};
 
     fn tls(env: &SimEnv, client_region: Option<&str>) -> UpstreamTls {
-        let read = |rel: &str| std::fs::read(env.path(rel)).unwrap();
-        UpstreamTls {
-            ca_pem: Some(read("upstream/sukang/ca.pem")),
-            client_cert_pem: client_region.map(|r| read(&format!("upstream/{r}/client/cert.pem"))),
-            client_key_pem: client_region.map(|r| {
-                Secret::new(
-                    String::from_utf8(read(&format!("upstream/{r}/client/key.pem"))).unwrap(),
-                )
-            }),
-        }
+        upstream_tls(env, "sukang", client_region)
     }
 
     fn adapter(base_url: String, tls: UpstreamTls) -> SukangAdapter {
