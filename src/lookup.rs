@@ -103,9 +103,10 @@ impl LookupService {
         }
     }
 
-    /// Every region's view, with circuit state and recent figures of local regions. The
-    /// state follows the breaker (open: down, half-open: degraded); recent errors below the
-    /// breaker's thresholds show in the figures only.
+    /// Every region's view, with circuit state and recent figures of local regions and the
+    /// state of the peers serving the others. The state follows the breaker (open: down,
+    /// half-open: degraded); recent errors below the breaker's thresholds show in the figures
+    /// only.
     pub fn views(&self) -> Vec<RegionView> {
         let mut views = self.registry.views();
         for v in &mut views {
@@ -131,6 +132,7 @@ impl LookupService {
             }
             v.protection = Some(p);
         }
+        self.peers.annotate(&mut views);
         views
     }
 

@@ -146,8 +146,7 @@ pub fn status(state: &AppState) -> StatusBody {
     let stats = state.lookups.stats();
     // The lookup service's views: the registry's, with each local region's circuit and
     // recent figures, and the peers' state for regions they serve.
-    let mut views = state.lookups.views();
-    state.lookups.peers().annotate(&mut views);
+    let views = state.lookups.views();
     let regions = views
         .into_iter()
         .map(|view| {

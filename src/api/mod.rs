@@ -148,8 +148,7 @@ pub struct SharedTierView {
 /// force.
 #[utoipa::path(get, path = "/v1/regions", tag = "regions", responses((status = 200, body = RegionsBody)))]
 pub async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
-    let mut regions = state.lookups.views();
-    state.lookups.peers().annotate(&mut regions);
+    let regions = state.lookups.views();
     Json(RegionsBody {
         served_by: state.config.gateway.name.clone(),
         regions,
