@@ -50,16 +50,27 @@ impl Expiry<String, Entry> for PerEntryTtl {
 }
 
 /// Rough memory use of an entry, in KiB units (at least 1): `[cache] max_entries` counts
-/// entries of up to 1 KiB, larger ones count as several.
+/// entries of up to 1 KiB, larger ones count as several. Estimated from the status's own
+/// allocations (no serialisation on the insert path).
 fn weight(key: &str, entry: &Entry) -> u32 {
     let body = match &entry.outcome {
-        Outcome::Status(s) => serde_json::to_vec(s.as_ref())
-            .map(|v| v.len())
-            .unwrap_or(1024),
+        Outcome::Status(s) => status_bytes(s),
         Outcome::NotFound => 0,
     };
     let bytes = 160 + key.len() + body;
     bytes.div_ceil(1024).max(1) as u32
+}
+
+/// The heap and inline size of a status.
+fn status_bytes(s: &HealthStatus) -> usize {
+    let text = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    std::mem::size_of::<HealthStatus>()
+        + s.source.code.len()
+        + text(&s.source.label)
+        + text(&s.holder.name_masked)
+        + text(&s.holder.id_masked)
+        + s.reasons.len() * std::mem::size_of::<hcgw_adapters::Reason>()
+        + s.actions.len() * std::mem::size_of::<hcgw_adapters::Action>()
 }
 
 /// The cache.
