@@ -22,15 +22,32 @@ pub fn repo_root() -> PathBuf {
 /// Runs `certs/dev-pki.sh` into `<root>/certs/dev` (idempotent).
 pub fn ensure_dev_pki(root: &Path) -> Result<PathBuf, String> {
     let out = root.join("certs/dev");
+    run_pki_script(root, &out, true)?;
+    Ok(out)
+}
+
+/// Runs `<root>/certs/dev-pki.sh OUT` quietly (idempotent; it locks against concurrent
+/// runs). Tests use it with their own output directory.
+pub fn run_dev_pki(root: &Path, out: &Path) -> Result<(), String> {
+    run_pki_script(root, out, false)
+}
+
+fn run_pki_script(root: &Path, out: &Path, show_summary: bool) -> Result<(), String> {
+    let stdout = if show_summary {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    };
     let status = std::process::Command::new("bash")
         .arg(root.join("certs/dev-pki.sh"))
-        .arg(&out)
+        .arg(out)
+        .stdout(stdout)
         .status()
         .map_err(|e| format!("cannot run certs/dev-pki.sh: {e}"))?;
     if !status.success() {
         return Err("certs/dev-pki.sh failed (is the openssl CLI installed?)".into());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Runs the demo until Ctrl-C.

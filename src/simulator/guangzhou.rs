@@ -299,19 +299,7 @@ mod tests {
     use std::collections::HashSet;
     use std::path::PathBuf;
 
-    /// The dev PKI in `target/test-pki` (the script is idempotent and locks).
-    fn test_pki() -> PathBuf {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let out = root.join("target/test-pki");
-        let status = std::process::Command::new("bash")
-            .arg(root.join("certs/dev-pki.sh"))
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run certs/dev-pki.sh");
-        assert!(status.success(), "certs/dev-pki.sh failed");
-        out
-    }
+    use crate::simulator::testkit::test_pki_dir as test_pki;
 
     fn check(label: &str, got: Result<HealthStatus, hcgw_adapters::AdapterError>, want: &Intended) {
         match (&want.error, got) {

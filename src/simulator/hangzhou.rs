@@ -256,8 +256,6 @@ pub(crate) mod testkit {
     //! comparison of an adapter's answer with a simulator's intended outcome.
 
     use std::collections::HashSet;
-    use std::path::PathBuf;
-    use std::sync::OnceLock;
 
     use hcgw_adapters::adapter::Identity;
     use hcgw_adapters::{AdapterError, HealthStatus, RegionAdapter, Subject};
@@ -283,23 +281,10 @@ pub(crate) mod testkit {
         }
     }
 
-    /// `certs/dev-pki.sh <worktree>/target/test-pki`, once per test process.
+    /// The shared test PKI, as the simulators' environment.
     pub fn test_pki() -> SimEnv {
-        static PKI: OnceLock<PathBuf> = OnceLock::new();
-        let dir = PKI.get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let out = root.join("target/test-pki");
-            let status = std::process::Command::new("bash")
-                .arg(root.join("certs/dev-pki.sh"))
-                .arg(&out)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("run certs/dev-pki.sh");
-            assert!(status.success(), "certs/dev-pki.sh failed");
-            out
-        });
         SimEnv {
-            pki_dir: dir.clone(),
+            pki_dir: crate::simulator::testkit::test_pki_dir(),
         }
     }
 

@@ -17,6 +17,8 @@ pub mod population;
 pub mod suishen;
 pub mod sukang;
 pub mod suzhou;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod xuzhou;
 
 use std::net::SocketAddr;

@@ -359,7 +359,6 @@ impl RegionSim for SuzhouSim {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::net::SocketAddr;
-    use std::path::PathBuf;
     use std::time::Duration;
 
     use hcgw_adapters::adapter::Identity;
@@ -370,24 +369,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::simulator::{RunningSim, SimEnv, SimOptions, spawn};
 
-    /// The dev PKI in `<worktree>/target/test-pki` (made once by `certs/dev-pki.sh`).
-    pub(crate) fn test_pki() -> PathBuf {
-        static PKI: OnceLock<PathBuf> = OnceLock::new();
-        PKI.get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-            let out = root.join("target/test-pki");
-            let ok = std::process::Command::new("bash")
-                .arg(root.join("certs/dev-pki.sh"))
-                .arg(&out)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("run certs/dev-pki.sh")
-                .success();
-            assert!(ok, "certs/dev-pki.sh failed");
-            out
-        })
-        .clone()
-    }
+    pub(crate) use crate::simulator::testkit::test_pki_dir as test_pki;
 
     /// Spawns `sim` on 127.0.0.1:0 with a small population.
     pub(crate) async fn spawn_sim(sim: Arc<dyn RegionSim>) -> RunningSim {

@@ -24,13 +24,7 @@ pub fn pki() -> PathBuf {
     static PKI: OnceLock<PathBuf> = OnceLock::new();
     PKI.get_or_init(|| {
         let out = repo().join("target/test-pki");
-        let status = std::process::Command::new("bash")
-            .arg(repo().join("certs/dev-pki.sh"))
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run certs/dev-pki.sh");
-        assert!(status.success(), "certs/dev-pki.sh failed");
+        hcgw::demo::run_dev_pki(&repo(), &out).expect("certs/dev-pki.sh");
         out
     })
     .clone()
