@@ -289,6 +289,7 @@ impl AuditLog {
             broken: false,
             dirty: false,
             last_sync: Instant::now(),
+            last_batch: None,
         };
         // The writer logs to the subscriber in effect where the log was opened.
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
@@ -403,7 +404,7 @@ impl AuditLog {
 
 /// Lowercase hex SHA-256 of a line's bytes (without its newline).
 pub fn hash_line(line: &[u8]) -> String {
-    hex::encode(Sha256::digest(line))
+    crate::hexfmt::lower(&Sha256::digest(line))
 }
 
 /// The bytes of one line (without the newline): `seq`, `prev`, then the record.

@@ -19,6 +19,14 @@ const MAX_BATCH: usize = 4096;
 pub(super) const CHECKPOINT_EVERY: u64 = 1000;
 /// Longest time between fsyncs with `fsync = "interval"`, and between recovery attempts.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// Under sustained load, how long the writer lets records gather after the first one
+/// arrives before it writes them as one batch (group commit). One write, one wake-up of
+/// this thread and one round of acknowledgements then serve many requests instead of one
+/// each; a request waits this much longer at most.
+pub(super) const GROUP_COMMIT_WINDOW: Duration = Duration::from_micros(200);
+/// "Sustained load": the previous batch was written less than this long before the next
+/// record arrived. After a quieter spell the first record is written at once.
+const BUSY_GAP: Duration = Duration::from_millis(2);
 
 pub(super) type Ack = oneshot::Sender<Result<(), AuditError>>;
 
@@ -38,6 +46,8 @@ pub(super) struct Writer {
     /// Written but not yet fsynced (interval policy).
     pub dirty: bool,
     pub last_sync: Instant,
+    /// When the last batch was written (decides whether to gather the next one).
+    pub last_batch: Option<Instant>,
 }
 
 impl Writer {
@@ -63,6 +73,9 @@ impl Writer {
                     Err(_) => break,
                 }
             };
+            if matches!(first, Msg::Records(..)) && self.busy() {
+                std::thread::sleep(GROUP_COMMIT_WINDOW);
+            }
             let mut batch = Vec::new();
             let mut count = 0;
             let mut shutdown = None;
@@ -81,6 +94,7 @@ impl Writer {
             }
             if !batch.is_empty() {
                 self.write_batch(batch, count);
+                self.last_batch = Some(Instant::now());
             }
             if let Some(done) = shutdown {
                 self.finish();
@@ -89,6 +103,11 @@ impl Writer {
             }
         }
         self.finish();
+    }
+
+    /// Whether records have been arriving steadily (see [`BUSY_GAP`]).
+    fn busy(&self) -> bool {
+        self.last_batch.is_some_and(|t| t.elapsed() < BUSY_GAP)
     }
 
     fn idle(&mut self) {
