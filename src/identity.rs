@@ -136,7 +136,7 @@ pub fn normalise_fingerprint(text: &str) -> Option<String> {
 
 /// Lowercase hex SHA-256 of a DER certificate.
 pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
+    crate::hexfmt::lower(&Sha256::digest(der))
 }
 
 /// The configured clients, indexed for the handshake.

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod federation;
+pub mod hexfmt;
 pub mod identity;
 pub mod logging;
 pub mod lookup;

@@ -222,12 +222,16 @@ pub fn response() -> Response {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseCode(pub ErrorCode);
 
-/// The `endpoint` label of a request: its route template, or `unmatched`.
-pub fn endpoint_label(req: &Request) -> String {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned())
+/// The `endpoint` label of a request: its route template, or `unmatched`. The API's
+/// routes come from [`crate::api::ROUTES`] without an allocation.
+pub fn endpoint_label(req: &Request) -> metrics::SharedString {
+    match req.extensions().get::<MatchedPath>() {
+        Some(p) => match crate::api::ROUTES.iter().find(|r| **r == p.as_str()) {
+            Some(route) => metrics::SharedString::const_str(route),
+            None => metrics::SharedString::from(p.as_str().to_owned()),
+        },
+        None => metrics::SharedString::const_str("unmatched"),
+    }
 }
 
 /// The `role` label: the acting role (a peer's on-behalf-of role, capped), or `unknown`.
@@ -238,8 +242,7 @@ pub fn role_label(req: &Request) -> &'static str {
                 .headers()
                 .get(crate::api::acting::ON_BEHALF_OF)
                 .and_then(|v| v.to_str().ok());
-            crate::api::acting::Acting::resolve(caller.clone(), header)
-                .map(|a| a.role)
+            crate::api::acting::effective_role(caller, header)
                 .unwrap_or(caller.role)
                 .as_str()
         }

@@ -103,7 +103,9 @@ impl SubjectIn {
 /// Keyed hashes of subjects.
 #[derive(Clone)]
 pub struct SubjectHasher {
-    key: Secret,
+    /// HMAC-SHA256 with the key already absorbed: each hash clones it instead of deriving
+    /// the inner and outer key blocks again.
+    keyed: HmacSha256,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -111,17 +113,19 @@ type HmacSha256 = Hmac<Sha256>;
 impl SubjectHasher {
     /// A hasher with the configured key.
     pub fn new(key: Secret) -> Self {
-        SubjectHasher { key }
+        SubjectHasher {
+            keyed: HmacSha256::new_from_slice(key.expose().as_bytes())
+                .expect("HMAC takes any key length"),
+        }
     }
 
     fn mac(&self, parts: &[&str]) -> String {
-        let mut mac = HmacSha256::new_from_slice(self.key.expose().as_bytes())
-            .expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         for p in parts {
             mac.update(p.as_bytes());
             mac.update(&[0]);
         }
-        hex::encode(mac.finalize().into_bytes())
+        crate::hexfmt::lower(&mac.finalize().into_bytes())
     }
 
     /// The cache key of a lookup: everything the region is asked (region, token, or type,

@@ -51,6 +51,41 @@ pub fn cap(claimed: Role, max: Role) -> Role {
     }
 }
 
+/// The role and jurisdiction claimed by an `X-Hcgw-On-Behalf-Of` value.
+fn parse_claim(value: &str) -> Result<(Role, &str), ApiError> {
+    let (role, jurisdiction) = value
+        .split_once(':')
+        .ok_or_else(|| ApiError::invalid("X-Hcgw-On-Behalf-Of must be <role>:<jurisdiction>"))?;
+    let claimed = match role {
+        "platform" => Role::Platform,
+        "checkpoint" => Role::Checkpoint,
+        _ => {
+            return Err(ApiError::forbidden(
+                "a peer acts on behalf of platform or checkpoint callers only",
+            ));
+        }
+    };
+    if !crate::config::valid_jurisdiction(jurisdiction) {
+        return Err(ApiError::invalid(
+            "X-Hcgw-On-Behalf-Of: invalid jurisdiction",
+        ));
+    }
+    Ok((claimed, jurisdiction))
+}
+
+/// The role a request of `caller` acts with — [`Acting::resolve`]'s role, without building
+/// the acting identity (for the metrics label).
+pub fn effective_role(caller: &Caller, on_behalf_of: Option<&str>) -> Result<Role, ApiError> {
+    if caller.role != Role::Peer {
+        return Ok(caller.role);
+    }
+    let max = caller.max_on_behalf_of.unwrap_or(Role::Checkpoint);
+    match on_behalf_of {
+        None => Ok(max),
+        Some(value) => parse_claim(value).map(|(claimed, _)| cap(claimed, max)),
+    }
+}
+
 impl Acting {
     /// The acting identity for `caller` given the on-behalf-of header value.
     pub fn resolve(caller: Caller, on_behalf_of: Option<&str>) -> Result<Acting, ApiError> {
@@ -78,23 +113,7 @@ impl Acting {
                 via: Vec::new(),
             });
         };
-        let (role, jurisdiction) = value.split_once(':').ok_or_else(|| {
-            ApiError::invalid("X-Hcgw-On-Behalf-Of must be <role>:<jurisdiction>")
-        })?;
-        let claimed = match role {
-            "platform" => Role::Platform,
-            "checkpoint" => Role::Checkpoint,
-            _ => {
-                return Err(ApiError::forbidden(
-                    "a peer acts on behalf of platform or checkpoint callers only",
-                ));
-            }
-        };
-        if !crate::config::valid_jurisdiction(jurisdiction) {
-            return Err(ApiError::invalid(
-                "X-Hcgw-On-Behalf-Of: invalid jurisdiction",
-            ));
-        }
+        let (claimed, jurisdiction) = parse_claim(value)?;
         let role = cap(claimed, max);
         if role != claimed {
             tracing::warn!(peer = %caller.name, claimed = claimed.as_str(), capped = role.as_str(), "peer claimed a role above its maximum; capped");
@@ -208,6 +227,37 @@ mod tests {
         assert!(Acting::resolve(peer(Role::Platform), Some("ops:x")).is_err());
         assert!(Acting::resolve(peer(Role::Platform), Some("platform")).is_err());
         assert!(Acting::resolve(peer(Role::Platform), Some("platform:Not Valid")).is_err());
+    }
+
+    #[test]
+    fn effective_role_is_the_role_resolve_gives() {
+        let platform = Caller {
+            role: Role::Platform,
+            max_on_behalf_of: None,
+            ..peer(Role::Platform)
+        };
+        let callers = [peer(Role::Checkpoint), peer(Role::Platform), platform];
+        let headers = [
+            None,
+            Some("platform:shanghai"),
+            Some("checkpoint:guangdong/guangzhou"),
+            Some("ops:x"),
+            Some("platform"),
+            Some("platform:Not Valid"),
+        ];
+        for caller in &callers {
+            for header in headers {
+                let resolved = Acting::resolve(caller.clone(), header).map(|a| a.role);
+                let effective = effective_role(caller, header);
+                assert_eq!(
+                    resolved.as_ref().ok(),
+                    effective.as_ref().ok(),
+                    "{:?} with {header:?}",
+                    caller.role
+                );
+                assert_eq!(resolved.is_err(), effective.is_err());
+            }
+        }
     }
 
     #[test]

@@ -25,24 +25,41 @@ use crate::identity::{Caller, ConnIdentity};
 use crate::server::ConnInfo;
 pub use problem::ApiError;
 
+/// `POST /v1/lookup`.
+pub const LOOKUP: &str = "/v1/lookup";
+/// `POST /v1/lookup/batch`.
+pub const BATCH: &str = "/v1/lookup/batch";
+/// `POST /v1/verify`.
+pub const VERIFY: &str = "/v1/verify";
+/// `GET /v1/whoami`.
+pub const WHOAMI: &str = "/v1/whoami";
+/// `GET /v1/regions`.
+pub const REGIONS: &str = "/v1/regions";
+/// `GET /v1/openapi.json`.
+pub const OPENAPI: &str = "/v1/openapi.json";
+/// `GET /metrics` (ops role).
+pub const METRICS: &str = "/metrics";
+/// Every route of the API (the values of the `endpoint` metric label).
+pub const ROUTES: [&str; 7] = [LOOKUP, BATCH, VERIFY, WHOAMI, REGIONS, OPENAPI, METRICS];
+
 /// The API router (all routes need a known client certificate).
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.listener.max_body_bytes;
     // Per-caller quotas on the lookup routes only (crate::protect::quota).
     let quota_limited = Router::new()
-        .route("/v1/lookup", post(lookup::lookup))
-        .route("/v1/lookup/batch", post(lookup::batch))
-        .route("/v1/verify", post(lookup::verify))
+        .route(LOOKUP, post(lookup::lookup))
+        .route(BATCH, post(lookup::batch))
+        .route(VERIFY, post(lookup::verify))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::protect::quota::layer,
         ));
     Router::new()
-        .route("/v1/whoami", get(whoami))
-        .route("/v1/regions", get(regions))
+        .route(WHOAMI, get(whoami))
+        .route(REGIONS, get(regions))
         .merge(quota_limited)
-        .route("/v1/openapi.json", get(openapi::serve))
-        .route("/metrics", get(metrics))
+        .route(OPENAPI, get(openapi::serve))
+        .route(METRICS, get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
