@@ -72,14 +72,14 @@ pub struct CacheInfo {
 }
 
 /// The answer of lookup and verify.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LookupResponse {
     /// The request id.
     pub request_id: String,
     /// The normalised status, fields filtered by the caller's role (a checkpoint sees
     /// only `region`, `color`, `level`, `as_of` and `holder`).
     #[schema(value_type = HealthStatus)]
-    pub status: serde_json::Value,
+    pub status: StatusView,
     /// The recognition decision for the caller's jurisdiction.
     pub recognition: Recognition,
     /// Cache information.
@@ -102,18 +102,63 @@ pub struct BatchResponse {
     pub results: Vec<serde_json::Value>,
 }
 
-/// Fields of `status` a checkpoint may see (security.md).
-const CHECKPOINT_FIELDS: [&str; 5] = ["region", "color", "level", "as_of", "holder"];
+/// A status as the acting role may see it (security.md), serialised straight from the
+/// status: every field for a platform; for a checkpoint only `region`, `color`, `level`,
+/// `as_of` and `holder` — an allow-list, so a field added to [`HealthStatus`] later stays
+/// hidden from checkpoints.
+#[derive(Debug)]
+pub enum StatusView {
+    /// What a platform sees.
+    Full(HealthStatus),
+    /// What a checkpoint sees.
+    Checkpoint(HealthStatus),
+    /// A region that could not answer (verify's manual check): unknown colour and level.
+    Unknown(RegionId),
+}
+
+/// The fields of a status a checkpoint may see, in [`HealthStatus`]'s order and with its
+/// rules for leaving fields out.
+#[derive(Serialize)]
+struct CheckpointFields<'a> {
+    region: RegionId,
+    color: Color,
+    level: Level,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as_of: &'a Option<chrono::DateTime<chrono::FixedOffset>>,
+    #[serde(skip_serializing_if = "hcgw_adapters::Holder::is_empty")]
+    holder: &'a hcgw_adapters::Holder,
+}
+
+impl Serialize for StatusView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StatusView::Full(status) => status.serialize(serializer),
+            StatusView::Checkpoint(status) => CheckpointFields {
+                region: status.region,
+                color: status.color,
+                level: status.level,
+                as_of: &status.as_of,
+                holder: &status.holder,
+            }
+            .serialize(serializer),
+            StatusView::Unknown(region) => CheckpointFields {
+                region: *region,
+                color: Color::Unknown,
+                level: Level::Unknown,
+                as_of: &None,
+                holder: &hcgw_adapters::Holder::default(),
+            }
+            .serialize(serializer),
+        }
+    }
+}
 
 /// The status as the acting role may see it.
-pub fn status_view(status: &HealthStatus, role: Role) -> serde_json::Value {
-    let mut v = serde_json::to_value(status).unwrap_or_default();
-    if role != Role::Platform
-        && let Some(obj) = v.as_object_mut()
-    {
-        obj.retain(|k, _| CHECKPOINT_FIELDS.contains(&k.as_str()));
+pub fn status_view(status: &HealthStatus, role: Role) -> StatusView {
+    match role {
+        Role::Platform => StatusView::Full(status.clone()),
+        Role::Checkpoint | Role::Peer | Role::Ops => StatusView::Checkpoint(status.clone()),
     }
-    v
 }
 
 fn parse_region(text: &str) -> Result<RegionId, ApiError> {
@@ -370,7 +415,7 @@ pub async fn verify(
         Ok(f) => Ok(respond(&state, &acting, f)),
         Err(e) if e.code.is_upstream_fault() => Ok(LookupResponse {
             request_id: request_id::current().unwrap_or_default(),
-            status: serde_json::json!({ "region": region, "color": Color::Unknown, "level": Level::Unknown }),
+            status: StatusView::Unknown(region),
             recognition: state
                 .policy
                 .unavailable(&acting.jurisdiction, region, e.code),
@@ -398,3 +443,74 @@ pub async fn verify(
 
 /// A batch result's retry hint (for documentation).
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hcgw_adapters::{Holder, IdType, Source};
+
+    /// Fields of `status` a checkpoint may see (security.md).
+    const CHECKPOINT_FIELDS: [&str; 5] = ["region", "color", "level", "as_of", "holder"];
+
+    fn status(as_of: bool, holder: bool) -> HealthStatus {
+        let mut s = HealthStatus::new(
+            RegionId::Xuzhou,
+            Level::Monitoring,
+            Source {
+                code: "YELLOW".into(),
+                label: Some("黄码".into()),
+            },
+        );
+        s.proxy_applied = Some(false);
+        s.quarantine_until = chrono::NaiveDate::from_ymd_opt(2026, 12, 1);
+        if as_of {
+            s.as_of = chrono::DateTime::parse_from_rfc3339("2026-11-22T08:00:00+08:00").ok();
+        }
+        if holder {
+            s.holder = Holder {
+                name_masked: Some("张*".into()),
+                id_type: Some(IdType::ResidentId),
+                id_masked: Some("3203**********5510".into()),
+            };
+        }
+        s
+    }
+
+    #[test]
+    fn a_platform_sees_every_field_of_the_status() {
+        let s = status(true, true);
+        assert_eq!(
+            serde_json::to_value(status_view(&s, Role::Platform)).unwrap(),
+            serde_json::to_value(&s).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_sees_only_its_five_fields_with_the_same_values() {
+        for (as_of, holder) in [(true, true), (false, false), (true, false)] {
+            let s = status(as_of, holder);
+            let full = serde_json::to_value(&s).unwrap();
+            for role in [Role::Checkpoint, Role::Peer, Role::Ops] {
+                let view = serde_json::to_value(status_view(&s, role)).unwrap();
+                let view = view.as_object().unwrap();
+                let expected: serde_json::Map<_, _> = full
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| CHECKPOINT_FIELDS.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                assert_eq!(view, &expected, "{role:?}");
+                assert!(!view.contains_key("reasons") && !view.contains_key("source"));
+            }
+        }
+    }
+
+    #[test]
+    fn an_unanswered_region_is_shown_unknown() {
+        assert_eq!(
+            serde_json::to_value(StatusView::Unknown(RegionId::Suishen)).unwrap(),
+            serde_json::json!({ "region": "suishen", "color": "unknown", "level": "unknown" })
+        );
+    }
+}
