@@ -219,7 +219,7 @@ impl AppState {
             .map(|a| {
                 let mut r = AuditRecord::new(
                     request_id.clone(),
-                    AuditCaller::from(&a.acting.caller),
+                    AuditCaller::from(&*a.acting.caller),
                     a.endpoint,
                 );
                 r.on_behalf_of = a.acting.on_behalf_of.clone();

@@ -30,8 +30,8 @@ pub struct Caller {
 /// accepts but no `[[clients]]` entry names (answered with 403 `forbidden`).
 #[derive(Clone, Debug)]
 pub enum ConnIdentity {
-    /// A configured client.
-    Known(Caller),
+    /// A configured client (shared by every request of the connection).
+    Known(std::sync::Arc<Caller>),
     /// A CA-valid certificate nobody configured.
     Unknown {
         /// Its fingerprint (for the log, to help operators add it).
@@ -183,10 +183,10 @@ impl ClientDirectory {
                 .and_then(|dn| self.by_subject.get(&dn.canonical()))
         });
         match found {
-            Some(c) => ConnIdentity::Known(Caller {
+            Some(c) => ConnIdentity::Known(std::sync::Arc::new(Caller {
                 fingerprint: fp,
                 ..c.clone()
-            }),
+            })),
             None => ConnIdentity::Unknown { fingerprint: fp },
         }
     }

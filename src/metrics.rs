@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
 use axum::response::Response;
 use hcgw_adapters::{AdapterError, ErrorCode, RegionId};
 use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -280,12 +279,16 @@ pub fn code_label(resp: &Response) -> &'static str {
     }
 }
 
-/// Middleware of the API router: counts requests and times them.
-pub async fn track(req: Request, next: Next) -> Response {
+/// Counts and times the request `handle` answers (the API front door calls it).
+pub async fn tracked<F, Fut>(req: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let endpoint = endpoint_label(&req);
     let role = role_label(&req);
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let resp = handle(req).await;
     let elapsed = started.elapsed();
     let code = code_label(&resp);
     metrics::counter!("hcgw_requests_total", "endpoint" => endpoint.clone(), "role" => role, "code" => code)

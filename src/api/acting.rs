@@ -20,7 +20,7 @@ pub const ON_BEHALF_OF: &str = "x-hcgw-on-behalf-of";
 #[derive(Clone, Debug)]
 pub struct Acting {
     /// The authenticated caller (for peers: the peer gateway).
-    pub caller: Caller,
+    pub caller: Arc<Caller>,
     /// The effective role (decides the endpoints and the fields shown).
     pub role: Role,
     /// The effective jurisdiction (the verifier of recognition decisions).
@@ -88,7 +88,11 @@ pub fn effective_role(caller: &Caller, on_behalf_of: Option<&str>) -> Result<Rol
 
 impl Acting {
     /// The acting identity for `caller` given the on-behalf-of header value.
-    pub fn resolve(caller: Caller, on_behalf_of: Option<&str>) -> Result<Acting, ApiError> {
+    pub fn resolve(
+        caller: impl Into<Arc<Caller>>,
+        on_behalf_of: Option<&str>,
+    ) -> Result<Acting, ApiError> {
+        let caller = caller.into();
         if caller.role != Role::Peer {
             let (role, jurisdiction) = (caller.role, caller.jurisdiction.clone());
             return Ok(Acting {
@@ -173,7 +177,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
+        let caller = super::known_caller(parts)?;
         let is_peer = caller.role == Role::Peer;
         let mut acting = Acting::resolve(caller, header(parts, ON_BEHALF_OF)?)?;
         if is_peer {

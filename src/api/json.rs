@@ -91,7 +91,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// client sees a clean 413 instead of a connection reset in the middle of its upload. Larger
 /// bodies are refused at once and their connection is closed.
 pub async fn refuse_oversized(
-    axum::extract::State(limit): axum::extract::State<usize>,
+    limit: usize,
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

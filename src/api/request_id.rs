@@ -40,20 +40,31 @@ fn is_sane(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-/// Middleware: assigns, scopes and echoes the request id.
-pub async fn layer(mut req: Request, next: Next) -> Response {
+/// Runs `handle` for `req` with its request id assigned (in the request's header too),
+/// current (see [`current`]) and in the log span, and echoes the id on the response.
+pub async fn with_id<F, Fut>(mut req: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let id = choose(req.headers().get(HEADER).and_then(|v| v.to_str().ok()));
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(HEADER, v);
+    // A chosen id is always a valid header value (sane characters or a ULID).
+    let value = HeaderValue::from_str(&id).ok();
+    if let Some(v) = &value {
+        req.headers_mut().insert(HEADER, v.clone());
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut resp = REQUEST_ID
-        .scope(id.clone(), next.run(req).instrument(span))
-        .await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    let mut resp = REQUEST_ID.scope(id, handle(req).instrument(span)).await;
+    if let Some(v) = value {
         resp.headers_mut().insert(HEADER, v);
     }
     resp
+}
+
+/// Middleware: assigns, scopes and echoes the request id (the admin listener's; the API
+/// uses [`with_id`] in its front door).
+pub async fn layer(req: Request, next: Next) -> Response {
+    with_id(req, |req| next.run(req)).await
 }
 
 #[cfg(test)]
