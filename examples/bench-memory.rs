@@ -73,7 +73,7 @@ async fn main() {
         let _ = cache
             .get_or_fetch(RegionId::Xuzhou, &key, || async move {
                 Ok(Fetched {
-                    status: status(i),
+                    status: status(i).into(),
                     cache_hit: false,
                     age: Duration::ZERO,
                     upstream_latency: None,
@@ -89,7 +89,7 @@ async fn main() {
         let _ = cache
             .get_or_fetch(RegionId::Xuzhou, &key, || async move {
                 Ok(Fetched {
-                    status: status(i),
+                    status: status(i).into(),
                     cache_hit: false,
                     age: Duration::ZERO,
                     upstream_latency: None,

@@ -19,8 +19,8 @@ use crate::subject::SubjectHasher;
 /// A status and where it came from.
 #[derive(Clone, Debug)]
 pub struct Fetched {
-    /// The normalised status.
-    pub status: HealthStatus,
+    /// The normalised status (shared with the cache entry it came from).
+    pub status: std::sync::Arc<HealthStatus>,
     /// Whether it came from the cache.
     pub cache_hit: bool,
     /// How old the cached answer is (zero when fresh from the region).
@@ -304,7 +304,7 @@ impl LookupService {
         self.stats.upstream_call(region, latency);
         match result {
             Ok(status) => Ok(Fetched {
-                status,
+                status: status.into(),
                 cache_hit: false,
                 age: Duration::ZERO,
                 upstream_latency: Some(latency),

@@ -109,9 +109,9 @@ pub struct BatchResponse {
 #[derive(Debug)]
 pub enum StatusView {
     /// What a platform sees.
-    Full(HealthStatus),
+    Full(Arc<HealthStatus>),
     /// What a checkpoint sees.
-    Checkpoint(HealthStatus),
+    Checkpoint(Arc<HealthStatus>),
     /// A region that could not answer (verify's manual check): unknown colour and level.
     Unknown(RegionId),
 }
@@ -132,7 +132,7 @@ struct CheckpointFields<'a> {
 impl Serialize for StatusView {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            StatusView::Full(status) => status.serialize(serializer),
+            StatusView::Full(status) => HealthStatus::serialize(status, serializer),
             StatusView::Checkpoint(status) => CheckpointFields {
                 region: status.region,
                 color: status.color,
@@ -154,7 +154,7 @@ impl Serialize for StatusView {
 }
 
 /// The status as the acting role may see it.
-pub fn status_view(status: &HealthStatus, role: Role) -> StatusView {
+pub fn status_view(status: &Arc<HealthStatus>, role: Role) -> StatusView {
     match role {
         Role::Platform => StatusView::Full(status.clone()),
         Role::Checkpoint | Role::Peer | Role::Ops => StatusView::Checkpoint(status.clone()),
@@ -480,7 +480,7 @@ mod tests {
     fn a_platform_sees_every_field_of_the_status() {
         let s = status(true, true);
         assert_eq!(
-            serde_json::to_value(status_view(&s, Role::Platform)).unwrap(),
+            serde_json::to_value(status_view(&Arc::new(s.clone()), Role::Platform)).unwrap(),
             serde_json::to_value(&s).unwrap()
         );
     }
@@ -491,7 +491,7 @@ mod tests {
             let s = status(as_of, holder);
             let full = serde_json::to_value(&s).unwrap();
             for role in [Role::Checkpoint, Role::Peer, Role::Ops] {
-                let view = serde_json::to_value(status_view(&s, role)).unwrap();
+                let view = serde_json::to_value(status_view(&Arc::new(s.clone()), role)).unwrap();
                 let view = view.as_object().unwrap();
                 let expected: serde_json::Map<_, _> = full
                     .as_object()

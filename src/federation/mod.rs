@@ -717,7 +717,7 @@ fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, S
     }
     status.provisional = hints.provisional;
     Ok(Fetched {
-        status,
+        status: status.into(),
         cache_hit: false,
         age: Duration::from_millis(answer.cache.map(|c| c.age_ms).unwrap_or(0)),
         upstream_latency: None,

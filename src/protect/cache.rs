@@ -221,7 +221,7 @@ impl StatusCache {
                             upstream_age = f.age;
                             via_peer = f.via_peer.clone();
                             peer_view = f.peer_view;
-                            let o = Outcome::Status(Arc::new(f.status.clone()));
+                            let o = Outcome::Status(f.status.clone());
                             *fresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
                             o
                         }
@@ -287,7 +287,7 @@ fn not_found(region: RegionId, via_peer: Option<String>) -> ApiError {
 fn served(region: RegionId, entry: &Entry, age: Duration) -> Result<Fetched, ApiError> {
     match &entry.outcome {
         Outcome::Status(s) => Ok(Fetched {
-            status: HealthStatus::clone(s),
+            status: s.clone(),
             cache_hit: true,
             age,
             upstream_latency: None,
@@ -318,7 +318,7 @@ mod tests {
         );
         s.provisional = provisional;
         Fetched {
-            status: s,
+            status: s.into(),
             cache_hit: false,
             age: Duration::ZERO,
             upstream_latency: Some(Duration::from_millis(3)),
