@@ -35,6 +35,7 @@ def verdict(ok):
 
 
 a = {n: oha(f"a-{n}") for n in ("hcgw", "nginx", "ceiling")}
+a_log = oha("a-nginxlog")
 c = {n: oha(f"c-{n}") for n in ("hcgw", "nginx")}
 b, d, f = load("b.json"), load("d.json"), load("f.json")
 mem = {}
@@ -54,6 +55,8 @@ r_ng = a["hcgw"]["rps"] / a["nginx"]["rps"] if a["nginx"]["rps"] else 0
 r_ce = a["hcgw"]["rps"] / a["ceiling"]["rps"] if a["ceiling"]["rps"] else 0
 print(f"| (a) cached lookups, req/s (keep-alive) | {a['hcgw']['rps']:.0f} | nginx {a['nginx']['rps']:.0f} | {r_ng:.2f}× | ≥ 1.0× nginx | {verdict(r_ng >= 1.0)} |")
 print(f"| (a) cached lookups, req/s | {a['hcgw']['rps']:.0f} | bare axum+rustls {a['ceiling']['rps']:.0f} | {r_ce:.2f}× | ≥ 0.7× ceiling | {verdict(r_ce >= 0.7)} |")
+r_log = a["hcgw"]["rps"] / a_log["rps"] if a_log["rps"] else 0
+print(f"| (a) cached lookups, req/s, for information | {a['hcgw']['rps']:.0f} | nginx with its default access log {a_log['rps']:.0f} | {r_log:.2f}× | | |")
 print(f"| (a) cached lookups, p99 ms | {a['hcgw']['p99']:.2f} | nginx {a['nginx']['p99']:.2f} | {a['hcgw']['p99'] / a['nginx']['p99'] if a['nginx']['p99'] else 0:.2f}× | ≤ nginx | {verdict(a['hcgw']['p99'] <= a['nginx']['p99'])} |")
 print(f"| (b) uncached, added p50 ms | {b['added_p50_ms']:.2f} | simulator p50 {b['simulator_p50_ms']:.2f} | | ≤ 1 ms | {verdict(b['added_p50_ms'] <= 1.0)} |")
 print(f"| (b) uncached, added p99 ms | {b['added_p99_ms']:.2f} | simulator p99 {b['simulator_p99_ms']:.2f} | | ≤ 3 ms | {verdict(b['added_p99_ms'] <= 3.0)} |")
@@ -64,6 +67,6 @@ for n, e in sorted(mem.items()):
     print(f"| (e) memory per cached entry at {n:,} entries | {e['bytes_per_entry']:.0f} B | | | ≤ 1 KiB | {verdict(e['bytes_per_entry'] <= 1024)} |")
 print(f"| (f) {f['items']}-item batch, wall s | {f['wall_s']:.2f} | rate bound {f['rate_bound_s']:.2f} s | {f['ratio']:.2f}× | within 10% | {verdict(f['ratio'] <= 1.10 and f['answered'] == f['items'])} |")
 print()
-print("Raw: latency p50/p99 (ms) — " + ", ".join(f"{n} {v['p50']:.2f}/{v['p99']:.2f}" for n, v in a.items()) + ".")
+print("Raw: latency p50/p99 (ms) — " + ", ".join(f"{n} {v['p50']:.2f}/{v['p99']:.2f}" for n, v in [*a.items(), ("nginx with access log", a_log)]) + ".")
 print()
 print("Command: `scripts/bench.sh` (ROUNDS, DURATION, CONC override the defaults).")

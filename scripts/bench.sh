@@ -37,7 +37,7 @@ PKI=$ROOT/target/bench-pki
 bash certs/dev-pki.sh "$PKI" >/dev/null
 export BENCH_PKI=$PKI
 
-SIM_BASE=17101; XZ_PORT=$((SIM_BASE + 3)); GW_PORT=18443; ADMIN_PORT=19090; NGINX_PORT=18444; CEIL_PORT=18445
+SIM_BASE=17101; XZ_PORT=$((SIM_BASE + 3)); GW_PORT=18443; ADMIN_PORT=19090; NGINX_PORT=18444; CEIL_PORT=18445; NGINX_LOG_PORT=18446
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [[ -f $OUT/nginx.pid ]] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -81,7 +81,10 @@ TOML
 PIDS+=($!)
 
 # nginx: the configuration a user would otherwise pick — mTLS (ssl_verify_client on, the
-# same CA bundle and CRLs) and proxy_cache in front of the same simulator.
+# same CA bundle and CRLs) and proxy_cache in front of the same simulator. The target
+# reference has no access log; a second server, otherwise the same, keeps nginx's default
+# access log (one line per request, unbuffered): the closer match to hcgw, which writes an
+# audit record for every lookup (reported for information).
 cat "$PKI/crl/intermediate.crl.pem" "$PKI/crl/root.crl.pem" >"$OUT/crls.pem"
 API_KEY=$(cat "$PKI/secrets/xuzhou_api_key")
 mkdir -p "$OUT/nginx-cache"
@@ -97,6 +100,28 @@ http {
   upstream sim { server 127.0.0.1:$XZ_PORT; keepalive 128; }
   server {
     listen 127.0.0.1:$NGINX_PORT ssl;
+    ssl_certificate $PKI/gateways/hcgw-dev/cert.pem;
+    ssl_certificate_key $PKI/gateways/hcgw-dev/key.pem;
+    ssl_client_certificate $PKI/ca-bundle.pem;
+    ssl_crl $OUT/crls.pem;
+    ssl_verify_client on;
+    ssl_verify_depth 3;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 1000000;
+    location /xzjkb/ {
+      proxy_pass http://sim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Api-Key "$API_KEY";
+      proxy_cache hc;
+      proxy_cache_key \$uri;
+      proxy_cache_valid 200 60s;
+      proxy_cache_lock on;
+    }
+  }
+  server {
+    listen 127.0.0.1:$NGINX_LOG_PORT ssl;
+    access_log $OUT/nginx-access.log combined;
     ssl_certificate $PKI/gateways/hcgw-dev/cert.pem;
     ssl_certificate_key $PKI/gateways/hcgw-dev/key.pem;
     ssl_client_certificate $PKI/ca-bundle.pem;
@@ -147,6 +172,7 @@ run_oha() { # name, extra args..., url
 for r in $(seq "$ROUNDS"); do
   run_oha "a-hcgw-$r" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
   run_oha "a-nginx-$r" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
+  run_oha "a-nginxlog-$r" "https://localhost:$NGINX_LOG_PORT/xzjkb/v1/qr/$TOKEN/status"
   run_oha "a-ceiling-$r" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$CEIL_PORT/v1/lookup"
   run_oha "c-hcgw-$r" --disable-keepalive -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
   run_oha "c-nginx-$r" --disable-keepalive "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
