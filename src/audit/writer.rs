@@ -23,7 +23,7 @@ const INTERVAL: Duration = Duration::from_secs(1);
 /// arrives before it writes them as one batch (group commit). One write, one wake-up of
 /// this thread and one round of acknowledgements then serve many requests instead of one
 /// each; a request waits this much longer at most.
-pub(super) const GROUP_COMMIT_WINDOW: Duration = Duration::from_micros(200);
+pub(super) const GROUP_COMMIT_WINDOW: Duration = Duration::from_micros(100);
 /// "Sustained load": the previous batch was written less than this long before the next
 /// record arrived. After a quieter spell the first record is written at once.
 const BUSY_GAP: Duration = Duration::from_millis(2);
