@@ -48,12 +48,17 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (
         "hcgw_upstream_duration_seconds",
         Kind::Histogram,
-        "Duration of calls to a region's service (successful or not), by region",
+        "Duration of calls for a region's status (successful or not), to its service or to the peer gateway serving it, by region",
+    ),
+    (
+        "hcgw_peer_requests_total",
+        Kind::Counter,
+        "Lookups forwarded to peer gateways, by peer (configured name) and outcome code (ok or the problem code)",
     ),
     (
         "hcgw_upstream_errors_total",
         Kind::Counter,
-        "Region calls that failed through the region's fault (unavailable, timeout, invalid response, rate limited), by region and error code",
+        "Calls for a region's status (to its service or a peer) that failed through the upstream's fault (unavailable, timeout, invalid response, rate limited), by region and error code",
     ),
     (
         "hcgw_cache_hits_total",
@@ -304,6 +309,21 @@ pub fn upstream_call(region: RegionId, latency: Duration, error: Option<&Adapter
         .record(latency.as_secs_f64());
     if let Some(e) = error.filter(|e| e.is_upstream_failure()) {
         metrics::counter!("hcgw_upstream_errors_total", "region" => region.as_str(), "code" => e.code().as_str())
+            .increment(1);
+    }
+}
+
+/// Records one lookup forwarded to peer gateway `peer` for `region`: by peer and outcome
+/// code, and — as a call for the region's status, like a call to the region itself — in the
+/// region's upstream duration and, when it was an upstream fault, its upstream errors.
+pub fn peer_call(peer: &str, region: RegionId, latency: Duration, error: Option<ErrorCode>) {
+    let code = error.map_or("ok", ErrorCode::as_str);
+    metrics::counter!("hcgw_peer_requests_total", "peer" => peer.to_owned(), "code" => code)
+        .increment(1);
+    metrics::histogram!("hcgw_upstream_duration_seconds", "region" => region.as_str())
+        .record(latency.as_secs_f64());
+    if let Some(code) = error.filter(|c| c.is_upstream_fault()) {
+        metrics::counter!("hcgw_upstream_errors_total", "region" => region.as_str(), "code" => code.as_str())
             .increment(1);
     }
 }

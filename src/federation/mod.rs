@@ -424,7 +424,14 @@ impl Peers {
                 continue;
             }
             let started = Instant::now();
-            match self.call(peer, region, subject, ctx).await {
+            let result = self.call(peer, region, subject, ctx).await;
+            crate::metrics::peer_call(
+                name,
+                region,
+                started.elapsed(),
+                result.as_ref().err().map(|f| f.error.code),
+            );
+            match result {
                 Ok(mut fetched) => {
                     peer.breaker.success();
                     fetched.upstream_latency = Some(started.elapsed());

@@ -951,6 +951,27 @@ async fn a_peer_down_affects_only_its_regions_and_a_second_peer_takes_over() {
             r["region"] == "suzhou" && r["via_peer"] == "hcgw-jiangsu"
         })
         .await;
+    // Both attempts are in the metrics, by peer: the dead peer's failure, Jiangsu's answer.
+    let text = hcgw::metrics::render().expect("the gateway installed the recorder");
+    let peer_series = |peer: &str| -> Vec<String> {
+        let prefix = format!(r#"hcgw_peer_requests_total{{peer="{peer}",code=""#);
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(
+        peer_series("hcgw-jiangsu")
+            .iter()
+            .any(|l| l.contains(r#"code="ok""#)),
+        "{text}"
+    );
+    assert!(
+        peer_series("hcgw-zhejiang")
+            .iter()
+            .any(|l| !l.contains(r#"code="ok""#)),
+        "{text}"
+    );
 
     // Guangdong's gateway goes away: its regions are unavailable, nothing else is.
     let (status, _) = post(
