@@ -140,6 +140,7 @@ impl Acting {
             hops: self.hops,
             via: self.via.clone(),
             patience: None,
+            purpose: None,
         }
     }
 

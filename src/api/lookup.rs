@@ -248,10 +248,9 @@ pub async fn lookup(
 ) -> Result<Json<LookupResponse>, ApiError> {
     acting.require(&[Role::Platform, Role::Peer])?;
     let v = validate(&state, &req)?;
-    let result = state
-        .lookups
-        .fetch(v.region, &v.subject, &acting.forward_context())
-        .await;
+    let mut ctx = acting.forward_context();
+    ctx.purpose = v.purpose.clone();
+    let result = state.lookups.fetch(v.region, &v.subject, &ctx).await;
     let response = result
         .as_ref()
         .map(|f| respond(&state, &acting, f))
@@ -301,7 +300,8 @@ pub async fn batch(
             validate(&state, &parsed)
         })
         .collect();
-    let mut unique: HashMap<String, (RegionId, Subject)> = HashMap::new();
+    // Each distinct question once, with the purpose of its first item (forwarded to a peer).
+    let mut unique: HashMap<String, (RegionId, Subject, Option<String>)> = HashMap::new();
     let keys: Vec<Option<String>> = validated
         .iter()
         .map(|v| {
@@ -309,7 +309,7 @@ pub async fn batch(
                 let key = state.hasher.cache_key(v.region, &v.subject);
                 unique
                     .entry(key.clone())
-                    .or_insert_with(|| (v.region, v.subject.clone()));
+                    .or_insert_with(|| (v.region, v.subject.clone(), v.purpose.clone()));
                 key
             })
         })
@@ -321,9 +321,10 @@ pub async fn batch(
     let mut ctx = acting.forward_context();
     ctx.patience = Some(BATCH_PATIENCE);
     let answers: HashMap<String, Result<Fetched, ApiError>> = futures_util::stream::iter(unique)
-        .map(|(key, (region, subject))| {
+        .map(|(key, (region, subject, purpose))| {
             let state = state2.clone();
-            let ctx = ctx.clone();
+            let mut ctx = ctx.clone();
+            ctx.purpose = purpose;
             let id = request_id::current().unwrap_or_default();
             async move {
                 let r = request_id_scope(id, async {

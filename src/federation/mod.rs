@@ -60,6 +60,9 @@ pub struct ForwardContext {
     /// short `queue_ms` (single lookups, gates), longer for batch items, which are paced at
     /// the region's rate rather than refused.
     pub patience: Option<std::time::Duration>,
+    /// The purpose the original caller declared: forwarded, so that the peer's audit record
+    /// carries it too.
+    pub purpose: Option<String>,
 }
 
 impl ForwardContext {
@@ -71,6 +74,7 @@ impl ForwardContext {
             hops: 0,
             via: Vec::new(),
             patience: None,
+            purpose: None,
         }
     }
 }
@@ -467,7 +471,10 @@ impl Peers {
                 "name": i.name,
             }),
         };
-        let body = serde_json::json!({ "region": region, "subject": subject_json });
+        let mut body = serde_json::json!({ "region": region, "subject": subject_json });
+        if let Some(purpose) = &ctx.purpose {
+            body["purpose"] = serde_json::Value::from(purpose.as_str());
+        }
         let mut via = ctx.via.clone();
         via.push(self.own_name.clone());
         let role = match ctx.role {

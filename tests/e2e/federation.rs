@@ -588,7 +588,7 @@ async fn a_shanghai_checkpoint_verifies_suzhou_and_guangzhou_codes_through_peers
         "platform-shanghai",
         &shanghai,
         "/v1/lookup",
-        &json!({ "region": "suzhou", "subject": { "id_type": suzhou.id_type, "id_number": suzhou.id_number, "name": suzhou.name } }),
+        &json!({ "region": "suzhou", "subject": { "id_type": suzhou.id_type, "id_number": suzhou.id_number, "name": suzhou.name }, "purpose": "arrival-registration" }),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -655,6 +655,12 @@ async fn a_shanghai_checkpoint_verifies_suzhou_and_guangzhou_codes_through_peers
         .await;
     assert_eq!(received["caller"]["name"], "hcgw-shanghai");
     assert_eq!(received["caller"]["role"], "peer");
+    // The original caller's purpose travels with the forwarded lookup.
+    jiangsu
+        .audited("the forwarded purpose in Jiangsu's audit", |r| {
+            r["on_behalf_of"] == "platform:shanghai" && r["purpose"] == "arrival-registration"
+        })
+        .await;
     assert_eq!(
         received["subject_hash"], sent["subject_hash"],
         "same keyed hash on both sides (same key in this test)"
