@@ -370,10 +370,18 @@ pub struct PeerEntry {
     /// beyond it the next peer is tried, else `upstream_rate_limited`. Default 200.
     #[serde(default = "default_peer_rate")]
     pub rate_limit_per_s: u32,
+    /// Forwarded calls in flight to this peer at most; beyond it the next peer is tried,
+    /// else `upstream_rate_limited`. Default 64.
+    #[serde(default = "default_peer_concurrency")]
+    pub max_concurrency: u32,
 }
 
 fn default_peer_rate() -> u32 {
     200
+}
+
+fn default_peer_concurrency() -> u32 {
+    64
 }
 
 fn default_peer_deadline() -> u64 {

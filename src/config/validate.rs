@@ -399,6 +399,13 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "must be between 1 and 100000".into(),
             );
         }
+        if !(1..=10_000).contains(&peer.max_concurrency) {
+            add(
+                problems,
+                &at("max_concurrency"),
+                "must be between 1 and 10000".into(),
+            );
+        }
         let host = reqwest::Url::parse(&peer.url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned));

@@ -263,6 +263,8 @@ struct Peer {
     deadline: Duration,
     breaker: Breaker,
     bucket: Bucket,
+    /// Calls in flight to this peer at most (`max_concurrency`).
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// The peer gateways of this gateway.
@@ -324,6 +326,7 @@ impl Peers {
             client,
             deadline,
             bucket: Bucket::new(entry.rate_limit_per_s),
+            in_flight: tokio::sync::Semaphore::new(entry.max_concurrency as usize),
             breaker: Breaker::new(
                 &entry.name,
                 config.federation.circuit_failures,
@@ -417,6 +420,20 @@ impl Peers {
                 .with_retry_after(Duration::from_secs(1));
                 continue;
             }
+            // Taken before the rate and the circuit: a refusal here spends neither.
+            let Ok(_in_flight) = peer.in_flight.try_acquire() else {
+                metrics::counter!("hcgw_rate_limited_total", "scope" => "peer_concurrency", "name" => name.clone())
+                    .increment(1);
+                last = ApiError::new(
+                    ErrorCode::UpstreamRateLimited,
+                    format!(
+                        "{region}: {name} already has its maximum of forwarded calls in flight"
+                    ),
+                )
+                .with_region(region)
+                .with_retry_after(Duration::from_secs(1));
+                continue;
+            };
             if !peer.breaker.allow() {
                 tracing::debug!(peer = %name, region = region.as_str(), "peer circuit open; trying the next");
                 last = ApiError::new(

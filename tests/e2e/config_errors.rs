@@ -215,6 +215,13 @@ fn every_invalid_field_is_reported_with_its_path() {
             ),
             "peers[0].url",
         ),
+        (
+            format!(
+                "{}[[peers]]\nname = \"p\"\nurl = \"https://peer\"\nregions = [\"sukang\"]\nca = \"/nonexistent\"\nclient_cert = \"/nonexistent\"\nclient_key = \"/nonexistent\"\nmax_concurrency = 0\n",
+                base(d)
+            ),
+            "peers[0].max_concurrency",
+        ),
         (format!("{}[redis]\nenabled = true\n", base(d)), "redis.url"),
         (
             base(d).replace("[audit]\n", "[audit]\nrotate_bytes = 10\n"),

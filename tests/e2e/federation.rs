@@ -159,6 +159,8 @@ struct PeerSpec {
     /// `server_name` (default: the gateway's name).
     server_name: Option<&'static str>,
     pinned_sha256: Option<String>,
+    /// `max_concurrency` (default: the gateway's).
+    max_concurrency: Option<u32>,
 }
 
 impl PeerSpec {
@@ -169,6 +171,7 @@ impl PeerSpec {
             regions: regions.to_vec(),
             server_name: None,
             pinned_sha256: None,
+            max_concurrency: None,
         }
     }
 }
@@ -314,6 +317,9 @@ circuit_open_ms = 60000
         ));
         if let Some(pin) = &peer.pinned_sha256 {
             text.push_str(&format!("pinned_sha256 = \"{pin}\"\n"));
+        }
+        if let Some(n) = peer.max_concurrency {
+            text.push_str(&format!("max_concurrency = {n}\n"));
         }
     }
     text.push_str(
@@ -1130,6 +1136,8 @@ fn the_federation_demo_configurations_are_valid() {
 struct FakePeer {
     answer: std::sync::Mutex<(u16, &'static str, String)>,
     seen: std::sync::Mutex<Vec<(axum::http::HeaderMap, Value)>>,
+    /// How long it takes to answer.
+    delay: std::sync::Mutex<Duration>,
 }
 
 /// A fake "Jiangsu gateway" over mTLS (its real certificate), answering whatever the test
@@ -1145,6 +1153,8 @@ async fn fake_peer() -> (u16, Arc<FakePeer>) {
                 let st = st.clone();
                 async move {
                     st.seen.lock().unwrap().push((headers, body));
+                    let delay = *st.delay.lock().unwrap();
+                    tokio::time::sleep(delay).await;
                     let (status, ct, text) = st.answer.lock().unwrap().clone();
                     (
                         axum::http::StatusCode::from_u16(status).unwrap(),
@@ -1344,4 +1354,60 @@ async fn the_forwarded_request_carries_the_hop_headers_and_peer_answers_are_pars
         );
         assert!(!body.to_string().contains("secret detail"), "{body}");
     }
+}
+
+#[tokio::test]
+async fn calls_in_flight_to_a_peer_are_capped_and_the_excess_refused_at_once() {
+    let (port, peer) = fake_peer().await;
+    *peer.delay.lock().unwrap() = Duration::from_secs(2);
+    *peer.answer.lock().unwrap() = (503, "application/json", "{}".into());
+    let shanghai = start(GwSpec {
+        peers: vec![PeerSpec {
+            max_concurrency: Some(2),
+            ..PeerSpec::new("hcgw-jiangsu", port, &[Suzhou])
+        }],
+        circuit_failures: 1000,
+        ..GwSpec::new("hcgw-shanghai", &[Suishen])
+    })
+    .await;
+    // Five different subjects at once (nothing to coalesce): two calls go out, three are
+    // refused without waiting for them.
+    let lookups = (1..=5u64).map(|n| {
+        let qr = hcgw_adapters::qr::qr_text(Suzhou, &format!("{n:032x}"));
+        let shanghai = &shanghai;
+        async move {
+            let started = std::time::Instant::now();
+            let (status, body) = post(
+                "platform-shanghai",
+                shanghai,
+                "/v1/lookup",
+                &json!({ "region": "suzhou", "subject": { "qr": qr } }),
+            )
+            .await;
+            (
+                status,
+                body["code"].as_str().unwrap_or("").to_owned(),
+                started.elapsed(),
+            )
+        }
+    });
+    let answers = futures_util::future::join_all(lookups).await;
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, code, _)| *status == 503 && code == "upstream_rate_limited")
+        .collect();
+    assert_eq!(refused.len(), 3, "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, _, took)| *took < Duration::from_secs(2)),
+        "refused at once, not after the calls in flight: {answers:?}"
+    );
+    assert_eq!(peer.seen.lock().unwrap().len(), 2, "{answers:?}");
+    let text = hcgw::metrics::render().expect("the gateway installed the recorder");
+    assert!(
+        text.contains(r#"hcgw_rate_limited_total{scope="peer_concurrency",name="hcgw-jiangsu"}"#),
+        "{text}"
+    );
+    shanghai.gw.shutdown().await;
 }
