@@ -252,7 +252,6 @@ impl LookupService {
         // retry and token refreshes inside the adapter.
         let budget = deadline + Duration::from_millis(200);
         let guard = self.guards.get(&region);
-        let label = region.as_str();
         let mut retried = false;
         let mut first_call: Option<Instant> = None;
         let result = loop {
@@ -269,17 +268,9 @@ impl LookupService {
                 Err(_) => Err(AdapterError::Timeout(deadline)),
             };
             let took = attempt.elapsed();
-            metrics::histogram!("hcgw_upstream_duration_seconds", "region" => label)
-                .record(took.as_secs_f64());
+            crate::metrics::upstream_call(region, took, r.as_ref().err().map(AdapterError::code));
             if let Some(p) = permit {
                 p.finish(took, r.as_ref().map(|_| ()));
-            }
-            match &r {
-                Err(e) if e.is_upstream_failure() => {
-                    metrics::counter!("hcgw_upstream_errors_total", "region" => label, "code" => e.code().as_str())
-                        .increment(1);
-                }
-                _ => {}
             }
             // One retry, only where the contract allows it, jittered, inside the deadline.
             if let Err(e) = &r
@@ -300,7 +291,6 @@ impl LookupService {
             break r;
         };
         let latency = started.elapsed();
-        crate::metrics::upstream_call(region, latency, result.as_ref().err());
         self.stats.upstream_call(region, latency);
         match result {
             Ok(status) => Ok(Fetched {

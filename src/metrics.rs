@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
-use hcgw_adapters::{AdapterError, ErrorCode, RegionId};
+use hcgw_adapters::{ErrorCode, RegionId};
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -303,12 +303,13 @@ where
     resp
 }
 
-/// Records one call to a region: its duration, and the error when it was the region's fault.
-pub fn upstream_call(region: RegionId, latency: Duration, error: Option<&AdapterError>) {
+/// Records one call for a region's status (to its service, each attempt; or to a peer): its
+/// duration, and its error when it was an upstream fault.
+pub fn upstream_call(region: RegionId, latency: Duration, error: Option<ErrorCode>) {
     metrics::histogram!("hcgw_upstream_duration_seconds", "region" => region.as_str())
         .record(latency.as_secs_f64());
-    if let Some(e) = error.filter(|e| e.is_upstream_failure()) {
-        metrics::counter!("hcgw_upstream_errors_total", "region" => region.as_str(), "code" => e.code().as_str())
+    if let Some(code) = error.filter(|c| c.is_upstream_fault()) {
+        metrics::counter!("hcgw_upstream_errors_total", "region" => region.as_str(), "code" => code.as_str())
             .increment(1);
     }
 }
@@ -320,12 +321,7 @@ pub fn peer_call(peer: &str, region: RegionId, latency: Duration, error: Option<
     let code = error.map_or("ok", ErrorCode::as_str);
     metrics::counter!("hcgw_peer_requests_total", "peer" => peer.to_owned(), "code" => code)
         .increment(1);
-    metrics::histogram!("hcgw_upstream_duration_seconds", "region" => region.as_str())
-        .record(latency.as_secs_f64());
-    if let Some(code) = error.filter(|c| c.is_upstream_fault()) {
-        metrics::counter!("hcgw_upstream_errors_total", "region" => region.as_str(), "code" => code.as_str())
-            .increment(1);
-    }
+    upstream_call(region, latency, error);
 }
 
 /// Every configured certificate file with its configuration path (the label).

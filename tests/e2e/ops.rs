@@ -425,6 +425,30 @@ fn longest_digit_run(s: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Every call to a region is counted once in its upstream duration: the gateway's count for
+/// Xuzhou (an API key, no token calls) settles at what Xuzhou's simulator served.
+#[tokio::test]
+async fn each_call_to_a_region_is_counted_once() {
+    let w = ops_world();
+    make_traffic(w).await;
+    let sim = &w.sims[&RegionId::Xuzhou];
+    let mut last = (0, 0);
+    crate::support::eventually(30, "the upstream count matches the region's", async || {
+        let text = scrape(&w.admin_url("/metrics")).await;
+        let counted = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"hcgw_upstream_duration_seconds_count{region="xuzhou"} "#)
+            })
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        last = (counted, sim.requests());
+        counted > 0 && last.0 == last.1
+    })
+    .await;
+    assert!(last.0 > 0, "{last:?}");
+}
+
 #[tokio::test]
 async fn metric_labels_are_bounded_and_hold_no_personal_data() {
     let w = ops_world();
