@@ -707,57 +707,50 @@ async fn peers_with_the_wrong_certificate_or_none_are_refused() {
     let gz = sim(Guangzhou).find(|i| i.error.is_none());
     let lookup = json!({ "region": "guangzhou", "subject": { "qr": gz.qr } });
 
+    // A Shanghai gateway with the one peer `peer` for Guangzhou.
+    let shanghai_with = |peer: PeerSpec| {
+        start(GwSpec {
+            peers: vec![peer],
+            ..GwSpec::new("hcgw-shanghai", &[Suishen])
+        })
+    };
+    // The lookup is refused because the peer's TLS handshake failed.
+    let assert_handshake_refused = |(status, body): (u16, Value)| {
+        assert_eq!(
+            (status, &body["code"]),
+            (503, &json!("region_unavailable")),
+            "{body}"
+        );
+        assert_eq!(body["region"], "guangzhou");
+        assert!(
+            body["detail"].as_str().unwrap().contains("TLS handshake"),
+            "{body}"
+        );
+    };
+
     // By name: the certificate says hcgw-guangdong, not hcgw-jiangsu.
-    let by_name = start(GwSpec {
-        peers: vec![PeerSpec::new(
-            "hcgw-jiangsu",
-            guangdong.port(),
-            &[Guangzhou],
-        )],
-        ..GwSpec::new("hcgw-shanghai", &[Suishen])
-    })
+    let by_name = shanghai_with(PeerSpec::new(
+        "hcgw-jiangsu",
+        guangdong.port(),
+        &[Guangzhou],
+    ))
     .await;
-    let (status, body) = post("platform-shanghai", &by_name, "/v1/lookup", &lookup).await;
-    assert_eq!(
-        (status, &body["code"]),
-        (503, &json!("region_unavailable")),
-        "{body}"
-    );
-    assert_eq!(body["region"], "guangzhou");
-    assert!(
-        body["detail"].as_str().unwrap().contains("TLS handshake"),
-        "{body}"
-    );
+    assert_handshake_refused(post("platform-shanghai", &by_name, "/v1/lookup", &lookup).await);
 
     // By pin: a name every gateway certificate carries, but Jiangsu's fingerprint pinned.
-    let by_pin = start(GwSpec {
-        peers: vec![PeerSpec {
-            server_name: Some("localhost"),
-            pinned_sha256: Some(fingerprint("hcgw-jiangsu")),
-            ..PeerSpec::new("hcgw-jiangsu", guangdong.port(), &[Guangzhou])
-        }],
-        ..GwSpec::new("hcgw-shanghai", &[Suishen])
+    let by_pin = shanghai_with(PeerSpec {
+        server_name: Some("localhost"),
+        pinned_sha256: Some(fingerprint("hcgw-jiangsu")),
+        ..PeerSpec::new("hcgw-jiangsu", guangdong.port(), &[Guangzhou])
     })
     .await;
-    let (status, body) = post("platform-shanghai", &by_pin, "/v1/lookup", &lookup).await;
-    assert_eq!(
-        (status, &body["code"]),
-        (503, &json!("region_unavailable")),
-        "{body}"
-    );
-    assert!(
-        body["detail"].as_str().unwrap().contains("TLS handshake"),
-        "{body}"
-    );
+    assert_handshake_refused(post("platform-shanghai", &by_pin, "/v1/lookup", &lookup).await);
 
     // The right pin is accepted (the control).
-    let pinned_right = start(GwSpec {
-        peers: vec![PeerSpec {
-            server_name: Some("localhost"),
-            pinned_sha256: Some(fingerprint("hcgw-guangdong")),
-            ..PeerSpec::new("hcgw-guangdong", guangdong.port(), &[Guangzhou])
-        }],
-        ..GwSpec::new("hcgw-shanghai", &[Suishen])
+    let pinned_right = shanghai_with(PeerSpec {
+        server_name: Some("localhost"),
+        pinned_sha256: Some(fingerprint("hcgw-guangdong")),
+        ..PeerSpec::new("hcgw-guangdong", guangdong.port(), &[Guangzhou])
     })
     .await;
     let (status, body) = post("platform-shanghai", &pinned_right, "/v1/lookup", &lookup).await;
