@@ -88,6 +88,33 @@ PIDS+=($!)
 cat "$PKI/crl/intermediate.crl.pem" "$PKI/crl/root.crl.pem" >"$OUT/crls.pem"
 API_KEY=$(cat "$PKI/secrets/xuzhou_api_key")
 mkdir -p "$OUT/nginx-cache"
+# One nginx server: the mTLS caching proxy on port $1, with access-log directive $2.
+nginx_server() {
+  cat <<SERVER
+  server {
+    listen 127.0.0.1:$1 ssl;
+    $2
+    ssl_certificate $PKI/gateways/hcgw-dev/cert.pem;
+    ssl_certificate_key $PKI/gateways/hcgw-dev/key.pem;
+    ssl_client_certificate $PKI/ca-bundle.pem;
+    ssl_crl $OUT/crls.pem;
+    ssl_verify_client on;
+    ssl_verify_depth 3;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 1000000;
+    location /xzjkb/ {
+      proxy_pass http://sim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Api-Key "$API_KEY";
+      proxy_cache hc;
+      proxy_cache_key \$uri;
+      proxy_cache_valid 200 60s;
+      proxy_cache_lock on;
+    }
+  }
+SERVER
+}
 cat >"$OUT/nginx.conf" <<NGINX
 user root;
 worker_processes auto;
@@ -98,49 +125,8 @@ http {
   access_log off;
   proxy_cache_path $OUT/nginx-cache levels=1:2 keys_zone=hc:64m max_size=2g inactive=60s use_temp_path=off;
   upstream sim { server 127.0.0.1:$XZ_PORT; keepalive 128; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT ssl;
-    ssl_certificate $PKI/gateways/hcgw-dev/cert.pem;
-    ssl_certificate_key $PKI/gateways/hcgw-dev/key.pem;
-    ssl_client_certificate $PKI/ca-bundle.pem;
-    ssl_crl $OUT/crls.pem;
-    ssl_verify_client on;
-    ssl_verify_depth 3;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    keepalive_requests 1000000;
-    location /xzjkb/ {
-      proxy_pass http://sim;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Api-Key "$API_KEY";
-      proxy_cache hc;
-      proxy_cache_key \$uri;
-      proxy_cache_valid 200 60s;
-      proxy_cache_lock on;
-    }
-  }
-  server {
-    listen 127.0.0.1:$NGINX_LOG_PORT ssl;
-    access_log $OUT/nginx-access.log combined;
-    ssl_certificate $PKI/gateways/hcgw-dev/cert.pem;
-    ssl_certificate_key $PKI/gateways/hcgw-dev/key.pem;
-    ssl_client_certificate $PKI/ca-bundle.pem;
-    ssl_crl $OUT/crls.pem;
-    ssl_verify_client on;
-    ssl_verify_depth 3;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    keepalive_requests 1000000;
-    location /xzjkb/ {
-      proxy_pass http://sim;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Api-Key "$API_KEY";
-      proxy_cache hc;
-      proxy_cache_key \$uri;
-      proxy_cache_valid 200 60s;
-      proxy_cache_lock on;
-    }
-  }
+$(nginx_server "$NGINX_PORT" "access_log off;")
+$(nginx_server "$NGINX_LOG_PORT" "access_log $OUT/nginx-access.log combined;")
 }
 NGINX
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
