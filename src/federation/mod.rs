@@ -275,6 +275,19 @@ pub struct Peers {
     broken: BTreeMap<String, String>,
 }
 
+/// A call not made because a limit towards peer `name` is reached: counted in
+/// `hcgw_rate_limited_total{scope}`, and the error to answer if no other peer can.
+fn limited(scope: &'static str, name: &str, region: RegionId, detail: String) -> ApiError {
+    metrics::counter!("hcgw_rate_limited_total", "scope" => scope, "name" => name.to_owned())
+        .increment(1);
+    ApiError::new(
+        ErrorCode::UpstreamRateLimited,
+        format!("{region}: {detail}"),
+    )
+    .with_region(region)
+    .with_retry_after(Duration::from_secs(1))
+}
+
 /// A failed call to one peer: the error to report, and whether to try the next peer.
 struct Failure {
     error: ApiError,
@@ -409,31 +422,25 @@ impl Peers {
             let Some(peer) = self.peers.get(name) else {
                 continue;
             };
-            if !peer.bucket.try_take() {
-                metrics::counter!("hcgw_rate_limited_total", "scope" => "peer", "name" => name.clone())
-                    .increment(1);
-                last = ApiError::new(
-                    ErrorCode::UpstreamRateLimited,
-                    format!("{region}: the rate limit towards peer {name} is reached"),
-                )
-                .with_region(region)
-                .with_retry_after(Duration::from_secs(1));
-                continue;
-            }
-            // Taken before the rate and the circuit: a refusal here spends neither.
+            // The concurrency limit first: refused there, no rate token is spent.
             let Ok(_in_flight) = peer.in_flight.try_acquire() else {
-                metrics::counter!("hcgw_rate_limited_total", "scope" => "peer_concurrency", "name" => name.clone())
-                    .increment(1);
-                last = ApiError::new(
-                    ErrorCode::UpstreamRateLimited,
-                    format!(
-                        "{region}: {name} already has its maximum of forwarded calls in flight"
-                    ),
-                )
-                .with_region(region)
-                .with_retry_after(Duration::from_secs(1));
+                last = limited(
+                    "peer_concurrency",
+                    name,
+                    region,
+                    format!("{name} already has its maximum of forwarded calls in flight"),
+                );
                 continue;
             };
+            if !peer.bucket.try_take() {
+                last = limited(
+                    "peer",
+                    name,
+                    region,
+                    format!("the rate limit towards peer {name} is reached"),
+                );
+                continue;
+            }
             if !peer.breaker.allow() {
                 tracing::debug!(peer = %name, region = region.as_str(), "peer circuit open; trying the next");
                 last = ApiError::new(
