@@ -85,19 +85,9 @@ async fn front_door(State(body_limit): State<usize>, req: Request, next: Next) -
 
 /// The refusal of a request whose certificate no `[[clients]]` entry names (on every path).
 fn unknown_caller_refusal(req: &Request) -> Option<Response> {
-    match req.extensions().get::<ConnInfo>().map(|c| &c.identity) {
-        Some(ConnIdentity::Known(_)) => None,
-        Some(ConnIdentity::Unknown { .. }) => Some(
-            ApiError::forbidden(
-                "this client certificate is valid but not registered with the gateway",
-            )
-            .into_response(),
-        ),
-        None => Some(
-            ApiError::new(ErrorCode::Unauthenticated, "no verified client certificate")
-                .into_response(),
-        ),
-    }
+    caller_of(req.extensions())
+        .err()
+        .map(IntoResponse::into_response)
 }
 
 async fn not_found() -> Response {
@@ -106,18 +96,24 @@ async fn not_found() -> Response {
     resp
 }
 
-/// The caller of a request, from its connection's verified certificate.
-pub fn known_caller(parts: &Parts) -> Result<Arc<Caller>, ApiError> {
-    match parts.extensions.get::<ConnInfo>().map(|c| &c.identity) {
+/// The caller of a request, from its connection's verified certificate; `403` for a
+/// CA-valid certificate no `[[clients]]` entry names, `401` without one.
+fn caller_of(extensions: &axum::http::Extensions) -> Result<Arc<Caller>, ApiError> {
+    match extensions.get::<ConnInfo>().map(|c| &c.identity) {
         Some(ConnIdentity::Known(c)) => Ok(c.clone()),
-        Some(ConnIdentity::Unknown { .. }) => {
-            Err(ApiError::forbidden("client certificate not registered"))
-        }
+        Some(ConnIdentity::Unknown { .. }) => Err(ApiError::forbidden(
+            "this client certificate is valid but not registered with the gateway",
+        )),
         None => Err(ApiError::new(
             ErrorCode::Unauthenticated,
             "no verified client certificate",
         )),
     }
+}
+
+/// The caller of a request (see [`caller_of`]).
+pub fn known_caller(parts: &Parts) -> Result<Arc<Caller>, ApiError> {
+    caller_of(&parts.extensions)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
