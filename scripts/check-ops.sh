@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the operations files: the Prometheus alert rules (syntax with `promtool check
-# rules`, behaviour with `promtool test rules`) and that the Grafana dashboard is JSON.
+# rules`, behaviour with `promtool test rules`), that every rule has a unit test and a runbook
+# section (scripts/check-ops.py), and that the Grafana dashboard is JSON without unused inputs.
 # That every metric they use is really exported is checked by the e2e test `ops`.
 # .ci/run calls it; scripts/install-deps.sh installs promtool (Debian package prometheus).
 set -euo pipefail
@@ -12,8 +13,5 @@ if ! command -v promtool >/dev/null; then
 fi
 promtool check rules ops/prometheus-alerts.yml
 promtool test rules ops/prometheus-alerts.test.yml
-if command -v python3 >/dev/null; then
-  python3 -c 'import json,sys; json.load(open(sys.argv[1]))' ops/grafana-dashboard.json
-  echo "check-ops: ops/grafana-dashboard.json parses"
-fi
+python3 scripts/check-ops.py
 echo "check-ops: ok"
