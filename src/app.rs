@@ -178,7 +178,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     })
 }
 
-/// Refreshes `hcgw_certificate_expiry_days` now and every [`crate::metrics::CERT_REFRESH`]
+/// Refreshes `hcgw_certificate_expiry_timestamp_seconds` now and every [`crate::metrics::CERT_REFRESH`]
 /// until the gateway stops.
 fn spawn_certificate_expiry(
     config: Arc<Config>,

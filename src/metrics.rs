@@ -121,9 +121,14 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "TLS handshakes on the API listener that failed or timed out",
     ),
     (
-        "hcgw_certificate_expiry_days",
+        "hcgw_certificate_expiry_timestamp_seconds",
         Kind::Gauge,
-        "Days until the earliest certificate of a configured certificate file expires (negative: expired), by configuration path",
+        "When the earliest certificate of a configured certificate file expires (its notAfter, Unix seconds), by configuration path",
+    ),
+    (
+        "hcgw_build_info",
+        Kind::Gauge,
+        "Always 1; the labels name the gateway's version and the commit it was built from",
     ),
 ];
 
@@ -176,6 +181,8 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             metrics::counter!("hcgw_audit_records_total").absolute(0);
             metrics::counter!("hcgw_tls_handshake_failures_total").absolute(0);
             metrics::gauge!("hcgw_audit_queue_depth").set(0.0);
+            metrics::gauge!("hcgw_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("HCGW_COMMIT")).set(1.0);
+            process_collector().describe();
             // Histograms keep raw samples until upkeep folds them: do it even when nobody
             // scrapes (a plain thread: gateways and their runtimes come and go in tests).
             let upkeep = handle.clone();
@@ -202,9 +209,19 @@ fn describe_all() {
     }
 }
 
+/// The process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds`, `process_max_fds`, `process_threads`, …, the Prometheus client
+/// conventions), read from `/proc` at each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
 /// The current exposition text, or `None` without a recorder.
 pub fn render() -> Option<String> {
-    install().map(PrometheusHandle::render)
+    let handle = install()?;
+    process_collector().collect();
+    Some(handle.render())
 }
 
 /// `GET /metrics` (admin listener, and the API listener for the `ops` role).
@@ -352,9 +369,9 @@ pub fn certificate_files(config: &Config) -> Vec<(String, std::path::PathBuf)> {
     out
 }
 
-/// Days until the earliest-expiring certificate of a PEM file (negative when expired);
-/// `None` when the file holds no readable certificate.
-pub fn earliest_expiry_days(path: &Path, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+/// When the earliest-expiring certificate of a PEM file expires (its `notAfter`, Unix
+/// seconds); `None` when the file holds no readable certificate.
+pub fn earliest_expiry(path: &Path) -> Option<i64> {
     let certs = crate::tls::pem::load_certs(path).ok()?;
     certs
         .iter()
@@ -363,20 +380,18 @@ pub fn earliest_expiry_days(path: &Path, now: chrono::DateTime<chrono::Utc>) -> 
             Some(cert.validity().not_after.timestamp())
         })
         .min()
-        .map(|not_after| (not_after - now.timestamp()).div_euclid(86_400))
 }
 
-/// Sets `hcgw_certificate_expiry_days` for every configured certificate. Returns the
-/// values set (a file that cannot be read is logged and left out).
+/// Sets `hcgw_certificate_expiry_timestamp_seconds` for every configured certificate.
+/// Returns the values set (a file that cannot be read is logged and left out).
 pub fn refresh_certificate_expiry(config: &Config) -> Vec<(String, i64)> {
-    let now = chrono::Utc::now();
     let mut set = Vec::new();
     for (label, path) in certificate_files(config) {
-        match earliest_expiry_days(&path, now) {
-            Some(days) => {
-                metrics::gauge!("hcgw_certificate_expiry_days", "certificate" => label.clone())
-                    .set(days as f64);
-                set.push((label, days));
+        match earliest_expiry(&path) {
+            Some(not_after) => {
+                metrics::gauge!("hcgw_certificate_expiry_timestamp_seconds", "certificate" => label.clone())
+                    .set(not_after as f64);
+                set.push((label, not_after));
             }
             None => {
                 tracing::warn!(certificate = %label, "cannot read the certificate's expiry");

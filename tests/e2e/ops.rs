@@ -153,9 +153,16 @@ fn samples(text: &str) -> Vec<Sample> {
 
 /// Every `hcgw_*` name in a text.
 fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = metric_names_with(text, "hcgw_");
+    names.extend(metric_names_with(text, "process_"));
+    names
+}
+
+/// Every name starting with `prefix` in a text (a metric name, not part of a longer word).
+fn metric_names_with(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut rest = text;
-    while let Some(i) = rest.find("hcgw_") {
+    while let Some(i) = rest.find(prefix) {
         let before = rest[..i].chars().next_back();
         let tail = &rest[i..];
         let len = tail
@@ -304,6 +311,24 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         );
     }
 
+    // The build and the process are described the Prometheus way.
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        text.lines().any(|l| l.starts_with("hcgw_build_info{")
+            && l.contains(&format!("version=\"{version}\""))
+            && l.contains("commit=\"")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+    ] {
+        assert!(exported.contains(name), "{name} not exported");
+    }
+
     // The histograms are real Prometheus histograms with the gateway's buckets.
     for h in [
         "hcgw_request_duration_seconds",
@@ -397,6 +422,12 @@ fn label_allowed(key: &str, value: &str) -> bool {
             value.len() <= 32 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         }
         "le" | "quantile" => value == "+Inf" || value.parse::<f64>().is_ok(),
+        // hcgw_build_info: the crate's version and the commit (hex, or "unknown").
+        "version" => value == env!("CARGO_PKG_VERSION"),
+        "commit" => {
+            value == "unknown"
+                || (value.len() <= 40 && value.chars().all(|c| c.is_ascii_hexdigit()))
+        }
         // The protect module's labels: a scope from a fixed set, and configured names only:
         // a client name, a region id or a peer.
         "scope" => ["caller", "region", "peer"].contains(&value),
@@ -463,7 +494,12 @@ async fn metric_labels_are_bounded_and_hold_no_personal_data() {
     let samples = samples(&text);
     assert!(samples.len() > 50, "a real scrape: {text}");
     for s in &samples {
-        assert!(s.name.starts_with("hcgw_"), "foreign metric {}", s.name);
+        // The gateway's own, and the Prometheus client conventions' process metrics.
+        assert!(
+            s.name.starts_with("hcgw_") || s.name.starts_with("process_"),
+            "foreign metric {}",
+            s.name
+        );
         for (k, v) in &s.labels {
             assert!(
                 label_allowed(k, v),
@@ -500,7 +536,7 @@ async fn metrics_over_mtls_are_for_the_ops_role_only() {
     );
     let text = r.text().await.unwrap();
     assert!(
-        text.contains("# TYPE hcgw_certificate_expiry_days gauge"),
+        text.contains("# TYPE hcgw_certificate_expiry_timestamp_seconds gauge"),
         "{text}"
     );
     for name in ["platform-shanghai", "checkpoint-shanghai", "peer-jiangsu"] {
@@ -522,10 +558,10 @@ async fn metrics_over_mtls_are_for_the_ops_role_only() {
     assert_eq!(r.status(), 403);
 }
 
-/// Days to expiry of the earliest certificate in a PEM file, per the openssl CLI.
-fn openssl_days(path: &Path) -> i64 {
+/// When the earliest certificate of a PEM file expires (Unix seconds), per the openssl CLI.
+fn openssl_not_after(path: &Path) -> i64 {
     let text = std::fs::read_to_string(path).unwrap();
-    let mut days = i64::MAX;
+    let mut earliest = i64::MAX;
     for block in text.split_inclusive("-----END CERTIFICATE-----") {
         if !block.contains("-----BEGIN CERTIFICATE-----") {
             continue;
@@ -543,9 +579,9 @@ fn openssl_days(path: &Path) -> i64 {
         let t = chrono::NaiveDateTime::parse_from_str(date, "%Y-%m-%d %H:%M:%SZ")
             .unwrap_or_else(|e| panic!("{date}: {e}"))
             .and_utc();
-        days = days.min((t.timestamp() - chrono::Utc::now().timestamp()).div_euclid(86_400));
+        earliest = earliest.min(t.timestamp());
     }
-    days
+    earliest
 }
 
 #[tokio::test]
@@ -557,7 +593,7 @@ async fn certificate_expiry_is_exported_for_every_configured_certificate() {
     let mut seen = BTreeMap::new();
     for s in samples(&text)
         .into_iter()
-        .filter(|s| s.name == "hcgw_certificate_expiry_days")
+        .filter(|s| s.name == "hcgw_certificate_expiry_timestamp_seconds")
     {
         let label = s
             .labels
@@ -588,17 +624,20 @@ async fn certificate_expiry_is_exported_for_every_configured_certificate() {
             .lines()
             .find(|l| {
                 l.starts_with(&format!(
-                    "hcgw_certificate_expiry_days{{certificate=\"{label}\"}} "
+                    "hcgw_certificate_expiry_timestamp_seconds{{certificate=\"{label}\"}} "
                 ))
             })
             .unwrap_or_else(|| panic!("{label} not exported"));
         let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        let want = openssl_days(&path);
-        assert!(
-            (value as i64 - want).abs() <= 1,
+        let want = openssl_not_after(&path);
+        assert_eq!(
+            value as i64, want,
             "{label}: exported {value}, openssl says {want}"
         );
-        assert!(value > 0.0, "{label}: the dev PKI is valid");
+        assert!(
+            value as i64 > chrono::Utc::now().timestamp(),
+            "{label}: the dev PKI is valid"
+        );
     }
 
     // Peers' certificates too (a configuration with a peer: checked without serving).
@@ -640,8 +679,8 @@ client_key = {key:?}
             "tls.client_ca[0]"
         ]
     );
-    let want = openssl_days(&p.join("clients/peer-jiangsu/cert.pem"));
-    assert!((set["peers[0].client_cert"] - want).abs() <= 1);
+    let want = openssl_not_after(&p.join("clients/peer-jiangsu/cert.pem"));
+    assert_eq!(set["peers[0].client_cert"], want);
 }
 
 #[tokio::test]
