@@ -125,6 +125,11 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Days until the earliest certificate of a configured certificate file expires (negative: expired), by configuration path",
     ),
+    (
+        "hcgw_crl_next_update_timestamp_seconds",
+        Kind::Gauge,
+        "nextUpdate of the CRLs in force (Unix seconds; the earliest of the file), by CRL file name: past it, handshakes through that CA are refused",
+    ),
 ];
 
 /// A metric's type.

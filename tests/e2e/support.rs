@@ -115,6 +115,12 @@ pub fn config_text(tls: &TlsPaths, audit_dir: &Path, extra: &str) -> String {
         .map(|c| format!("{:?}", c.display().to_string()))
         .collect::<Vec<_>>()
         .join(", ");
+    // No CRLs (a test about something else) must say so: revocation is enforced by default.
+    let revocation = if tls.crls.is_empty() {
+        "revocation = \"disabled\""
+    } else {
+        ""
+    };
     format!(
         r#"
 [gateway]
@@ -132,6 +138,7 @@ cert = {cert:?}
 key = {key:?}
 client_ca = [{ca:?}]
 crls = [{crls}]
+{revocation}
 reload_interval_ms = 100
 
 [cache]
