@@ -96,21 +96,12 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Builds the listener's server settings from the files.
 pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
-    server_settings(files).map(|(config, _, _)| config)
+    server_settings(files).map(|s| Arc::unwrap_or_clone(s.config))
 }
 
 /// Builds the listener's server settings, the client-certificate verifier inside them and
 /// the description of the CRLs they enforce.
-fn server_settings(
-    files: &TlsFiles,
-) -> Result<
-    (
-        rustls::ServerConfig,
-        Arc<dyn ClientCertVerifier>,
-        Vec<CrlInfo>,
-    ),
-    TlsError,
-> {
+fn server_settings(files: &TlsFiles) -> Result<InForce, TlsError> {
     let chain = pem::load_certs(&files.cert)?;
     let key = pem::load_key(&files.key)?;
     let mut roots = rustls::RootCertStore::empty();
@@ -150,7 +141,11 @@ fn server_settings(
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((config, verifier, described))
+    Ok(InForce {
+        config: Arc::new(config),
+        verifier,
+        crls: described,
+    })
 }
 
 /// Days until the first certificate of a PEM file expires (negative when expired).
@@ -180,20 +175,16 @@ impl TlsReloader {
     /// Loads the settings once (failing start-up when they are unusable).
     pub fn new(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
         let digest = files.digest();
-        let (config, verifier, crls) = server_settings(&files)?;
+        let settings = server_settings(&files)?;
         if files.revocation == Revocation::Disabled {
             tracing::warn!(
                 "REVOCATION CHECKING IS DISABLED (tls.revocation = \"disabled\"): a revoked client certificate is accepted until it expires"
             );
         }
-        publish_crl_metrics(&crls);
+        publish_crl_metrics(&settings.crls);
         Ok(Arc::new(TlsReloader {
             files,
-            current: ArcSwap::from_pointee(InForce {
-                config: Arc::new(config),
-                verifier,
-                crls,
-            }),
+            current: ArcSwap::from_pointee(settings),
             digest: std::sync::Mutex::new(digest),
             reloads: Default::default(),
         }))
@@ -258,13 +249,9 @@ impl TlsReloader {
             return false;
         }
         match server_settings(&self.files) {
-            Ok((config, verifier, crls)) => {
-                publish_crl_metrics(&crls);
-                self.current.store(Arc::new(InForce {
-                    config: Arc::new(config),
-                    verifier,
-                    crls,
-                }));
+            Ok(settings) => {
+                publish_crl_metrics(&settings.crls);
+                self.current.store(Arc::new(settings));
                 *last = digest;
                 self.reloads
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
