@@ -107,6 +107,7 @@ pub struct Issuer {
     der: CertificateDer<'static>,
     subject: DistinguishedName,
     key_id: Option<Vec<u8>>,
+    self_issued: bool,
 }
 
 impl Issuer {
@@ -138,7 +139,7 @@ impl Issuer {
 
     /// A CA certificate from DER.
     pub fn from_der(der: CertificateDer<'static>) -> Result<Self, String> {
-        let (subject, key_id) = {
+        let (subject, key_id, self_issued) = {
             let (_, cert) = X509Certificate::from_der(&der)
                 .map_err(|_| "is not a parsable X.509 certificate".to_owned())?;
             if !cert.is_ca() {
@@ -151,18 +152,25 @@ impl Issuer {
                     ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
                     _ => None,
                 });
-            (subject, key_id)
+            let self_issued = cert.subject().as_raw() == cert.issuer().as_raw();
+            (subject, key_id, self_issued)
         };
         Ok(Issuer {
             der,
             subject,
             key_id,
+            self_issued,
         })
     }
 
     /// The issuer certificate (DER).
     pub fn der(&self) -> &CertificateDer<'static> {
         &self.der
+    }
+
+    /// Whether the issuer is a root (its own issuer).
+    pub fn is_root(&self) -> bool {
+        self.self_issued
     }
 
     /// The issuer's subject.

@@ -619,8 +619,8 @@ fn revocation(c: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
-/// What `check-config` and start-up warn about in a valid configuration: revocation
-/// disabled, CRLs past (or within two days of) their nextUpdate.
+/// What `check-config` warns about in a valid configuration: revocation disabled, subject
+/// entries implicitly bound to a root, CRLs past (or within two days of) their nextUpdate.
 pub fn warnings(c: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
     if c.tls.revocation == Revocation::Disabled {
@@ -629,6 +629,23 @@ pub fn warnings(c: &Config) -> Vec<Problem> {
             "tls.revocation",
             "REVOCATION CHECKING IS DISABLED: a revoked client certificate is accepted until it expires; configure the CAs' CRLs and remove this setting".into(),
         );
+    }
+    for (i, client) in c.clients.iter().enumerate() {
+        if client.subject.is_none() || client.issuer.is_some() {
+            continue;
+        }
+        if let Some(Ok(issuer)) = issuer_of(client, &c.tls.client_ca)
+            && issuer.is_root()
+        {
+            add(
+                &mut out,
+                &format!("clients[{i}].issuer"),
+                format!(
+                    "not given: the entry is bound to the only CA of tls.client_ca, the root `{}`, so only certificates that root issues directly match; a client under an operator intermediate needs that intermediate in the bundle and as `issuer`",
+                    issuer.subject()
+                ),
+            );
+        }
     }
     let now = chrono::Utc::now().timestamp();
     for (i, f) in c.tls.crls.iter().enumerate() {

@@ -613,3 +613,19 @@ fn a_client_entry_takes_exactly_one_matcher_and_exact_subjects() {
         assert!(m.contains(expected), "{body}: {m}");
     }
 }
+
+#[test]
+fn a_subject_entry_implicitly_bound_to_a_root_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tls = TlsPaths::standard();
+    tls.client_ca = pki().join("root/ca.pem");
+    tls.crls = vec![pki().join("crl/root.crl.pem")];
+    let text = config_text(&tls, &dir.path().join("audit"), "");
+    let config = hcgw::config::load_str(&text, &dir.path().join("ok.toml")).unwrap();
+    let warnings = hcgw::config::warnings(&config);
+    let w = warnings
+        .iter()
+        .find(|w| w.path == "clients[0].issuer")
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    assert!(w.message.contains("CN=hcgw dev root CA"), "{w}");
+}
