@@ -256,21 +256,22 @@ build_root_and_intermediate() {
 }
 
 # issue_leaf EKU SUBJECT [SAN [STARTDATE ENDDATE]]: key + cert signed by the
-# intermediate, built in a scratch directory (returned in LAST_LEAF_DIR) holding
-# key.pem, leaf.pem and cert.pem (leaf + intermediate); the caller moves it into place.
+# intermediate (or by the CA directory in LEAF_CA, if set), built in a scratch directory
+# (returned in LAST_LEAF_DIR) holding key.pem, leaf.pem and cert.pem (leaf + that
+# intermediate); the caller moves it into place.
 issue_leaf() {
-    local eku=$1 subj=$2 san=${3:-} w
+    local eku=$1 subj=$2 san=${3:-} w ca=${LEAF_CA:-$INT}
     local -a dates=(-days "$LEAF_DAYS")
     if [[ $# -ge 5 ]]; then dates=(-startdate "$4" -enddate "$5"); fi
     tmp
     w=$(mktemp -d "$TMP/leaf.XXXXXX")
     chmod 755 "$w"
     genkey_p256 "$w/key.pem"
-    run openssl req -new -config "$INT/openssl.cnf" -key "$w/key.pem" -subj "$subj" -out "$w/csr"
+    run openssl req -new -config "$ca/openssl.cnf" -key "$w/key.pem" -subj "$subj" -out "$w/csr"
     leaf_ext "$w/ext" "$eku" "$san"
-    run openssl ca -config "$INT/openssl.cnf" -batch -notext "${dates[@]}" \
+    run openssl ca -config "$ca/openssl.cnf" -batch -notext "${dates[@]}" \
         -extfile "$w/ext" -extensions leaf -in "$w/csr" -out "$w/leaf.pem"
-    cat "$w/leaf.pem" "$INT/ca.pem" >"$w/cert.pem"
+    cat "$w/leaf.pem" "$ca/ca.pem" >"$w/cert.pem"
     rm -f -- "$w/csr" "$w/ext"
     LAST_LEAF_DIR=$w
 }
@@ -406,6 +407,48 @@ done
 if ! crl_fresh "$CRL/root.crl.pem"; then gen_crl "$ROOT" "$CRL/root.crl.pem"; fi
 if ! crl_fresh "$CRL/intermediate.crl.pem"; then gen_crl "$INT" "$CRL/intermediate.crl.pem"; fi
 
+# ---------------------------------------------------------------- a second operator
+# Zhejiang's operator intermediate under the same root (not in ca-bundle.pem: clients
+# send it in their chain), with certificates that carry other operators' subjects:
+# CA-valid, but an entry bound to the dev intermediate must not accept them.
+ZJ=$OUT/intermediate-zhejiang
+check_valid "$ROOT/ca.pem" "" "$ZJ/ca.pem"
+if ! ca_complete "$ZJ"; then
+    tmp
+    rm -rf -- "$ZJ" "$OUT/impostors" "$CRL/intermediate-zhejiang.crl.pem"
+    mkdir -p -- "$ZJ"
+    init_ca_dir "$ZJ" "$LEAF_DAYS" client_ext
+    genkey_p256 "$ZJ/ca.key"
+    run openssl req -new -config "$ZJ/openssl.cnf" -key "$ZJ/ca.key" \
+        -subj "/O=hcgw federation/OU=operator/CN=hcgw dev zhejiang operator CA" -out "$TMP/zj.csr"
+    run openssl ca -config "$ROOT/openssl.cnf" -batch -notext -days "$INT_DAYS" \
+        -extensions v3_intermediate -in "$TMP/zj.csr" -out "$ZJ/ca.pem.new"
+    mv -- "$ZJ/ca.pem.new" "$ZJ/ca.pem"
+    CREATED+=(intermediate-zhejiang)
+else
+    ca_cnf "$ZJ" "$LEAF_DAYS" client_ext | sync_file "$ZJ/openssl.cnf"
+fi
+if ! crl_fresh "$CRL/intermediate-zhejiang.crl.pem"; then
+    gen_crl "$ZJ" "$CRL/intermediate-zhejiang.crl.pem"
+fi
+# name|subject|EKU
+IMPOSTORS=(
+    'hcgw-jiangsu|/O=jiangsu/OU=peer/CN=hcgw-jiangsu|serverAuth,clientAuth'
+    'platform-shanghai|/O=shanghai/OU=platform/CN=platform-shanghai|clientAuth'
+)
+leafs=()
+for entry in "${IMPOSTORS[@]}"; do leafs+=("$OUT/impostors/${entry%%|*}/cert.pem"); done
+check_valid "$ROOT/ca.pem" "$ZJ/ca.pem" "${leafs[@]}"
+for entry in "${IMPOSTORS[@]}"; do
+    IFS='|' read -r name subj eku <<<"$entry"
+    d=$OUT/impostors/$name
+    if have "$d/cert.pem" "$d/key.pem" && valid "$d/cert.pem"; then continue; fi
+    LEAF_CA=$ZJ issue_leaf "$eku" "$subj" "DNS:$name, DNS:localhost, IP:127.0.0.1"
+    rm -f -- "$LAST_LEAF_DIR/leaf.pem"
+    put "$LAST_LEAF_DIR" "$d"
+    CREATED+=("impostors/$name")
+done
+
 # ---------------------------------------------------------------- untrusted CA + client
 U=$OUT/untrusted
 check_valid "$U/ca.pem" "" "$U/ca.pem" "$U/client/cert.pem"
@@ -501,6 +544,14 @@ if out=$(openssl verify -CAfile "$ROOT/ca.pem" -untrusted "$INT/ca.pem" \
     die "self-check: clients/expired verifies OK"
 fi
 [[ $out == *"certificate has expired"* ]] || die "self-check: clients/expired: unexpected result: $out"
+for name in hcgw-jiangsu platform-shanghai; do
+    run openssl verify -crl_check_all -CRLfile "$CRL/root.crl.pem" \
+        -CRLfile "$CRL/intermediate-zhejiang.crl.pem" -CAfile "$ROOT/ca.pem" \
+        -untrusted "$ZJ/ca.pem" -purpose sslclient "$OUT/impostors/$name/cert.pem"
+    if openssl verify -partial_chain -CAfile "$INT/ca.pem" "$OUT/impostors/$name/cert.pem" >/dev/null 2>&1; then
+        die "self-check: impostors/$name verifies as issued by the dev intermediate"
+    fi
+done
 if openssl verify -CAfile "$ROOT/ca.pem" -untrusted "$INT/ca.pem" "$U/client/cert.pem" >/dev/null 2>&1; then
     die "self-check: untrusted/client verifies against the federation root"
 fi

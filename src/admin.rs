@@ -1,5 +1,6 @@
 //! The plain-HTTP admin listener (loopback by default): `/healthz` (the process is alive),
-//! `/readyz` (configuration loaded, server certificate valid, listener up), `/metrics`
+//! `/readyz` (configuration loaded, server certificate valid, no CRL past its nextUpdate,
+//! listener up), `/metrics`
 //! (Prometheus text format) and the status page `/status` with its `/status.json`.
 
 use std::sync::Arc;
@@ -30,7 +31,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
     let cert_days = crate::tls::days_to_expiry(&state.tls.files().cert);
     let cert_valid = cert_days.is_some_and(|d| d >= 0);
     let audit_ok = state.audit_log.is_healthy();
-    let ready = listener_up && cert_valid && (audit_ok || !state.config.audit.strict);
+    let crls_lapsed = state.tls.lapsed_crls(chrono::Utc::now().timestamp());
+    let ready = listener_up
+        && cert_valid
+        && crls_lapsed.is_empty()
+        && (audit_ok || !state.config.audit.strict);
     let code = if ready {
         StatusCode::OK
     } else {
@@ -44,6 +49,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
             "listener_up": listener_up,
             "server_certificate_days_left": cert_days,
             "tls_reloads": state.tls.reloads(),
+            "revocation": match state.config.tls.revocation {
+                crate::config::Revocation::Enforced => "enforced",
+                crate::config::Revocation::Disabled => "disabled",
+            },
+            // Why not ready: each CRL past its nextUpdate (its CA's clients are refused).
+            "crls_lapsed": crls_lapsed,
             "audit_healthy": audit_ok,
             "audit_queue_depth": state.audit_log.queue_depth(),
             // Informational: a degraded Redis tier does not make the gateway unready.

@@ -46,6 +46,9 @@ pub enum StartError {
     /// TLS settings unusable.
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    /// A client entry's issuer cannot be used.
+    #[error("clients: {0}")]
+    Identity(#[from] crate::identity::IdentityError),
     /// The audit trail cannot be opened.
     #[error("audit trail: {0}")]
     Audit(#[from] AuditError),
@@ -91,7 +94,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     crate::metrics::init_series(&config);
     let config = Arc::new(config);
     let tls = TlsReloader::new(TlsFiles::from(&config.tls))?;
-    let clients = Arc::new(ClientDirectory::new(&config.clients));
+    let clients = Arc::new(ClientDirectory::from_config(&config)?);
     let policy = Policy::new(
         config
             .recognition

@@ -130,6 +130,9 @@ pub fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match crate::config::load(file) {
         Ok(c) => {
+            for w in crate::config::warnings(&c) {
+                eprintln!("WARNING {w}");
+            }
             println!(
                 "{}: ok ({} clients, {} local regions, {} peers, {} agreements)",
                 file.display(),

@@ -130,6 +130,11 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Always 1; the labels name the gateway's version and the commit it was built from",
     ),
+    (
+        "hcgw_crl_next_update_timestamp_seconds",
+        Kind::Gauge,
+        "nextUpdate of the CRLs in force (Unix seconds; the earliest of the file), by CRL file name: past it, handshakes through that CA are refused",
+    ),
 ];
 
 /// A metric's type.

@@ -50,6 +50,7 @@ pub fn mtls_server_config(
         key: key_pem.to_owned(),
         client_ca: vec![client_ca_pem.to_owned()],
         crls: vec![],
+        revocation: crate::config::Revocation::Disabled,
     };
     crate::tls::server_config(&files).map_err(|e| e.to_string())
 }

@@ -177,6 +177,7 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
             key: PathBuf::new(),
             client_ca: vec![],
             crls: vec![],
+            revocation: Default::default(),
             reload_interval_ms: 0,
         }),
         clients,
@@ -231,6 +232,11 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     fix(&mut config.tls.key);
     config.tls.client_ca.iter_mut().for_each(fix);
     config.tls.crls.iter_mut().for_each(fix);
+    for client in &mut config.clients {
+        if let Some(issuer) = &mut client.issuer {
+            fix(issuer);
+        }
+    }
     for peer in &mut config.peers {
         fix(&mut peer.ca);
         fix(&mut peer.client_cert);

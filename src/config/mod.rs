@@ -19,6 +19,7 @@ pub(crate) use load::parse as parse_value;
 pub use load::{LoadError, Problem, load, load_str};
 pub use secret::{SecretError, SecretRef};
 pub(crate) use validate::valid_jurisdiction;
+pub use validate::warnings;
 
 /// The whole configuration.
 #[derive(Clone, Debug)]
@@ -136,12 +137,29 @@ pub struct TlsSection {
     pub key: PathBuf,
     /// CA bundles client certificates must chain to (PEM).
     pub client_ca: Vec<PathBuf>,
-    /// CRLs (PEM or DER) checked for every client certificate.
+    /// CRLs (PEM or DER) checked for every client certificate: one per CA of the bundles
+    /// (and per intermediate clients present), unless `revocation = "disabled"`.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// `enforced` (default: every certificate of a client's chain is checked against its
+    /// CA's CRL, a CRL past its nextUpdate refuses the handshake) or `disabled` (no
+    /// revocation checking at all; warned loudly).
+    #[serde(default)]
+    pub revocation: Revocation,
     /// How often the files are checked for changes (ms).
     #[serde(default = "default_reload_interval")]
     pub reload_interval_ms: u64,
+}
+
+/// `tls.revocation`: whether client certificates are checked against CRLs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    /// Every CA has a CRL; unknown status or a lapsed CRL refuses the handshake.
+    #[default]
+    Enforced,
+    /// No revocation checking (only for deployments whose CAs publish no CRL).
+    Disabled,
 }
 
 fn default_reload_interval() -> u64 {
@@ -199,10 +217,19 @@ pub struct ClientEntry {
     /// Lowercase hex SHA-256 of the certificate's DER (colons allowed).
     #[serde(default)]
     pub fingerprint_sha256: Option<String>,
+    /// Lowercase hex SHA-256 of the certificate's SubjectPublicKeyInfo (a key pin that
+    /// survives re-issuing with the same key; colons allowed).
+    #[serde(default)]
+    pub spki_sha256: Option<String>,
     /// The certificate subject, e.g. `O=shanghai, OU=platform, CN=platform-shanghai`
-    /// (attribute order does not matter).
+    /// (RFC 4514; RDN order does not matter).
     #[serde(default)]
     pub subject: Option<String>,
+    /// The CA certificate (PEM, one of the `tls.client_ca` certificates) that must have
+    /// issued the client's certificate: required with `subject` unless the bundles hold a
+    /// single CA certificate; optional extra check with a pin.
+    #[serde(default)]
+    pub issuer: Option<PathBuf>,
     /// For peers: the highest role they may act on behalf of.
     #[serde(default)]
     pub max_on_behalf_of: Option<Role>,

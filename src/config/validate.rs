@@ -4,10 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::{Config, Problem, Role};
-use crate::identity::{DistinguishedName, normalise_fingerprint};
+use super::{Config, Problem, Revocation, Role};
+use crate::identity::{DistinguishedName, issuer_of, normalise_fingerprint};
 use crate::regions::auth::RegionAuth;
-use crate::tls::pem;
+use crate::tls::{crl, pem};
 
 /// Which required sections parsed (semantic checks skip the others).
 pub(super) struct Parsed {
@@ -82,14 +82,7 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 problems,
             );
         }
-        for (i, f) in c.tls.crls.iter().enumerate() {
-            check_file(
-                f,
-                &format!("tls.crls[{i}]"),
-                |f| pem::load_crls(f).map(drop),
-                problems,
-            );
-        }
+        revocation(c, problems);
         if c.tls.reload_interval_ms < 100 {
             add(
                 problems,
@@ -119,45 +112,83 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "must be lowercase names separated by `/` (e.g. `guangdong/guangzhou`)".into(),
             );
         }
-        match (&client.fingerprint_sha256, &client.subject) {
-            (None, None) => add(
+        let given: Vec<_> = [
+            ("fingerprint_sha256", &client.fingerprint_sha256),
+            ("spki_sha256", &client.spki_sha256),
+            ("subject", &client.subject),
+        ]
+        .into_iter()
+        .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)))
+        .collect();
+        // The issuer the entry is bound to (checked only when the CA bundles parsed).
+        let issuer = if parsed.tls && (client.issuer.is_some() || client.subject.is_some()) {
+            match issuer_of(client, &c.tls.client_ca) {
+                Some(Ok(issuer)) => Some(crate::identity::fingerprint(issuer.der())),
+                Some(Err(e)) => {
+                    add(problems, &at("issuer"), e.to_string());
+                    None
+                }
+                None => {
+                    add(
+                        problems,
+                        &at("issuer"),
+                        "required with `subject`: the CA bundles of tls.client_ca hold several CA certificates, so the subject alone does not say which operator may issue it; name the intermediate (PEM) that issues this client's certificate, or pin it with `fingerprint_sha256` / `spki_sha256`".into(),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match given.as_slice() {
+            [] => add(
                 problems,
                 &format!("clients[{i}]"),
-                "needs `fingerprint_sha256` or `subject`".into(),
+                "needs one of `fingerprint_sha256`, `spki_sha256` or `subject` (with its `issuer`)"
+                    .into(),
             ),
-            (Some(_), Some(_)) => add(
-                problems,
-                &format!("clients[{i}]"),
-                "give either `fingerprint_sha256` or `subject`, not both".into(),
-            ),
-            (Some(fp), None) => match normalise_fingerprint(fp) {
+            [(field, value)] if *field != "subject" => match normalise_fingerprint(value) {
                 Some(fp) => {
-                    if let Some(j) = matchers.insert(format!("fp:{fp}"), i) {
+                    let key = format!("{field}:{fp}:{}", issuer.as_deref().unwrap_or(""));
+                    if let Some(j) = matchers.insert(key, i) {
                         add(
                             problems,
-                            &at("fingerprint_sha256"),
-                            format!("same certificate as clients[{j}]"),
+                            &at(field),
+                            format!("same {field} as clients[{j}]"),
                         );
                     }
                 }
                 None => add(
                     problems,
-                    &at("fingerprint_sha256"),
+                    &at(field),
                     "must be 64 hexadecimal characters (colons allowed)".into(),
                 ),
             },
-            (None, Some(s)) => match DistinguishedName::parse(s) {
+            [(_, s)] => match DistinguishedName::parse(s) {
                 Ok(dn) => {
-                    if let Some(j) = matchers.insert(format!("dn:{}", dn.canonical()), i) {
+                    let key = format!("dn:{}:{}", dn.canonical(), issuer.as_deref().unwrap_or(""));
+                    if let Some(j) = matchers.insert(key, i) {
                         add(
                             problems,
                             &at("subject"),
-                            format!("same subject as clients[{j}]"),
+                            format!("same subject and issuer as clients[{j}]"),
                         );
                     }
                 }
-                Err(e) => add(problems, &at("subject"), e),
+                Err(e) => add(problems, &at("subject"), e.to_string()),
             },
+            several => add(
+                problems,
+                &format!("clients[{i}]"),
+                format!(
+                    "give one of `fingerprint_sha256`, `spki_sha256` or `subject`, not {}",
+                    several
+                        .iter()
+                        .map(|(f, _)| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            ),
         }
         match (client.role, client.max_on_behalf_of) {
             (Role::Peer, None) => add(
@@ -513,6 +544,137 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
             );
         }
     }
+}
+
+/// `tls.revocation` and `tls.crls`: enforced revocation needs CRLs, one per CA certificate
+/// of the bundles, each with a nextUpdate; disabled revocation takes none.
+fn revocation(c: &Config, problems: &mut Vec<Problem>) {
+    let mut described = Vec::new();
+    for (i, f) in c.tls.crls.iter().enumerate() {
+        match crl::inspect(f) {
+            Ok(crls) => {
+                for info in &crls {
+                    if info.next_update.is_none() {
+                        add(
+                            problems,
+                            &format!("tls.crls[{i}]"),
+                            format!(
+                                "CRL of {} has no nextUpdate: hcgw cannot tell when it is stale",
+                                info.issuer
+                            ),
+                        );
+                    }
+                }
+                described.extend(crls);
+            }
+            Err(e) => add(problems, &format!("tls.crls[{i}]"), e.to_string()),
+        }
+    }
+    match c.tls.revocation {
+        Revocation::Disabled => {
+            if !c.tls.crls.is_empty() {
+                add(
+                    problems,
+                    "tls.revocation",
+                    "is \"disabled\" but tls.crls lists CRLs: remove `revocation` to enforce them, or remove the CRLs".into(),
+                );
+            }
+        }
+        Revocation::Enforced if c.tls.crls.is_empty() => add(
+            problems,
+            "tls.crls",
+            "no CRLs: revocation is enforced, so every CA of tls.client_ca needs its CRL here (e.g. crls = [\"crl/intermediate.crl.pem\", \"crl/root.crl.pem\"]); to run without revocation checking, set tls.revocation = \"disabled\" explicitly".into(),
+        ),
+        Revocation::Enforced => {
+            for (i, bundle) in c.tls.client_ca.iter().enumerate() {
+                let Ok(certs) = pem::load_certs(bundle) else {
+                    continue;
+                };
+                for der in certs {
+                    let Ok((_, cert)) =
+                        <x509_parser::prelude::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(&der)
+                    else {
+                        continue;
+                    };
+                    let Ok(subject) = DistinguishedName::of_name(cert.subject()) else {
+                        add(
+                            problems,
+                            &format!("tls.client_ca[{i}]"),
+                            "a CA certificate's subject does not decode".into(),
+                        );
+                        continue;
+                    };
+                    if !described.iter().any(|d| d.issuer == subject) {
+                        add(
+                            problems,
+                            &format!("tls.client_ca[{i}]"),
+                            format!(
+                                "CA `{subject}` has no CRL in tls.crls: add the CRL it publishes (revocation is enforced; certificates it issued would be refused as of unknown status), or set tls.revocation = \"disabled\""
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What `check-config` warns about in a valid configuration: revocation disabled, subject
+/// entries implicitly bound to a root, CRLs past (or within two days of) their nextUpdate.
+pub fn warnings(c: &Config) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if c.tls.revocation == Revocation::Disabled {
+        add(
+            &mut out,
+            "tls.revocation",
+            "REVOCATION CHECKING IS DISABLED: a revoked client certificate is accepted until it expires; configure the CAs' CRLs and remove this setting".into(),
+        );
+    }
+    for (i, client) in c.clients.iter().enumerate() {
+        if client.subject.is_none() || client.issuer.is_some() {
+            continue;
+        }
+        if let Some(Ok(issuer)) = issuer_of(client, &c.tls.client_ca)
+            && issuer.is_root()
+        {
+            add(
+                &mut out,
+                &format!("clients[{i}].issuer"),
+                format!(
+                    "not given: the entry is bound to the only CA of tls.client_ca, the root `{}`, so only certificates that root issues directly match; a client under an operator intermediate needs that intermediate in the bundle and as `issuer`",
+                    issuer.subject()
+                ),
+            );
+        }
+    }
+    let now = chrono::Utc::now().timestamp();
+    for (i, f) in c.tls.crls.iter().enumerate() {
+        for info in crl::inspect(f).unwrap_or_default() {
+            let Some(t) = info.next_update else { continue };
+            if t <= now {
+                add(
+                    &mut out,
+                    &format!("tls.crls[{i}]"),
+                    format!(
+                        "CRL of {} passed its nextUpdate at {}: handshakes of certificates under that CA are refused and /readyz reports not ready until a fresh CRL is in place",
+                        info.issuer,
+                        crl::rfc3339(t)
+                    ),
+                );
+            } else if t - now < 2 * 86_400 {
+                add(
+                    &mut out,
+                    &format!("tls.crls[{i}]"),
+                    format!(
+                        "CRL of {} reaches its nextUpdate at {} (in less than two days): publish a fresh one",
+                        info.issuer,
+                        crl::rfc3339(t)
+                    ),
+                );
+            }
+        }
+    }
+    out
 }
 
 fn add(problems: &mut Vec<Problem>, path: &str, message: String) {

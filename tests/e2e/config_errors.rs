@@ -399,3 +399,233 @@ fn the_production_template_is_well_formed() {
         );
     }
 }
+
+fn problem_at(text: &str, dir: &std::path::Path, path: &str) -> String {
+    let found = problems(text, dir);
+    found
+        .iter()
+        .find(|p| p.path == path)
+        .unwrap_or_else(|| panic!("no problem at {path}: {found:?}"))
+        .message
+        .clone()
+}
+
+fn without_crls(dir: &std::path::Path, tls_extra: &str) -> String {
+    let mut tls = TlsPaths::standard();
+    tls.crls.clear();
+    // config_text marks a CRL-less test configuration as `revocation = "disabled"`;
+    // replace that line with what the case needs.
+    config_text(&tls, &dir.join("audit"), "").replace("revocation = \"disabled\"", tls_extra)
+}
+
+#[test]
+fn no_crls_without_disabling_revocation_explicitly_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = problem_at(&without_crls(dir.path(), ""), dir.path(), "tls.crls");
+    assert!(m.contains("tls.revocation = \"disabled\""), "{m}");
+}
+
+#[test]
+fn disabled_revocation_is_accepted_with_a_loud_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = without_crls(dir.path(), "revocation = \"disabled\"");
+    let config = hcgw::config::load_str(&text, &dir.path().join("ok.toml")).unwrap();
+    let warnings = hcgw::config::warnings(&config);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.path == "tls.revocation" && w.message.contains("DISABLED")),
+        "{warnings:?}"
+    );
+    // check-config prints it (the real binary)
+    let path = dir.path().join("disabled.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARNING tls.revocation: REVOCATION CHECKING IS DISABLED"),
+        "{stderr}"
+    );
+    // and the standard configuration warns about nothing
+    let config = hcgw::config::load_str(&base(dir.path()), &dir.path().join("ok.toml")).unwrap();
+    assert_eq!(hcgw::config::warnings(&config), vec![]);
+}
+
+#[test]
+fn crls_with_revocation_disabled_is_contradictory() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base(dir.path()).replace(
+        "reload_interval_ms = 100",
+        "revocation = \"disabled\"\nreload_interval_ms = 100",
+    );
+    problem_at(&text, dir.path(), "tls.revocation");
+}
+
+#[test]
+fn every_ca_of_the_bundle_needs_its_crl() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tls = TlsPaths::standard();
+    tls.crls = vec![pki().join("crl/root.crl.pem")];
+    let text = config_text(&tls, &dir.path().join("audit"), "");
+    let m = problem_at(&text, dir.path(), "tls.client_ca[0]");
+    assert!(m.contains("CN=hcgw dev intermediate CA"), "{m}");
+}
+
+#[test]
+fn an_expired_crl_is_a_warning_of_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let crl = dir.path().join("lapsed.crl.pem");
+    make_expired_intermediate_crl(&crl);
+    let mut tls = TlsPaths::standard();
+    tls.crls = vec![crl, pki().join("crl/root.crl.pem")];
+    let text = config_text(&tls, &dir.path().join("audit"), "");
+    let config = hcgw::config::load_str(&text, &dir.path().join("ok.toml")).unwrap();
+    let warnings = hcgw::config::warnings(&config);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.path == "tls.crls[0]" && w.message.contains("passed its nextUpdate")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_subject_entry_whose_issuer_is_ambiguous_or_untrusted_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let zj = pki().join("intermediate-zhejiang/ca.pem");
+    let int = pki().join("intermediate/ca.pem");
+
+    // Two intermediates trusted: which one issues `platform-shanghai`?
+    let bundle = d.join("two-operators.pem");
+    let mut pem = std::fs::read(pki().join("ca-bundle.pem")).unwrap();
+    pem.extend(std::fs::read(&zj).unwrap());
+    std::fs::write(&bundle, pem).unwrap();
+    let mut tls = TlsPaths::standard();
+    tls.client_ca = bundle;
+    tls.crls
+        .push(pki().join("crl/intermediate-zhejiang.crl.pem"));
+    let text = config_text(&tls, &d.join("audit"), "");
+    let m = problem_at(&text, d, "clients[0].issuer");
+    assert!(m.contains("several CA certificates"), "{m}");
+    // naming the issuer of every subject entry settles it
+    let named = text.replace(
+        "\nsubject = ",
+        &format!("\nissuer = {:?}\nsubject = ", int.display().to_string()),
+    );
+    assert_eq!(problems(&named, d), vec![]);
+
+    // An issuer that is not in the CA bundle.
+    let extra = format!(
+        "[[clients]]\nname = \"zj\"\nrole = \"platform\"\njurisdiction = \"zhejiang\"\nsubject = \"O=zhejiang, CN=zj\"\nissuer = {:?}\n",
+        zj.display().to_string()
+    );
+    let text = config_text(&TlsPaths::standard(), &d.join("audit"), &extra);
+    let m = problem_at(&text, d, "clients[8].issuer");
+    assert!(
+        m.contains("not one of the certificates of tls.client_ca"),
+        "{m}"
+    );
+
+    // An issuer that is no CA, or more than one certificate.
+    for (file, expected) in [
+        (client("ops").join("cert.pem"), "holds 2 certificates"),
+        (pki().join("ca-bundle.pem"), "holds 2 certificates"),
+        (
+            pki().join("impostors/hcgw-jiangsu/key.pem"),
+            "no valid PEM certificate",
+        ),
+    ] {
+        let extra = format!(
+            "[[clients]]\nname = \"x\"\nrole = \"platform\"\njurisdiction = \"shanghai\"\nsubject = \"CN=x\"\nissuer = {:?}\n",
+            file.display().to_string()
+        );
+        let text = config_text(&TlsPaths::standard(), &d.join("audit"), &extra);
+        let m = problem_at(&text, d, "clients[8].issuer");
+        assert!(m.contains(expected), "{file:?}: {m}");
+    }
+    let leaf = d.join("leaf.pem");
+    let chain = std::fs::read_to_string(client("ops").join("cert.pem")).unwrap();
+    let end = chain.find("-----END CERTIFICATE-----").unwrap() + 25;
+    std::fs::write(&leaf, &chain[..end]).unwrap();
+    let extra = format!(
+        "[[clients]]\nname = \"x\"\nrole = \"platform\"\njurisdiction = \"shanghai\"\nsubject = \"CN=x\"\nissuer = {:?}\n",
+        leaf.display().to_string()
+    );
+    let text = config_text(&TlsPaths::standard(), &d.join("audit"), &extra);
+    let m = problem_at(&text, d, "clients[8].issuer");
+    assert!(m.contains("not a CA certificate"), "{m}");
+}
+
+#[test]
+fn a_client_entry_takes_exactly_one_matcher_and_exact_subjects() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fp = "ab".repeat(32);
+    for (body, path, expected) in [
+        (
+            format!("spki_sha256 = \"{fp}\"\nsubject = \"CN=x\""),
+            "clients[8]",
+            "not `spki_sha256` and `subject`",
+        ),
+        (
+            format!("spki_sha256 = \"{fp}\"\nfingerprint_sha256 = \"{fp}\""),
+            "clients[8]",
+            "not `fingerprint_sha256` and `spki_sha256`",
+        ),
+        (
+            "spki_sha256 = \"abc\"".to_owned(),
+            "clients[8].spki_sha256",
+            "64 hexadecimal",
+        ),
+        (
+            "subject = \"CN=a\\\\x\"".to_owned(),
+            "clients[8].subject",
+            "special character or two hex digits",
+        ),
+        (
+            "subject = \"CN=a;OU=b\"".to_owned(),
+            "clients[8].subject",
+            "must be escaped",
+        ),
+        (
+            "subject = \"XYZ=a\"".to_owned(),
+            "clients[8].subject",
+            "unknown attribute",
+        ),
+        (
+            // the same subject as clients[0], written differently
+            "subject = \"cn=platform-shanghai,ou=platform,o=shanghai\"".to_owned(),
+            "clients[8].subject",
+            "same subject and issuer as clients[0]",
+        ),
+    ] {
+        let extra = format!(
+            "[[clients]]\nname = \"x\"\nrole = \"platform\"\njurisdiction = \"shanghai\"\n{body}\n"
+        );
+        let text = config_text(&TlsPaths::standard(), &d.join("audit"), &extra);
+        let m = problem_at(&text, d, path);
+        assert!(m.contains(expected), "{body}: {m}");
+    }
+}
+
+#[test]
+fn a_subject_entry_implicitly_bound_to_a_root_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tls = TlsPaths::standard();
+    tls.client_ca = pki().join("root/ca.pem");
+    tls.crls = vec![pki().join("crl/root.crl.pem")];
+    let text = config_text(&tls, &dir.path().join("audit"), "");
+    let config = hcgw::config::load_str(&text, &dir.path().join("ok.toml")).unwrap();
+    let warnings = hcgw::config::warnings(&config);
+    let w = warnings
+        .iter()
+        .find(|w| w.path == "clients[0].issuer")
+        .unwrap_or_else(|| panic!("{warnings:?}"));
+    assert!(w.message.contains("CN=hcgw dev root CA"), "{w}");
+}

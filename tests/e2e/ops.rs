@@ -421,6 +421,14 @@ fn label_allowed(key: &str, value: &str) -> bool {
         "field" => {
             value.len() <= 32 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         }
+        // a configured CRL's file name
+        "crl" => {
+            value.len() <= 64
+                && value.ends_with(".pem")
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        }
         "le" | "quantile" => value == "+Inf" || value.parse::<f64>().is_ok(),
         // hcgw_build_info: the crate's version and the commit (hex, or "unknown").
         "version" => value == env!("CARGO_PKG_VERSION"),

@@ -73,6 +73,27 @@ async fn crl_reload_revokes_new_handshakes_but_keeps_open_connections() {
     .unwrap();
     assert_eq!(status, 200);
     assert!(gw.state.tls.reloads() >= 1);
+
+    // The verifier in force re-checks a stored chain: the revoked client's is refused now,
+    // another client's still passes (for closing connections a reload revoked).
+    let chain = |name: &str| -> Vec<rustls_pki_types::CertificateDer<'static>> {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::pem_file_iter(client(name).join("cert.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let verifier = gw.state.tls.current_verifier();
+    let now = rustls_pki_types::UnixTime::now();
+    let revoked = chain("revoked");
+    let err = verifier
+        .verify_client_cert(&revoked[0], &revoked[1..], now)
+        .expect_err("the reloaded CRL revokes it");
+    assert!(format!("{err:?}").contains("Revoked"), "{err:?}");
+    let good = chain("platform-shanghai");
+    verifier
+        .verify_client_cert(&good[0], &good[1..], now)
+        .expect("platform-shanghai is not revoked");
     gw.shutdown().await;
 }
 

@@ -115,6 +115,12 @@ pub fn config_text(tls: &TlsPaths, audit_dir: &Path, extra: &str) -> String {
         .map(|c| format!("{:?}", c.display().to_string()))
         .collect::<Vec<_>>()
         .join(", ");
+    // No CRLs (a test about something else) must say so: revocation is enforced by default.
+    let revocation = if tls.crls.is_empty() {
+        "revocation = \"disabled\""
+    } else {
+        ""
+    };
     format!(
         r#"
 [gateway]
@@ -132,6 +138,7 @@ cert = {cert:?}
 key = {key:?}
 client_ca = [{ca:?}]
 crls = [{crls}]
+{revocation}
 reload_interval_ms = 100
 
 [cache]
@@ -264,6 +271,26 @@ pub async fn fresh_get(
 /// Writes an intermediate-CA CRL listing the revoked certificates of the PKI or none,
 /// using the openssl CLI with a throw-away CA database.
 pub fn make_intermediate_crl(out: &Path, include_revoked: bool) {
+    make_intermediate_crl_with(out, include_revoked, &[]);
+}
+
+/// A CRL of the intermediate that lapsed long ago (lastUpdate 2020-01-01, nextUpdate
+/// 2020-01-02T00:00:00Z = 1577923200), listing the revoked certificates.
+pub fn make_expired_intermediate_crl(out: &Path) {
+    make_intermediate_crl_with(
+        out,
+        true,
+        &[
+            "-crl_lastupdate",
+            "20200101000000Z",
+            "-crl_nextupdate",
+            "20200102000000Z",
+        ],
+    );
+}
+
+/// [`make_intermediate_crl`] with extra `openssl ca -gencrl` arguments.
+fn make_intermediate_crl_with(out: &Path, include_revoked: bool, extra: &[&str]) {
     let p = pki();
     let work = tempfile::tempdir().unwrap();
     let index: String = std::fs::read_to_string(p.join("intermediate/index.txt"))
@@ -288,6 +315,7 @@ pub fn make_intermediate_crl(out: &Path, include_revoked: bool) {
         .arg(work.path().join("ca.cnf"))
         .arg("-out")
         .arg(out)
+        .args(extra)
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
