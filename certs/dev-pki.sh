@@ -511,7 +511,7 @@ done
 
 # ---------------------------------------------------------------- secrets
 SECRETS=(suzhou_app_secret suishen_client_secret xuzhou_api_key hangzhou_appcode huzhou_token
-    guangzhou_secret guangdong_paas_id subject_hash_key audit_hash_key)
+    guangzhou_secret guangdong_paas_id subject_hash_key audit_hash_key redis_entry_key)
 for name in "${SECRETS[@]}"; do
     f=$OUT/secrets/$name
     if have "$f"; then continue; fi

@@ -109,10 +109,14 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         .load()
         .map_err(|e| StartError::Secret(format!("cache.subject_key: {e}")))?;
     let hasher = SubjectHasher::new(key);
-    let shared = config
-        .redis
-        .enabled
-        .then(|| crate::protect::shared::Shared::start(&config.redis));
+    let shared = if config.redis.enabled {
+        Some(
+            crate::protect::shared::Shared::start(&config.redis)
+                .map_err(|e| StartError::Secret(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let mut lookups = LookupService::from_config(&config, hasher.clone());
     lookups.set_shared(shared.clone());
     let state = Arc::new(AppState {

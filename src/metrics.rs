@@ -96,6 +96,11 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "1 while the shared Redis tier is unreachable and the gateway runs on its local tier",
     ),
     (
+        "hcgw_shared_cache_rejected_total",
+        Kind::Counter,
+        "Entries read back from the shared Redis tier and not used (a miss), by reason: format, mac, key (copied from another key), region, shape, time",
+    ),
+    (
         "hcgw_audit_queue_depth",
         Kind::Gauge,
         "Audit records waiting for the writer",

@@ -1,6 +1,8 @@
 //! The role and jurisdiction a request acts with. For every caller but a peer it is the
 //! caller's own; a peer gateway acts on behalf of its caller (`X-Hcgw-On-Behalf-Of:
-//! <role>:<jurisdiction>`), never above its configured `max_on_behalf_of`.
+//! <role>:<jurisdiction>`), never above its configured `max_on_behalf_of`, and only for the
+//! jurisdictions of its `acts_for` (default: its own and their sub-jurisdictions; any other
+//! is `403 forbidden`).
 
 use std::sync::Arc;
 
@@ -49,6 +51,16 @@ pub fn cap(claimed: Role, max: Role) -> Role {
     } else {
         claimed
     }
+}
+
+/// Whether `jurisdiction` is one of `grants` or a sub-jurisdiction of one
+/// (`shanghai` covers `shanghai` and `shanghai/pudong`, not `shanghai2`).
+pub fn covers(grants: &[String], jurisdiction: &str) -> bool {
+    grants.iter().any(|g| {
+        jurisdiction
+            .strip_prefix(g.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// The role and jurisdiction claimed by an `X-Hcgw-On-Behalf-Of` value.
@@ -184,9 +196,9 @@ where
         if is_peer {
             // Only a peer's hop headers count; anyone else is a first hop.
             let app = Arc::<AppState>::from_ref(state);
+            let peers = app.lookups.peers();
             acting.hops = federation::parse_hops(header(parts, federation::HOPS)?)?;
             acting.via = federation::parse_via(header(parts, federation::VIA)?)?;
-            let peers = app.lookups.peers();
             if let Err(e) = federation::check_entry(
                 peers.own_name(),
                 peers.max_hops(),
@@ -195,6 +207,14 @@ where
             ) {
                 tracing::warn!(peer = %acting.caller.name, hops = acting.hops, via = ?acting.via, "forwarded request refused: {}", e.detail);
                 return Err(e);
+            }
+            // After the loop checks: a request that came back is a loop, whoever it acts for.
+            if !peers.may_act_for(&acting.caller.name, &acting.jurisdiction) {
+                tracing::warn!(peer = %acting.caller.name, jurisdiction = %acting.jurisdiction, "peer acting for a jurisdiction outside its acts_for; refused");
+                return Err(ApiError::forbidden(format!(
+                    "peer {} may not act for jurisdiction {} (acts_for)",
+                    acting.caller.name, acting.jurisdiction
+                )));
             }
         }
         Ok(acting)
@@ -263,6 +283,25 @@ mod tests {
                 assert_eq!(resolved.is_err(), effective.is_err());
             }
         }
+    }
+
+    #[test]
+    fn a_grant_covers_its_jurisdiction_and_those_below_it_only() {
+        let grants = vec!["shanghai".to_owned(), "jiangsu/suzhou".to_owned()];
+        for (j, ok) in [
+            ("shanghai", true),
+            ("shanghai/pudong", true),
+            ("jiangsu/suzhou", true),
+            ("jiangsu/suzhou/gusu", true),
+            ("jiangsu", false),
+            ("jiangsu/xuzhou", false),
+            ("shanghai2", false),
+            ("shanghaix/pudong", false),
+            ("guangdong", false),
+        ] {
+            assert_eq!(covers(&grants, j), ok, "{j}");
+        }
+        assert!(!covers(&[], "shanghai"));
     }
 
     #[test]

@@ -243,6 +243,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         fix(&mut peer.client_key);
     }
     config.cache.subject_key.resolve_against(base);
+    if let Some(key) = &mut config.redis.entry_key {
+        key.resolve_against(base);
+    }
     fix(&mut config.audit.dir);
 }
 

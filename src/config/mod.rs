@@ -233,6 +233,11 @@ pub struct ClientEntry {
     /// For peers: the highest role they may act on behalf of.
     #[serde(default)]
     pub max_on_behalf_of: Option<Role>,
+    /// For peers: the jurisdictions they may act for (`X-Hcgw-On-Behalf-Of`), each with its
+    /// sub-jurisdictions. Default: the peer's own `jurisdiction` (and its sub-jurisdictions).
+    /// A list replaces the default, so name the peer's own jurisdiction in it too.
+    #[serde(default)]
+    pub acts_for: Option<Vec<String>>,
     /// Requests per second this client may make (overrides the role default).
     #[serde(default)]
     pub rate_limit_per_s: Option<u32>,
@@ -589,6 +594,11 @@ pub struct RedisSection {
     /// (0..1; e.g. 0.5 with two instances).
     #[serde(default = "default_local_share")]
     pub local_share: f64,
+    /// Key of the HMAC that authenticates every cache entry in Redis (≥ 16 characters,
+    /// distinct from `cache.subject_key`); required when enabled. Every instance sharing the
+    /// Redis needs the same key.
+    #[serde(default)]
+    pub entry_key: Option<SecretRef>,
 }
 
 fn default_local_share() -> f64 {
@@ -601,6 +611,7 @@ impl Default for RedisSection {
             enabled: false,
             url: None,
             local_share: default_local_share(),
+            entry_key: None,
         }
     }
 }
@@ -658,5 +669,15 @@ impl Config {
     /// The configuration of a region served here, when enabled.
     pub fn region(&self, id: RegionId) -> Option<&RegionEntry> {
         self.regions.get(&id).filter(|r| r.enabled)
+    }
+}
+
+impl ClientEntry {
+    /// The jurisdictions a peer may act for: `acts_for`, else its own jurisdiction (each
+    /// with its sub-jurisdictions).
+    pub fn acts_for(&self) -> Vec<String> {
+        self.acts_for
+            .clone()
+            .unwrap_or_else(|| vec![self.jurisdiction.clone()])
     }
 }

@@ -208,6 +208,38 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
             ),
             _ => {}
         }
+        if let Some(list) = &client.acts_for {
+            if client.role != Role::Peer {
+                add(
+                    problems,
+                    &at("acts_for"),
+                    "only peers act on behalf of others".into(),
+                );
+            }
+            if list.is_empty() {
+                add(
+                    problems,
+                    &at("acts_for"),
+                    "at least one jurisdiction (leave it out for the peer's own)".into(),
+                );
+            }
+            let mut seen = HashSet::new();
+            for (j, name) in list.iter().enumerate() {
+                if !valid_jurisdiction(name) {
+                    add(
+                        problems,
+                        &at(&format!("acts_for[{j}]")),
+                        "must be lowercase names separated by `/`".into(),
+                    );
+                } else if !seen.insert(name.as_str()) {
+                    add(
+                        problems,
+                        &at(&format!("acts_for[{j}]")),
+                        format!("`{name}` listed twice"),
+                    );
+                }
+            }
+        }
         if client.rate_limit_per_s == Some(0) {
             add(
                 problems,
@@ -523,6 +555,33 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "redis.url",
                 "required when redis.enabled: redis://host:port or rediss://…".into(),
             ),
+        }
+        match c.redis.entry_key.as_ref().map(|k| k.load()) {
+            None => add(
+                problems,
+                "redis.entry_key",
+                "required when redis.enabled: the key that authenticates cache entries in Redis ({ file = \"path\" } or { env = \"NAME\" })".into(),
+            ),
+            Some(Err(e)) => add(problems, "redis.entry_key", e.to_string()),
+            Some(Ok(k)) if k.expose().len() < 16 => add(
+                problems,
+                "redis.entry_key",
+                "must be at least 16 characters".into(),
+            ),
+            Some(Ok(k)) => {
+                if parsed.cache
+                    && c.cache
+                        .subject_key
+                        .load()
+                        .is_ok_and(|s| s.expose() == k.expose())
+                {
+                    add(
+                        problems,
+                        "redis.entry_key",
+                        "must differ from cache.subject_key".into(),
+                    );
+                }
+            }
         }
     }
     if parsed.audit {

@@ -134,16 +134,20 @@ pub fn check_entry(
 
 /// What a gateway adds to its answer for a peer caller, so the forwarding gateway can make
 /// a correct recognition decision from a view that omits fields (docs/federation.md).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Both fields are required in a peer's answer: an answer without them is invalid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PeerHints {
     /// The status's actions that bear on the decision (`register_on_arrival`,
     /// `update_identity`): a green with one of these is a manual check.
-    #[serde(default)]
     pub decision_actions: Vec<Action>,
     /// The region marked the status provisional (cache it only briefly).
-    #[serde(default)]
     pub provisional: bool,
+}
+
+/// Whether an action bears on the recognition decision (a green with it is a manual check).
+fn bears_on_decision(a: Action) -> bool {
+    matches!(a, Action::RegisterOnArrival | Action::UpdateIdentity)
 }
 
 impl PeerHints {
@@ -154,7 +158,7 @@ impl PeerHints {
                 .actions
                 .iter()
                 .copied()
-                .filter(|a| matches!(a, Action::RegisterOnArrival | Action::UpdateIdentity))
+                .filter(|a| bears_on_decision(*a))
                 .collect(),
             provisional: status.provisional,
         }
@@ -273,6 +277,8 @@ pub struct Peers {
     max_hops: u32,
     peers: BTreeMap<String, Peer>,
     broken: BTreeMap<String, String>,
+    /// The jurisdictions each peer caller (`[[clients]]` with role `peer`) may act for.
+    acts_for: BTreeMap<String, Vec<String>>,
 }
 
 /// A call not made because a limit towards peer `name` is reached: counted in
@@ -317,6 +323,12 @@ impl Peers {
             max_hops: config.federation.max_hops,
             peers,
             broken,
+            acts_for: config
+                .clients
+                .iter()
+                .filter(|c| c.role == Role::Peer)
+                .map(|c| (c.name.clone(), c.acts_for()))
+                .collect(),
         }
     }
 
@@ -356,6 +368,14 @@ impl Peers {
     /// The hop limit.
     pub fn max_hops(&self) -> u32 {
         self.max_hops
+    }
+
+    /// Whether the peer caller `peer` (a `[[clients]]` name) may act for `jurisdiction`:
+    /// it is one of the peer's `acts_for` jurisdictions or below one. Unknown peers may not.
+    pub fn may_act_for(&self, peer: &str, jurisdiction: &str) -> bool {
+        self.acts_for
+            .get(peer)
+            .is_some_and(|grants| crate::api::acting::covers(grants, jurisdiction))
     }
 
     /// Why a configured peer has no client, if it has none.
@@ -677,79 +697,222 @@ struct PeerProblem {
     retry_after_s: Option<u64>,
 }
 
-/// The parts of a peer's lookup answer this gateway uses.
+/// The parts of a peer's lookup answer this gateway uses. `status`, `cache` and
+/// `federation` are required; other top-level members (`request_id`, `recognition`,
+/// `served_by`, members a newer peer adds) are not used, but are still checked for
+/// duplicate keys.
 #[derive(Deserialize)]
 struct PeerAnswer {
     status: PeerStatus,
-    #[serde(default)]
-    cache: Option<PeerCache>,
-    #[serde(default)]
-    federation: Option<PeerHints>,
+    cache: PeerCache,
+    federation: PeerHints,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PeerCache {
+    #[allow(dead_code)]
+    hit: bool,
     age_ms: u64,
 }
 
 /// A status as a peer shows it: the platform view (every field) or the checkpoint view
-/// (`region`, `color`, `level`, `as_of`, `holder`). Nothing else is accepted.
+/// (`region`, `color`, `level`, `as_of`, `holder`). Nothing else is accepted; `null` is
+/// never taken for an absent field.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeerStatus {
     region: RegionId,
     color: Color,
     level: Level,
-    #[serde(default)]
-    source: Option<Source>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    source: Option<PeerSource>,
+    #[serde(default, deserialize_with = "present")]
     reasons: Option<Vec<Reason>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     proxy_applied: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     as_of: Option<DateTime<FixedOffset>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     observed_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     quarantine_until: Option<NaiveDate>,
-    #[serde(default)]
-    holder: Option<Holder>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    holder: Option<PeerHolder>,
+    #[serde(default, deserialize_with = "present")]
     actions: Option<Vec<Action>>,
+}
+
+/// `source` as a peer shows it (no other fields).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerSource {
+    code: String,
+    #[serde(default, deserialize_with = "present")]
+    label: Option<String>,
+}
+
+/// `holder` as a peer shows it (masked values, no other fields).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerHolder {
+    #[serde(default, deserialize_with = "present")]
+    name_masked: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    id_type: Option<hcgw_adapters::IdType>,
+    #[serde(default, deserialize_with = "present")]
+    id_masked: Option<String>,
+}
+
+/// An optional field that, when present, must hold a value: `null` is refused, not read
+/// as absent (absence is the field's `#[serde(default)]`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Any JSON value, refused when an object anywhere in it names a key twice (serde_json
+/// keeps the last of duplicate keys in a `Value`, and skips unknown members unchecked).
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON without duplicate keys")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
 }
 
 /// `source.code` of a status whose source the peer did not show (checkpoint view).
 pub const WITHHELD: &str = "withheld-by-peer";
 
-/// Parses a peer's 200 answer into a status. Anything that is not a valid status for the
-/// region asked is refused (never a green the region did not send).
+/// Parses a peer's 200 answer into a status. Anything that is not a complete, consistent
+/// status for the region asked is refused (never a green the region did not send): a
+/// duplicate key anywhere, an unknown or `null` field, no `federation` hints, no `cache`,
+/// no `as_of`, a view that is neither the platform nor the checkpoint view (the platform
+/// view without `actions`), colour and level that disagree, another region, or hints that
+/// contradict the status's own actions.
 fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, String> {
+    serde_json::from_slice::<NoDuplicateKeys>(bytes)
+        .map_err(|e| format!("an invalid answer ({})", e.classify_name()))?;
     let answer: PeerAnswer = serde_json::from_slice(bytes)
         .map_err(|e| format!("an invalid status ({})", e.classify_name()))?;
     let s = answer.status;
+    let hints = answer.federation;
     if s.region != region {
         return Err(format!("a status of {} for {region}", s.region));
     }
     if s.color != s.level.color() {
         return Err("a status whose colour and level disagree".into());
     }
+    let Some(as_of) = s.as_of else {
+        return Err("a status without as_of".into());
+    };
+    if !hints.decision_actions.iter().all(|a| bears_on_decision(*a)) {
+        return Err("hints naming an action that does not bear on the decision".into());
+    }
     let full_view = s.source.is_some();
-    let mut status = HealthStatus::new(
-        region,
-        s.level,
-        s.source.unwrap_or_else(|| Source {
-            code: WITHHELD.into(),
-            label: None,
-        }),
-    );
-    status.reasons = s.reasons.unwrap_or_default();
-    status.proxy_applied = s.proxy_applied;
-    status.as_of = s.as_of;
-    status.observed_at = s.observed_at.unwrap_or_else(Utc::now);
-    status.quarantine_until = s.quarantine_until;
-    status.holder = s.holder.unwrap_or_default();
-    status.actions = s.actions.unwrap_or_default();
-    let hints = answer.federation.unwrap_or_default();
+    let mut status = match s.source {
+        // The platform view: everything the decision needs is in it.
+        Some(source) => {
+            let (Some(reasons), Some(actions), Some(observed_at)) =
+                (s.reasons, s.actions, s.observed_at)
+            else {
+                return Err("a platform view without reasons, actions or observed_at".into());
+            };
+            let hinted = &hints.decision_actions;
+            let shown = || actions.iter().filter(|a| bears_on_decision(**a));
+            if !shown().all(|a| hinted.contains(a)) || !hinted.iter().all(|a| actions.contains(a)) {
+                return Err("hints that contradict the status's actions".into());
+            }
+            let mut status = HealthStatus::new(
+                region,
+                s.level,
+                Source {
+                    code: source.code,
+                    label: source.label,
+                },
+            );
+            status.reasons = reasons;
+            status.proxy_applied = s.proxy_applied;
+            status.observed_at = observed_at;
+            status.quarantine_until = s.quarantine_until;
+            status.actions = actions;
+            status
+        }
+        // The checkpoint view: exactly its five fields; the decision's actions come from
+        // the hints.
+        None => {
+            if s.reasons.is_some()
+                || s.actions.is_some()
+                || s.observed_at.is_some()
+                || s.proxy_applied.is_some()
+                || s.quarantine_until.is_some()
+            {
+                return Err("a status that is neither the platform nor the checkpoint view".into());
+            }
+            HealthStatus::new(
+                region,
+                s.level,
+                Source {
+                    code: WITHHELD.into(),
+                    label: None,
+                },
+            )
+        }
+    };
+    status.as_of = Some(as_of);
+    if let Some(h) = s.holder {
+        status.holder = Holder {
+            name_masked: h.name_masked,
+            id_type: h.id_type,
+            id_masked: h.id_masked,
+        };
+    }
     for a in hints.decision_actions {
         status.push_action(a);
     }
@@ -757,7 +920,7 @@ fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, S
     Ok(Fetched {
         status: status.into(),
         cache_hit: false,
-        age: Duration::from_millis(answer.cache.map(|c| c.age_ms).unwrap_or(0)),
+        age: Duration::from_millis(answer.cache.age_ms),
         upstream_latency: None,
         via_peer: Some(peer.to_owned()),
         peer_view: Some(if full_view {
@@ -827,6 +990,8 @@ mod tests {
         assert!(check_entry("hcgw-a", 2, 2, &["hcgw-b".into()]).is_ok());
     }
 
+    const HINTS_NONE: &str = r#"{"decision_actions": [], "provisional": false}"#;
+
     fn answer(status: serde_json::Value, hints: Option<serde_json::Value>) -> Vec<u8> {
         let mut v = serde_json::json!({
             "request_id": "r", "status": status, "cache": {"hit": false, "age_ms": 1500},
@@ -838,11 +1003,25 @@ mod tests {
         serde_json::to_vec(&v).unwrap()
     }
 
+    fn hints_none() -> Option<serde_json::Value> {
+        Some(serde_json::from_str(HINTS_NONE).unwrap())
+    }
+
+    fn checkpoint_view() -> serde_json::Value {
+        serde_json::json!({"region": "suzhou", "color": "green", "level": "clear",
+            "as_of": "2022-04-01T10:00:00+08:00"})
+    }
+
+    fn platform_view() -> serde_json::Value {
+        serde_json::json!({"region": "suzhou", "color": "green", "level": "clear",
+            "source": {"code": "G", "label": "绿码"}, "reasons": [], "as_of": "2022-04-01T10:00:00+08:00",
+            "observed_at": "2022-04-01T02:00:01Z", "holder": {"name_masked": "张*"}, "actions": []})
+    }
+
     #[test]
     fn checkpoint_views_keep_the_decision_actions() {
         let body = answer(
-            serde_json::json!({"region": "suzhou", "color": "green", "level": "clear",
-                "as_of": "2022-04-01T10:00:00+08:00"}),
+            checkpoint_view(),
             Some(
                 serde_json::json!({"decision_actions": ["register_on_arrival"], "provisional": true}),
             ),
@@ -857,20 +1036,213 @@ mod tests {
     }
 
     #[test]
+    fn complete_platform_views_are_taken_as_shown() {
+        let mut v = platform_view();
+        v["actions"] = serde_json::json!(["appeal_pending", "update_identity"]);
+        let f = parse_answer(
+            &answer(
+                v,
+                Some(serde_json::json!({"decision_actions": ["update_identity"], "provisional": false})),
+            ),
+            RegionId::Suzhou,
+            "p",
+        )
+        .unwrap();
+        assert_eq!(f.peer_view, Some(Role::Platform));
+        assert_eq!(
+            f.status.actions,
+            vec![Action::AppealPending, Action::UpdateIdentity]
+        );
+        assert_eq!(f.status.source.code, "G");
+        assert_eq!(f.status.holder.name_masked.as_deref(), Some("张*"));
+        assert!(!f.status.provisional);
+        assert!(
+            parse_answer(
+                &answer(checkpoint_view(), hints_none()),
+                RegionId::Suzhou,
+                "p"
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn invalid_statuses_are_refused() {
         for bad in [
-            serde_json::json!({"region": "suzhou", "color": "green", "level": "quarantine"}),
-            serde_json::json!({"region": "sukang", "color": "green", "level": "clear"}),
-            serde_json::json!({"region": "suzhou", "color": "blue", "level": "clear"}),
-            serde_json::json!({"region": "suzhou", "color": "green", "level": "clear", "extra": 1}),
+            serde_json::json!({"region": "suzhou", "color": "green", "level": "quarantine", "as_of": "2022-04-01T10:00:00+08:00"}),
+            serde_json::json!({"region": "sukang", "color": "green", "level": "clear", "as_of": "2022-04-01T10:00:00+08:00"}),
+            serde_json::json!({"region": "suzhou", "color": "blue", "level": "clear", "as_of": "2022-04-01T10:00:00+08:00"}),
+            serde_json::json!({"region": "suzhou", "color": "green", "level": "clear", "as_of": "2022-04-01T10:00:00+08:00", "extra": 1}),
             serde_json::json!({"region": "suzhou", "level": "clear"}),
             serde_json::json!("green"),
         ] {
             assert!(
-                parse_answer(&answer(bad.clone(), None), RegionId::Suzhou, "p").is_err(),
+                parse_answer(&answer(bad.clone(), hints_none()), RegionId::Suzhou, "p").is_err(),
                 "{bad}"
             );
         }
         assert!(parse_answer(b"<html>", RegionId::Suzhou, "p").is_err());
+    }
+
+    /// Every way a peer's answer can lack what the decision needs: refused, so a lookup
+    /// answers `upstream_invalid_response` and a gate gets `manual_check`.
+    #[test]
+    fn answers_missing_anything_the_decision_needs_are_refused() {
+        let refused = |body: Vec<u8>, why: &str| {
+            assert!(
+                parse_answer(&body, RegionId::Suzhou, "p").is_err(),
+                "{why}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        };
+        // No hints, hints in part, hints that are null or of the wrong type.
+        refused(answer(checkpoint_view(), None), "no federation hints");
+        refused(
+            answer(platform_view(), None),
+            "no federation hints (platform view)",
+        );
+        for hints in [
+            serde_json::json!({"decision_actions": []}),
+            serde_json::json!({"provisional": false}),
+            serde_json::json!(null),
+            serde_json::json!({"decision_actions": null, "provisional": false}),
+            serde_json::json!({"decision_actions": [], "provisional": "false"}),
+            serde_json::json!({"decision_actions": [], "provisional": false, "more": 1}),
+            serde_json::json!({"decision_actions": ["appeal_pending"], "provisional": false}),
+            serde_json::json!({"decision_actions": ["fly"], "provisional": false}),
+        ] {
+            refused(
+                answer(checkpoint_view(), Some(hints.clone())),
+                &hints.to_string(),
+            );
+        }
+        // A platform view without actions (or reasons, or observed_at), or with null ones.
+        for field in ["actions", "reasons", "observed_at"] {
+            let mut v = platform_view();
+            v.as_object_mut().unwrap().remove(field);
+            refused(
+                answer(v, hints_none()),
+                &format!("platform view without {field}"),
+            );
+            let mut v = platform_view();
+            v[field] = serde_json::Value::Null;
+            refused(
+                answer(v, hints_none()),
+                &format!("platform view with {field} null"),
+            );
+        }
+        // Hints that contradict the status's own actions.
+        let mut v = platform_view();
+        v["actions"] = serde_json::json!(["register_on_arrival"]);
+        refused(answer(v.clone(), hints_none()), "actions the hints omit");
+        refused(
+            answer(
+                platform_view(),
+                Some(
+                    serde_json::json!({"decision_actions": ["update_identity"], "provisional": false}),
+                ),
+            ),
+            "hints the actions omit",
+        );
+        // No as_of, or a null one, in either view.
+        for mut v in [checkpoint_view(), platform_view()] {
+            v.as_object_mut().unwrap().remove("as_of");
+            refused(answer(v.clone(), hints_none()), "no as_of");
+            v["as_of"] = serde_json::Value::Null;
+            refused(answer(v, hints_none()), "null as_of");
+        }
+        // A mixed view: checkpoint fields plus some of the platform's.
+        for (field, value) in [
+            ("actions", serde_json::json!([])),
+            ("reasons", serde_json::json!([])),
+            ("observed_at", serde_json::json!("2022-04-01T02:00:01Z")),
+            ("proxy_applied", serde_json::json!(false)),
+            ("quarantine_until", serde_json::json!("2022-04-10")),
+        ] {
+            let mut v = checkpoint_view();
+            v[field] = value;
+            refused(
+                answer(v, hints_none()),
+                &format!("checkpoint view with {field}"),
+            );
+        }
+        // Null where a field is optional, unknown fields inside source and holder.
+        for (field, value) in [
+            ("source", serde_json::Value::Null),
+            ("holder", serde_json::Value::Null),
+            (
+                "source",
+                serde_json::json!({"code": "G", "colour": "green"}),
+            ),
+            (
+                "holder",
+                serde_json::json!({"name_masked": "张*", "name": "张三"}),
+            ),
+            ("holder", serde_json::json!({"name_masked": null})),
+        ] {
+            let mut v = platform_view();
+            v[field] = value.clone();
+            refused(answer(v, hints_none()), &format!("{field}: {value}"));
+        }
+        // No cache block, or a broken one.
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&answer(checkpoint_view(), hints_none())).unwrap();
+        v.as_object_mut().unwrap().remove("cache");
+        refused(serde_json::to_vec(&v).unwrap(), "no cache");
+        v["cache"] = serde_json::json!({"hit": false});
+        refused(serde_json::to_vec(&v).unwrap(), "no cache age");
+        v["cache"] = serde_json::json!({"hit": false, "age_ms": -1});
+        refused(serde_json::to_vec(&v).unwrap(), "negative cache age");
+    }
+
+    #[test]
+    fn duplicate_keys_anywhere_are_refused() {
+        let good = String::from_utf8(answer(checkpoint_view(), hints_none())).unwrap();
+        assert!(parse_answer(good.as_bytes(), RegionId::Suzhou, "p").is_ok());
+        for (find, replace) in [
+            // The colour twice: red first, green last (serde_json's Value keeps the last).
+            (r#""color":"green""#, r#""color":"red","color":"green""#),
+            (
+                r#""level":"clear""#,
+                r#""level":"quarantine","level":"clear""#,
+            ),
+            (
+                r#""provisional":false"#,
+                r#""provisional":true,"provisional":false"#,
+            ),
+            (
+                r#""decision_actions":[]"#,
+                r#""decision_actions":["update_identity"],"decision_actions":[]"#,
+            ),
+            (
+                r#""served_by":"hcgw-jiangsu""#,
+                r#""served_by":"a","served_by":"b""#,
+            ),
+            (
+                r#""recognition":{}"#,
+                r#""recognition":{"decision":"deny","decision":"pass"}"#,
+            ),
+            (
+                r#""request_id":"r""#,
+                r#""request_id":"r","request_id":"r""#,
+            ),
+        ] {
+            assert!(good.contains(find), "{find} in {good}");
+            let bad = good.replacen(find, replace, 1);
+            assert!(
+                parse_answer(bad.as_bytes(), RegionId::Suzhou, "p").is_err(),
+                "{bad}"
+            );
+        }
+        // Escaped spellings of the same key are the same key.
+        let bad = good.replacen(
+            r#""color":"green""#,
+            r#""color":"red","\u0063olor":"green""#,
+            1,
+        );
+        assert!(
+            parse_answer(bad.as_bytes(), RegionId::Suzhou, "p").is_err(),
+            "{bad}"
+        );
     }
 }

@@ -3,9 +3,11 @@
 //! into one upstream call; bounded by size with a per-entry memory estimate.
 //!
 //! Keys are [`crate::subject::SubjectHasher::cache_key`] values (keyed hashes), never raw
-//! personal data. An entry is never served past its TTL: moka expires it with a per-entry
-//! [`Expiry`], and every read also checks the insertion instant against the injected
-//! [`Clock`].
+//! personal data. An entry is never served past its TTL, counted from the moment the region
+//! answered (a peer's cache age and an L2 entry's age count too): moka expires it with a
+//! per-entry [`Expiry`], and every read also checks its age against the injected [`Clock`].
+//! Below it, the optional shared tier ([`super::shared`]) keeps every field of an entry
+//! (`provisional`, the peer and its view) and can only shorten what is left of its TTL.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -33,7 +35,11 @@ pub enum Outcome {
 #[derive(Clone, Debug)]
 struct Entry {
     outcome: Outcome,
+    /// When this cache took it (local clock).
     inserted: Instant,
+    /// How old the answer already was then (a peer's cache age, an L2 entry's age).
+    age_at_insert: Duration,
+    /// Its TTL counted from the region's answer.
     ttl: Duration,
     /// The peer that answered, for peer-served regions.
     via_peer: Option<String>,
@@ -45,7 +51,19 @@ struct PerEntryTtl;
 
 impl Expiry<String, Entry> for PerEntryTtl {
     fn expire_after_create(&self, _: &String, value: &Entry, _: Instant) -> Option<Duration> {
-        Some(value.ttl)
+        Some(value.left_at_insert())
+    }
+}
+
+impl Entry {
+    /// Its age at `now`, counted from the region's answer.
+    fn age(&self, now: Instant) -> Duration {
+        self.age_at_insert + now.saturating_duration_since(self.inserted)
+    }
+
+    /// What was left of its TTL when this cache took it (zero: not to be kept).
+    fn left_at_insert(&self) -> Duration {
+        self.ttl.saturating_sub(self.age_at_insert)
     }
 }
 
@@ -154,7 +172,7 @@ impl StatusCache {
     /// A fresh entry, when there is one (an expired one is removed).
     pub async fn get(&self, region: RegionId, key: &str) -> Option<Result<Fetched, ApiError>> {
         let entry = self.inner.get(key).await?;
-        let age = self.clock.now().saturating_duration_since(entry.inserted);
+        let age = entry.age(self.clock.now());
         if age >= entry.ttl {
             self.inner.invalidate(key).await;
             return None;
@@ -190,24 +208,29 @@ impl StatusCache {
                 .try_get_with_by_ref(key, async {
                     mine.store(true, Ordering::Relaxed);
                     if let Some(l2) = &self.l2
-                        && let Some(hit) = l2.get(key).await
+                        && let Some(hit) = l2.get(key, region).await
                     {
-                        from_l2.store(true, Ordering::Relaxed);
-                        let now = self.clock.now();
-                        let (inserted, ttl) = match now.checked_sub(hit.age) {
-                            Some(i) => (i, hit.age + hit.remaining),
-                            None => (now, hit.remaining),
+                        let outcome = match hit.status {
+                            Some(s) => Outcome::Status(Arc::new(s)),
+                            None => Outcome::NotFound,
                         };
-                        return Ok(Entry {
-                            outcome: match hit.status {
-                                Some(s) => Outcome::Status(Arc::new(s)),
-                                None => Outcome::NotFound,
-                            },
-                            inserted,
-                            ttl,
-                            via_peer: None,
-                            peer_view: None,
-                        });
+                        // Never longer than this gateway's own TTL for it, nor than the
+                        // entry's own (already in `remaining`).
+                        let ttl = hit.age
+                            + hit
+                                .remaining
+                                .min(self.ttl(region, &outcome).saturating_sub(hit.age));
+                        if ttl > hit.age {
+                            from_l2.store(true, Ordering::Relaxed);
+                            return Ok(Entry {
+                                outcome,
+                                inserted: self.clock.now(),
+                                age_at_insert: hit.age,
+                                ttl,
+                                via_peer: hit.via_peer,
+                                peer_view: hit.peer_view,
+                            });
+                        }
                     }
                     metrics::counter!("hcgw_cache_misses_total", "region" => label).increment(1);
                     // A peer's answer may itself come from the peer's cache: its age counts
@@ -237,12 +260,21 @@ impl StatusCache {
                             Outcome::Status(s) => Some(s.as_ref()),
                             Outcome::NotFound => None,
                         };
-                        l2.put(key, status, ttl).await;
+                        l2.put(super::shared::L2Put {
+                            key,
+                            region,
+                            status,
+                            via_peer: via_peer.as_deref(),
+                            peer_view,
+                            age: upstream_age,
+                            ttl,
+                        })
+                        .await;
                     }
-                    let now = self.clock.now();
                     Ok(Entry {
                         outcome,
-                        inserted: now.checked_sub(upstream_age).unwrap_or(now),
+                        inserted: self.clock.now(),
+                        age_at_insert: upstream_age,
                         ttl,
                         via_peer,
                         peer_view,
@@ -254,7 +286,7 @@ impl StatusCache {
                 Ok(e) => e,
                 Err(e) => return Err(ApiError::clone(&e)),
             };
-            if entry.ttl.is_zero() {
+            if entry.left_at_insert().is_zero() {
                 self.inner.invalidate(key).await;
             }
             if mine.load(Ordering::Relaxed) && !from_l2.load(Ordering::Relaxed) {
@@ -267,8 +299,9 @@ impl StatusCache {
                 };
             }
             // Another caller's fetch (coalesced): served if still fresh by our clock.
-            let age = self.clock.now().saturating_duration_since(entry.inserted);
-            if age < entry.ttl || entry.ttl.is_zero() && age.is_zero() {
+            let now = self.clock.now();
+            let age = entry.age(now);
+            if age < entry.ttl || entry.ttl.is_zero() && now == entry.inserted {
                 metrics::counter!("hcgw_cache_hits_total", "region" => label).increment(1);
                 return served(region, &entry, age);
             }
@@ -467,6 +500,48 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(hits, 499);
+    }
+
+    #[tokio::test]
+    async fn a_peer_answers_age_counts_against_the_ttl_however_large() {
+        let clock = Arc::new(ManualClock::default());
+        let c = cache(clock.clone());
+        let aged = |age: Duration| {
+            move || {
+                let mut f = status(Level::Clear, false);
+                f.age = age;
+                f.via_peer = Some("hcgw-zhejiang".into());
+                f.peer_view = Some(crate::config::Role::Checkpoint);
+                Ok(f)
+            }
+        };
+        // 50 s old at the peer: 10 s left of the 60 s green TTL here.
+        let (r, calls) = ask(&c, "a", aged(Duration::from_secs(50))).await;
+        assert!(!r.unwrap().cache_hit);
+        assert_eq!(calls, 1);
+        clock.advance(Duration::from_millis(9999));
+        let (r, calls) = ask(&c, "a", aged(Duration::ZERO)).await;
+        let hit = r.unwrap();
+        assert!(hit.cache_hit && calls == 0);
+        assert_eq!(
+            hit.age,
+            Duration::from_millis(59_999),
+            "age since the region"
+        );
+        assert_eq!(hit.via_peer.as_deref(), Some("hcgw-zhejiang"));
+        assert_eq!(hit.peer_view, Some(crate::config::Role::Checkpoint));
+        clock.advance(Duration::from_millis(1));
+        let (_, calls) = ask(&c, "a", aged(Duration::ZERO)).await;
+        assert_eq!(calls, 1, "not at 60 s since the region answered");
+        // Older than the TTL already, or absurdly old: served once, never cached.
+        for age in [Duration::from_secs(60), Duration::from_millis(u64::MAX)] {
+            let key = format!("old-{}", age.as_secs());
+            let (r, calls) = ask(&c, &key, aged(age)).await;
+            assert!(!r.unwrap().cache_hit);
+            assert_eq!(calls, 1);
+            let (_, calls) = ask(&c, &key, aged(age)).await;
+            assert_eq!(calls, 1, "{age:?}: not cached");
+        }
     }
 
     #[tokio::test]

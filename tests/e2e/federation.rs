@@ -188,6 +188,9 @@ struct GwSpec {
     peer_max: &'static str,
     max_hops: u32,
     circuit_failures: u32,
+    /// `acts_for` of other gateways as this one's clients (gateway name, TOML list);
+    /// default: their own jurisdiction.
+    acts_for: Vec<(&'static str, &'static str)>,
 }
 
 impl GwSpec {
@@ -200,6 +203,7 @@ impl GwSpec {
             peer_max: "platform",
             max_hops: 2,
             circuit_failures: 3,
+            acts_for: Vec::new(),
         }
     }
 }
@@ -299,6 +303,9 @@ circuit_open_ms = 60000
             "\n[[clients]]\nname = \"{name}\"\nrole = \"peer\"\njurisdiction = \"{jurisdiction}\"\nsubject = \"O={jurisdiction}, OU=peer, CN={name}\"\nmax_on_behalf_of = \"{}\"\n",
             spec.peer_max
         ));
+        if let Some((_, list)) = spec.acts_for.iter().find(|(n, _)| n == name) {
+            text.push_str(&format!("acts_for = {list}\n"));
+        }
     }
     for r in &spec.regions {
         text.push_str(&region_section(*r));
@@ -869,7 +876,12 @@ async fn loops_and_too_many_hops_are_refused_with_federation_loop() {
 
     // Hop limit: Shanghai → Jiangsu → Guangdong is two hops: fine with the default limit,
     // refused where the limit is one.
-    let guangdong = start(GwSpec::new("hcgw-guangdong", &[Guangzhou])).await;
+    // Jiangsu relays Shanghai's callers to Guangdong: Guangdong lets it act for them.
+    let guangdong = start(GwSpec {
+        acts_for: vec![("hcgw-jiangsu", r#"["jiangsu", "shanghai"]"#)],
+        ..GwSpec::new("hcgw-guangdong", &[Guangzhou])
+    })
+    .await;
     for (max_hops, expected) in [(2, 200), (1, 508)] {
         let jiangsu = start(GwSpec {
             max_hops,
@@ -1191,7 +1203,8 @@ async fn the_forwarded_request_carries_the_hop_headers_and_peer_answers_are_pars
     };
     let as_of = chrono::Utc::now().fixed_offset().to_rfc3339();
     let answer = |status: Value| {
-        json!({ "request_id": "x", "status": status, "recognition": {}, "cache": { "hit": true, "age_ms": 10 }, "served_by": "hcgw-jiangsu" })
+        json!({ "request_id": "x", "status": status, "recognition": {}, "cache": { "hit": true, "age_ms": 10 }, "served_by": "hcgw-jiangsu",
+                "federation": { "decision_actions": [], "provisional": false } })
             .to_string()
     };
     let set = |status: u16, ct: &'static str, body: String| {
@@ -1403,4 +1416,290 @@ async fn calls_in_flight_to_a_peer_are_capped_and_the_excess_refused_at_once() {
         "{text}"
     );
     shanghai.gw.shutdown().await;
+}
+
+/// A peer's answer missing anything the decision needs — the `federation` hints, the
+/// platform view's `actions`, `as_of` — or naming a key twice is never a pass: a lookup
+/// answers `502 upstream_invalid_response`, a gate `200 manual_check` with that cause.
+#[tokio::test]
+async fn peer_answers_without_hints_or_actions_are_a_manual_check_never_a_pass() {
+    let (port, peer) = fake_peer().await;
+    let shanghai = start(GwSpec {
+        peers: vec![PeerSpec::new("hcgw-jiangsu", port, &[Suzhou])],
+        circuit_failures: 1000,
+        ..GwSpec::new("hcgw-shanghai", &[Suishen])
+    })
+    .await;
+    let next = std::sync::atomic::AtomicU64::new(0x1000);
+    let fresh_qr = || {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hcgw_adapters::qr::qr_text(Suzhou, &format!("{n:032x}"))
+    };
+    let as_of = chrono::Utc::now().fixed_offset().to_rfc3339();
+    let checkpoint_view =
+        json!({ "region": "suzhou", "color": "green", "level": "clear", "as_of": as_of });
+    let platform_view = json!({ "region": "suzhou", "color": "green", "level": "clear",
+        "source": { "code": "G" }, "reasons": [], "as_of": as_of,
+        "observed_at": chrono::Utc::now().to_rfc3339(), "actions": [] });
+    let no_hints = json!({ "decision_actions": [], "provisional": false });
+    let answer = |status: &Value, hints: Option<Value>| {
+        let mut v = json!({ "request_id": "x", "status": status, "recognition": { "decision": "pass" },
+            "cache": { "hit": false, "age_ms": 0 }, "served_by": "hcgw-jiangsu" });
+        if let Some(h) = hints {
+            v["federation"] = h;
+        }
+        v.to_string()
+    };
+    let set = |text: String| {
+        *peer.answer.lock().unwrap() = (200, "application/json", text);
+    };
+    // Asks both ways; returns (lookup status, lookup code, verify decision, verify cause).
+    let ask = async || {
+        let qr = fresh_qr();
+        let (status, lookup) = post(
+            "platform-shanghai",
+            &shanghai,
+            "/v1/lookup",
+            &json!({ "region": "suzhou", "subject": { "qr": qr } }),
+        )
+        .await;
+        let (vstatus, verify) = post(
+            "checkpoint-shanghai",
+            &shanghai,
+            "/v1/verify",
+            &json!({ "qr": qr }),
+        )
+        .await;
+        assert_eq!(vstatus, 200, "{verify}");
+        (status, lookup, verify)
+    };
+
+    // The controls: complete answers of both views pass, so the refusals below are about
+    // what each one lacks.
+    for status in [&checkpoint_view, &platform_view] {
+        set(answer(status, Some(no_hints.clone())));
+        let (status, lookup, verify) = ask().await;
+        assert_eq!(status, 200, "{lookup}");
+        assert_eq!(lookup["recognition"]["decision"], "pass", "{lookup}");
+        assert_eq!(verify["recognition"]["decision"], "pass", "{verify}");
+    }
+
+    let mut without_actions = platform_view.clone();
+    without_actions.as_object_mut().unwrap().remove("actions");
+    let mut null_actions = platform_view.clone();
+    null_actions["actions"] = Value::Null;
+    let mut without_as_of = checkpoint_view.clone();
+    without_as_of.as_object_mut().unwrap().remove("as_of");
+    let duplicate_colour = answer(&checkpoint_view, Some(no_hints.clone())).replacen(
+        r#""color":"green""#,
+        r#""color":"red","color":"green""#,
+        1,
+    );
+    assert!(duplicate_colour.contains(r#""color":"red","color":"green""#));
+    let cases = [
+        (
+            "checkpoint view without hints",
+            answer(&checkpoint_view, None),
+        ),
+        ("platform view without hints", answer(&platform_view, None)),
+        (
+            "hints without decision_actions",
+            answer(&checkpoint_view, Some(json!({ "provisional": false }))),
+        ),
+        (
+            "hints without provisional",
+            answer(&checkpoint_view, Some(json!({ "decision_actions": [] }))),
+        ),
+        ("null hints", answer(&checkpoint_view, Some(Value::Null))),
+        (
+            "platform view without actions",
+            answer(&without_actions, Some(no_hints.clone())),
+        ),
+        (
+            "platform view with null actions",
+            answer(&null_actions, Some(no_hints.clone())),
+        ),
+        ("no as_of", answer(&without_as_of, Some(no_hints.clone()))),
+        ("a duplicate colour", duplicate_colour),
+    ];
+    for (why, text) in cases {
+        set(text.clone());
+        let (status, lookup, verify) = ask().await;
+        assert_eq!(
+            (status, &lookup["code"]),
+            (502, &json!("upstream_invalid_response")),
+            "{why}: {text} → {lookup}"
+        );
+        assert_eq!(
+            verify["recognition"]["decision"], "manual_check",
+            "{why}: {verify}"
+        );
+        assert_eq!(
+            verify["recognition"]["cause"], "upstream_invalid_response",
+            "{why}: {verify}"
+        );
+        assert_eq!(verify["status"]["color"], "unknown", "{why}: {verify}");
+    }
+    shanghai.gw.shutdown().await;
+}
+
+/// A peer acts only for the jurisdictions of its `acts_for` (default: its own and those
+/// below it); anything else is `403 forbidden` — at the receiving gateway, and the forwarding
+/// gateway turns that into its own region fault, never a status.
+#[tokio::test]
+async fn a_peer_acting_for_a_jurisdiction_outside_its_list_is_forbidden() {
+    let jiangsu = start(GwSpec {
+        acts_for: vec![("hcgw-zhejiang", r#"["zhejiang", "anhui"]"#)],
+        ..GwSpec::new("hcgw-jiangsu", &[Sukang, Suzhou, Xuzhou])
+    })
+    .await;
+    let s = sim(Suzhou).find(green_clear_no_actions);
+    let lookup = json!({ "region": "suzhou", "subject": { "qr": s.qr } });
+    let verify = json!({ "qr": s.qr });
+    let as_gateway = |name: &str| http(Some(pki().join(format!("gateways/{name}"))));
+    let (shanghai_gw, zhejiang_gw) = (as_gateway("hcgw-shanghai"), as_gateway("hcgw-zhejiang"));
+    for (who, client, claim, expected) in [
+        // Default for hcgw-shanghai: shanghai and below.
+        (
+            "hcgw-shanghai",
+            &shanghai_gw,
+            Some("platform:shanghai"),
+            200,
+        ),
+        (
+            "hcgw-shanghai",
+            &shanghai_gw,
+            Some("checkpoint:shanghai/pudong"),
+            200,
+        ),
+        ("hcgw-shanghai", &shanghai_gw, None, 200),
+        (
+            "hcgw-shanghai",
+            &shanghai_gw,
+            Some("platform:guangdong"),
+            403,
+        ),
+        (
+            "hcgw-shanghai",
+            &shanghai_gw,
+            Some("checkpoint:jiangsu"),
+            403,
+        ),
+        (
+            "hcgw-shanghai",
+            &shanghai_gw,
+            Some("platform:shanghai2"),
+            403,
+        ),
+        // Configured for hcgw-zhejiang: zhejiang and anhui, with what is below them.
+        ("hcgw-zhejiang", &zhejiang_gw, Some("platform:anhui"), 200),
+        (
+            "hcgw-zhejiang",
+            &zhejiang_gw,
+            Some("checkpoint:zhejiang/huzhou"),
+            200,
+        ),
+        (
+            "hcgw-zhejiang",
+            &zhejiang_gw,
+            Some("platform:shanghai"),
+            403,
+        ),
+    ] {
+        for (path, body) in [("/v1/lookup", &lookup), ("/v1/verify", &verify)] {
+            let headers: Vec<(&str, &str)> = claim
+                .map(|c| vec![("X-Hcgw-On-Behalf-Of", c), ("X-Hcgw-Hops", "1")])
+                .unwrap_or_default();
+            let (status, answer) = call(client, &jiangsu, path, &headers, body).await;
+            assert_eq!(
+                status, expected,
+                "{who} claiming {claim:?} at {path}: {answer}"
+            );
+            if expected == 403 {
+                assert_eq!(answer["code"], "forbidden", "{answer}");
+                assert!(answer.get("recognition").is_none(), "{answer}");
+            } else {
+                assert_eq!(answer["status"]["region"], "suzhou", "{answer}");
+            }
+        }
+    }
+    // Nothing refused was looked up, nor audited as a lookup on someone's behalf.
+    assert!(jiangsu.audit().iter().all(|r| {
+        ![
+            "platform:guangdong",
+            "checkpoint:jiangsu",
+            "platform:shanghai2",
+        ]
+        .contains(&r["on_behalf_of"].as_str().unwrap_or(""))
+    }),);
+    // Through Shanghai: a Guangdong platform's lookup of Suzhou is forwarded as
+    // `platform:guangdong`, which Jiangsu refuses: Shanghai answers that the region is
+    // unavailable from here (a gate would get a manual check), never a status.
+    let shanghai = start(GwSpec {
+        peers: vec![PeerSpec::new("hcgw-jiangsu", jiangsu.port(), &[Suzhou])],
+        ..GwSpec::new("hcgw-shanghai", &[Suishen])
+    })
+    .await;
+    let (status, body) = post("platform-guangdong", &shanghai, "/v1/lookup", &lookup).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("region_unavailable")),
+        "{body}"
+    );
+    let (status, body) = post("platform-shanghai", &shanghai, "/v1/lookup", &lookup).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// `check-config` checks `acts_for`: peers only, not empty, valid and distinct jurisdictions.
+#[test]
+fn acts_for_is_checked_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = crate::support::config_text(
+        &crate::support::TlsPaths::standard(),
+        &dir.path().join("audit"),
+        "",
+    );
+    let with = |from: &str, to: &str| {
+        assert!(base.contains(from), "{from}");
+        base.replacen(from, to, 1)
+    };
+    let problems = |text: String| match hcgw::config::load_str(&text, &dir.path().join("c.toml")) {
+        Ok(_) => vec![],
+        Err(e) => e
+            .problems()
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect::<Vec<_>>(),
+    };
+    // The standard peer client of the tests, with another list.
+    let peer_with = |list: &str| {
+        with(
+            "acts_for = [\"jiangsu\", \"shanghai\", \"zhejiang\"]\n",
+            &format!("acts_for = {list}\n"),
+        )
+    };
+    for (text, path) in [
+        (peer_with("[]"), "acts_for"),
+        (peer_with(r#"["jiangsu", "Not Valid"]"#), "acts_for[1]"),
+        (peer_with(r#"["jiangsu", "jiangsu"]"#), "acts_for[1]"),
+        (
+            with(
+                "subject = \"O=shanghai, OU=platform, CN=platform-shanghai\"\n",
+                "subject = \"O=shanghai, OU=platform, CN=platform-shanghai\"\nacts_for = [\"shanghai\"]\n",
+            ),
+            "acts_for",
+        ),
+    ] {
+        let found = problems(text);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("clients[") && p.contains(&format!("].{path}:"))),
+            "expected a problem at clients[…].{path}: {found:?}"
+        );
+    }
+    assert_eq!(
+        problems(peer_with(r#"["jiangsu", "anhui/hefei"]"#)),
+        Vec::<String>::new()
+    );
 }

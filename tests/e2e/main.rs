@@ -10,5 +10,6 @@ mod mtls;
 mod ops;
 mod protect;
 mod reload;
+mod shared_tier;
 mod support;
 mod world;

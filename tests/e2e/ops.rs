@@ -29,6 +29,8 @@ const EVENT_ONLY: &[(&str, &str)] = &[
     ),
     // The ops world has no peers; federation::a_peer_down_… checks the series for real.
     ("hcgw_peer_requests_total", "src/metrics.rs"),
+    // The ops world has no Redis; shared_tier::forged_entries_… checks the series for real.
+    ("hcgw_shared_cache_rejected_total", "src/protect/shared.rs"),
 ];
 
 /// The ops world: simulators plus the real binary.

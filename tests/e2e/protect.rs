@@ -88,7 +88,7 @@ impl Setup {
     }
 }
 
-fn sim_client() -> reqwest::Client {
+pub(crate) fn sim_client() -> reqwest::Client {
     hcgw_adapters::upstream::install_crypto_provider();
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -96,7 +96,7 @@ fn sim_client() -> reqwest::Client {
         .unwrap()
 }
 
-fn base_url(sim: &RunningSim) -> String {
+pub(crate) fn base_url(sim: &RunningSim) -> String {
     let b = sim.base_url();
     if b.starts_with("https") {
         format!("https://localhost:{}", sim.addr.port())
@@ -557,13 +557,13 @@ async fn a_throttling_region_is_held_off_until_its_retry_after() {
 }
 
 /// A throw-away `redis-server` on a free port (no persistence), killed on drop.
-struct Redis {
+pub(crate) struct Redis {
     port: u16,
     child: Option<std::process::Child>,
 }
 
 impl Redis {
-    fn start() -> Redis {
+    pub(crate) fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -574,7 +574,7 @@ impl Redis {
         r
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -743,6 +743,7 @@ burst_s = 1
 [redis]
 enabled = true
 url = "{url}"
+entry_key = {{ file = {entry_key} }}
 # 1.0 so that only Redis can keep the two instances together under the region's rate.
 local_share = 1.0
 
@@ -756,6 +757,7 @@ appcode = {{ file = {code} }}
             url = redis.url(),
             hz = base_url(&sim),
             code = p("secrets/hangzhou_appcode"),
+            entry_key = p("secrets/redis_entry_key"),
         );
         let text = config_text(
             &TlsPaths::standard(),

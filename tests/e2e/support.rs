@@ -68,6 +68,7 @@ role = "peer"
 jurisdiction = "jiangsu"
 subject = "O=jiangsu, OU=peer, CN=peer-jiangsu"
 max_on_behalf_of = "platform"
+acts_for = ["jiangsu", "shanghai", "zhejiang"]
 
 [[clients]]
 name = "revoked"
