@@ -1,7 +1,8 @@
 //! The mTLS listener's TLS settings: server certificate, client CA bundle and CRLs, TLS 1.3
 //! and 1.2 (AEAD suites only: rustls offers no others), client certificates required.
 //! [`TlsReloader`] watches the files and swaps in new settings for *new* handshakes, so
-//! open connections are never dropped by a reload.
+//! open connections are never dropped by a reload; [`TlsReloader::current_verifier`] lets
+//! the listener re-check an open connection's certificate against the settings in force.
 
 pub mod pem;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -81,6 +83,13 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Builds the listener's server settings from the files.
 pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
+    server_settings(files).map(|(config, _)| config)
+}
+
+/// Builds the listener's server settings and the client-certificate verifier inside them.
+fn server_settings(
+    files: &TlsFiles,
+) -> Result<(rustls::ServerConfig, Arc<dyn ClientCertVerifier>), TlsError> {
     let chain = pem::load_certs(&files.cert)?;
     let key = pem::load_key(&files.key)?;
     let mut roots = rustls::RootCertStore::empty();
@@ -107,11 +116,11 @@ pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError>
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Rustls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, verifier))
 }
 
 /// Days until the first certificate of a PEM file expires (negative when expired).
@@ -122,35 +131,63 @@ pub fn days_to_expiry(path: &std::path::Path) -> Option<i64> {
     Some((not_after - chrono::Utc::now().timestamp()).div_euclid(86_400))
 }
 
+/// The settings of one load of the files: what the next handshake uses.
+struct InForce {
+    config: Arc<rustls::ServerConfig>,
+    verifier: Arc<dyn ClientCertVerifier>,
+}
+
 /// The current TLS settings, replaced when the files change.
 pub struct TlsReloader {
     files: TlsFiles,
-    current: ArcSwap<rustls::ServerConfig>,
+    current: ArcSwap<InForce>,
     digest: std::sync::Mutex<[u8; 32]>,
     reloads: std::sync::atomic::AtomicU64,
+    /// Tells subscribers (the listener's connection registry) the count of successful
+    /// reloads each time new settings come into force.
+    reloaded: tokio::sync::watch::Sender<u64>,
 }
 
 impl TlsReloader {
     /// Loads the settings once (failing start-up when they are unusable).
     pub fn new(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
         let digest = files.digest();
-        let config = server_config(&files)?;
+        let (config, verifier) = server_settings(&files)?;
         Ok(Arc::new(TlsReloader {
             files,
-            current: ArcSwap::from_pointee(config),
+            current: ArcSwap::from_pointee(InForce {
+                config: Arc::new(config),
+                verifier,
+            }),
             digest: std::sync::Mutex::new(digest),
             reloads: Default::default(),
+            reloaded: tokio::sync::watch::Sender::new(0),
         }))
     }
 
     /// The settings for the next handshake.
     pub fn current(&self) -> Arc<rustls::ServerConfig> {
-        self.current.load_full()
+        self.current.load().config.clone()
+    }
+
+    /// The client-certificate verifier in force (the one inside [`Self::current`]): CA
+    /// bundles and CRLs of the latest successful load. After a reload, an open connection's
+    /// stored chain can be re-checked with it (`verify_client_cert(leaf, intermediates,
+    /// now)`); an error means the connection's certificate is no longer acceptable
+    /// (revoked, CRL lapsed, CA removed) and the connection should be closed.
+    pub fn current_verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current.load().verifier.clone()
     }
 
     /// Successful reloads so far.
     pub fn reloads(&self) -> u64 {
         self.reloads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Changes (to the count of successful reloads) each time new settings come into force,
+    /// after [`Self::current_verifier`] returns the new verifier.
+    pub fn subscribe_reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloaded.subscribe()
     }
 
     /// The files behind the settings.
@@ -167,12 +204,17 @@ impl TlsReloader {
         if *last == digest {
             return false;
         }
-        match server_config(&self.files) {
-            Ok(config) => {
-                self.current.store(Arc::new(config));
+        match server_settings(&self.files) {
+            Ok((config, verifier)) => {
+                self.current.store(Arc::new(InForce {
+                    config: Arc::new(config),
+                    verifier,
+                }));
                 *last = digest;
-                self.reloads
+                let reloads = 1 + self
+                    .reloads
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.reloaded.send_replace(reloads);
                 tracing::info!(
                     "TLS certificate, CA bundle or CRL changed: new handshakes use the new files"
                 );
