@@ -164,7 +164,7 @@ fn default_max_connections() -> usize {
     10_000
 }
 fn default_max_connections_per_client() -> usize {
-    256
+    1024
 }
 fn default_max_connections_per_unknown_client() -> usize {
     4

@@ -720,7 +720,7 @@ fn out_of_range_listener_bounds_are_reported_with_their_paths() {
                     l.max_connections_per_unknown_client,
                     l.http2_max_concurrent_streams,
                 ),
-                (10_000, 60_000, 3600, 10_000, 256, 4, 100)
+                (10_000, 60_000, 3600, 10_000, 1024, 4, 100)
             );
         }
     }
