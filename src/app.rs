@@ -12,6 +12,7 @@ use crate::api::ApiError;
 use crate::audit::{AuditCaller, AuditError, AuditLog, AuditRecord};
 use crate::audit_hook::Audited;
 use crate::config::Config;
+use crate::connections::{ConnectionLimits, Connections};
 use crate::identity::ClientDirectory;
 use crate::lookup::LookupService;
 use crate::recognition::{Agreement, Policy};
@@ -73,11 +74,14 @@ pub struct Gateway {
     pub admin_addr: SocketAddr,
     /// Shared state.
     pub state: Arc<AppState>,
+    /// The API listener's open connections.
+    pub connections: Arc<Connections>,
     stop: watch::Sender<bool>,
     api_task: tokio::task::JoinHandle<()>,
     admin_task: tokio::task::JoinHandle<()>,
     _watch_task: tokio::task::JoinHandle<()>,
     _cert_task: tokio::task::JoinHandle<()>,
+    _reverify_task: tokio::task::JoinHandle<()>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
@@ -92,6 +96,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     // One recorder per process, shared by every gateway it starts.
     crate::metrics::install();
     crate::metrics::init_series(&config);
+    crate::connections::init_series();
     let config = Arc::new(config);
     let tls = TlsReloader::new(TlsFiles::from(&config.tls))?;
     let clients = Arc::new(ClientDirectory::from_config(&config)?);
@@ -148,19 +153,27 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let (stop, stopped) = watch::channel(false);
 
     let watch_task = tls.spawn_watch(Duration::from_millis(config.tls.reload_interval_ms));
+    let connections = Connections::new(ConnectionLimits::from(&config.listener));
+    let reverify_task = connections.watch_reloads(&tls);
     let app = crate::api::router(state.clone());
     let mut rx = stopped.clone();
-    let api_task = tokio::spawn(crate::server::serve_mtls(
-        api_listener,
-        tls,
-        clients,
-        app,
-        Duration::from_millis(config.listener.handshake_timeout_ms),
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        },
-        Duration::from_secs(10),
-    ));
+    let listener_settings = config.listener.clone();
+    let api_connections = connections.clone();
+    let api_task = tokio::spawn(async move {
+        crate::server::serve_mtls(
+            api_listener,
+            tls,
+            clients,
+            api_connections,
+            app,
+            &listener_settings,
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+            Duration::from_secs(10),
+        )
+        .await
+    });
     let cert_task = spawn_certificate_expiry(config.clone(), stopped.clone());
     let mut rx = stopped;
     let admin = crate::admin::router(state.clone());
@@ -177,11 +190,13 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         api_addr,
         admin_addr,
         state,
+        connections,
         stop,
         api_task,
         admin_task,
         _watch_task: watch_task,
         _cert_task: cert_task,
+        _reverify_task: reverify_task,
     })
 }
 

@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML configuration and `check-config`;
 //! - [`tls`], [`identity`], [`server`]: the mTLS listener, hot-reloaded certificates and
 //!   CRLs, and the caller identity taken from the verified client certificate;
+//!   [`connections`]: the listener's open connections, capped and re-verified at reloads;
 //! - [`api`]: the HTTP API and its problem+json errors; [`admin`]: health, readiness,
 //!   `/metrics` ([`metrics`]) and the status page ([`status_page`], [`stats`]);
 //! - [`regions`]: the adapters of the regions served here; [`federation`]: forwarding to
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod audit_hook;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod federation;
 pub mod hexfmt;

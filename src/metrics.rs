@@ -126,6 +126,21 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "TLS handshakes on the API listener that failed or timed out",
     ),
     (
+        "hcgw_connections_open",
+        Kind::Gauge,
+        "TCP connections the mTLS API listener holds, TLS handshakes included",
+    ),
+    (
+        "hcgw_connections_refused_total",
+        Kind::Counter,
+        "API connections refused by a connection cap, by reason (max_connections before the handshake, max_connections_per_client after it)",
+    ),
+    (
+        "hcgw_connections_closed_total",
+        Kind::Counter,
+        "Established API connections that ended, by reason (client, error, header_timeout, idle, max_age, shutdown, and revoked, expired or untrusted when a TLS reload no longer accepts the certificate)",
+    ),
+    (
         "hcgw_certificate_expiry_timestamp_seconds",
         Kind::Gauge,
         "When the earliest certificate of a configured certificate file expires (its notAfter, Unix seconds), by configuration path",

@@ -167,9 +167,9 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
             log_level: "info".into(),
         }),
         listener: listener.clone().unwrap_or(ListenerSection {
-            addr: ([127, 0, 0, 1], 0).into(),
             max_body_bytes: 0,
             handshake_timeout_ms: 0,
+            ..ListenerSection::with_defaults(([127, 0, 0, 1], 0).into())
         }),
         admin: admin.unwrap_or_default(),
         tls: tls.clone().unwrap_or(TlsSection {

@@ -97,6 +97,50 @@ pub struct ListenerSection {
     /// Longest a TLS handshake may take before the connection is dropped (ms).
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_ms: u64,
+    /// HTTP/1: longest a connection may take to deliver a request head, counted from when
+    /// the gateway starts waiting for it (the connection's start or the end of the previous
+    /// response), so it also bounds an idle HTTP/1 keep-alive connection (ms).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY) (ms).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// A connection older than this is closed gracefully (HTTP/2 GOAWAY, HTTP/1
+    /// `Connection: close` on its next response), so every client reconnects now and then
+    /// (seconds).
+    #[serde(default = "default_max_connection_age")]
+    pub max_connection_age_s: u64,
+    /// After an idle, age or shutdown close has begun, how long requests in flight may take
+    /// to finish before the connection is cut (ms).
+    #[serde(default = "default_close_grace")]
+    pub close_grace_ms: u64,
+    /// Connections held at most (handshakes included); beyond it new connections are closed
+    /// at once, before the handshake.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections one client certificate (by SHA-256 fingerprint) may hold at most; the
+    /// excess is closed right after the handshake.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// The same for a CA-valid certificate no `[[clients]]` entry names (it only gets
+    /// `403 forbidden`); 0 closes such connections right after the handshake.
+    #[serde(default = "default_max_connections_per_unknown_client")]
+    pub max_connections_per_unknown_client: usize,
+    /// HTTP/2: streams (requests) one connection may have open at once.
+    #[serde(default = "default_h2_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: largest header list of a request (bytes, as RFC 9113 counts them).
+    #[serde(default = "default_h2_header_list")]
+    pub http2_max_header_list_bytes: u32,
+    /// HTTP/2: streams the client opened and reset before the gateway took them up, at most
+    /// at any time; beyond it the connection is closed (`ENHANCE_YOUR_CALM`, "rapid reset").
+    #[serde(default = "default_h2_pending_resets")]
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2: streams the gateway had to reset because of the client's protocol errors
+    /// (refused streams included) over a connection's life; beyond it the connection is
+    /// closed (`ENHANCE_YOUR_CALM`).
+    #[serde(default = "default_h2_local_resets")]
+    pub http2_max_local_error_reset_streams: usize,
 }
 
 fn default_max_body() -> usize {
@@ -104,6 +148,61 @@ fn default_max_body() -> usize {
 }
 fn default_handshake_timeout() -> u64 {
     10_000
+}
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    60_000
+}
+fn default_max_connection_age() -> u64 {
+    3600
+}
+fn default_close_grace() -> u64 {
+    30_000
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_connections_per_client() -> usize {
+    1024
+}
+fn default_max_connections_per_unknown_client() -> usize {
+    4
+}
+fn default_h2_streams() -> u32 {
+    100
+}
+fn default_h2_header_list() -> u32 {
+    16 * 1024
+}
+fn default_h2_pending_resets() -> usize {
+    20
+}
+fn default_h2_local_resets() -> usize {
+    256
+}
+
+impl ListenerSection {
+    /// A section with every default, listening on `addr`.
+    pub fn with_defaults(addr: SocketAddr) -> Self {
+        ListenerSection {
+            addr,
+            max_body_bytes: default_max_body(),
+            handshake_timeout_ms: default_handshake_timeout(),
+            header_read_timeout_ms: default_header_read_timeout(),
+            idle_timeout_ms: default_idle_timeout(),
+            max_connection_age_s: default_max_connection_age(),
+            close_grace_ms: default_close_grace(),
+            max_connections: default_max_connections(),
+            max_connections_per_client: default_max_connections_per_client(),
+            max_connections_per_unknown_client: default_max_connections_per_unknown_client(),
+            http2_max_concurrent_streams: default_h2_streams(),
+            http2_max_header_list_bytes: default_h2_header_list(),
+            http2_max_pending_accept_reset_streams: default_h2_pending_resets(),
+            http2_max_local_error_reset_streams: default_h2_local_resets(),
+        }
+    }
 }
 
 /// `[admin]`.

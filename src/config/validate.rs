@@ -46,6 +46,7 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "must be between 100 and 120000".into(),
             );
         }
+        validate_connection_limits(&c.listener, problems);
         if c.listener.addr == c.admin.addr && c.listener.addr.port() != 0 {
             add(
                 problems,
@@ -734,6 +735,91 @@ pub fn warnings(c: &Config) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// The `[listener]` bounds on connections after the handshake: each in its range, the
+/// per-client caps within the overall one.
+fn validate_connection_limits(l: &super::ListenerSection, problems: &mut Vec<Problem>) {
+    let ranges: [(&str, u64, u64, u64); 11] = [
+        (
+            "header_read_timeout_ms",
+            l.header_read_timeout_ms,
+            100,
+            120_000,
+        ),
+        ("idle_timeout_ms", l.idle_timeout_ms, 100, 3_600_000),
+        (
+            "max_connection_age_s",
+            l.max_connection_age_s,
+            1,
+            7 * 86_400,
+        ),
+        ("close_grace_ms", l.close_grace_ms, 0, 600_000),
+        ("max_connections", l.max_connections as u64, 1, 1_000_000),
+        (
+            "max_connections_per_client",
+            l.max_connections_per_client as u64,
+            1,
+            1_000_000,
+        ),
+        (
+            "max_connections_per_unknown_client",
+            l.max_connections_per_unknown_client as u64,
+            0,
+            1_000_000,
+        ),
+        (
+            "http2_max_concurrent_streams",
+            u64::from(l.http2_max_concurrent_streams),
+            1,
+            10_000,
+        ),
+        (
+            "http2_max_header_list_bytes",
+            u64::from(l.http2_max_header_list_bytes),
+            1024,
+            1024 * 1024,
+        ),
+        (
+            "http2_max_pending_accept_reset_streams",
+            l.http2_max_pending_accept_reset_streams as u64,
+            1,
+            10_000,
+        ),
+        (
+            "http2_max_local_error_reset_streams",
+            l.http2_max_local_error_reset_streams as u64,
+            1,
+            100_000,
+        ),
+    ];
+    for (field, value, min, max) in ranges {
+        if !(min..=max).contains(&value) {
+            add(
+                problems,
+                &format!("listener.{field}"),
+                format!("must be between {min} and {max}"),
+            );
+        }
+    }
+    for (field, value) in [
+        ("max_connections_per_client", l.max_connections_per_client),
+        (
+            "max_connections_per_unknown_client",
+            l.max_connections_per_unknown_client,
+        ),
+    ] {
+        if value > l.max_connections {
+            add(
+                problems,
+                &format!("listener.{field}"),
+                format!(
+                    "must not exceed listener.max_connections ({})",
+                    l.max_connections
+                ),
+            );
+        }
+    }
 }
 
 fn add(problems: &mut Vec<Problem>, path: &str, message: String) {

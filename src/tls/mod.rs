@@ -169,6 +169,9 @@ pub struct TlsReloader {
     current: ArcSwap<InForce>,
     digest: std::sync::Mutex<[u8; 32]>,
     reloads: std::sync::atomic::AtomicU64,
+    /// Tells subscribers (the listener's connection registry) the count of successful
+    /// reloads each time new settings come into force.
+    reloaded: tokio::sync::watch::Sender<u64>,
 }
 
 impl TlsReloader {
@@ -187,6 +190,7 @@ impl TlsReloader {
             current: ArcSwap::from_pointee(settings),
             digest: std::sync::Mutex::new(digest),
             reloads: Default::default(),
+            reloaded: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -234,6 +238,12 @@ impl TlsReloader {
         self.reloads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Changes (to the count of successful reloads) each time new settings come into force,
+    /// after [`Self::current_verifier`] returns the new verifier.
+    pub fn subscribe_reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloaded.subscribe()
+    }
+
     /// The files behind the settings.
     pub fn files(&self) -> &TlsFiles {
         &self.files
@@ -253,8 +263,10 @@ impl TlsReloader {
                 publish_crl_metrics(&settings.crls);
                 self.current.store(Arc::new(settings));
                 *last = digest;
-                self.reloads
+                let reloads = 1 + self
+                    .reloads
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.reloaded.send_replace(reloads);
                 tracing::info!(
                     "TLS certificate, CA bundle or CRL changed: new handshakes use the new files"
                 );

@@ -4,6 +4,7 @@
 
 mod audit;
 mod config_errors;
+mod connections;
 mod federation;
 mod lookup;
 mod mtls;

@@ -441,6 +441,15 @@ fn label_allowed(key: &str, value: &str) -> bool {
         // The protect module's labels: a scope from a fixed set, and configured names only:
         // a client name, a region id or a peer.
         "scope" => ["caller", "region", "peer"].contains(&value),
+        // The listener's connection metrics: a reason from a fixed set.
+        "reason" => {
+            hcgw::connections::CloseReason::ALL
+                .iter()
+                .any(|r| r.as_str() == value)
+                || hcgw::connections::Refusal::ALL
+                    .iter()
+                    .any(|r| r.as_str() == value)
+        }
         "name" | "target" => {
             configured_clients().iter().any(|c| c == value)
                 || value.parse::<RegionId>().is_ok()
