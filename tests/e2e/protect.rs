@@ -1145,22 +1145,20 @@ async fn over_ten_seconds_a_callers_accepted_items_stay_within_its_quota() {
     arrivals.extend(s.sims[&RegionId::Hangzhou].context.arrivals());
     // Accepted items = region requests: one burst plus RATE per second.
     let quota = RATE * (10 + BURST_S);
+    // The busiest 10 s (sliding, exact arrival times) holds the quota, ± 10%: never more
+    // (batches do not bypass it) and not much less (paced batches are served at the rate).
     let worst = most_in_window(&arrivals, run);
-    assert!(
-        worst as f64 <= quota as f64 * 1.1,
-        "{worst} items in 10 s; the quota allows {quota} (± 10%)"
-    );
     let in_run = arrivals
         .iter()
         .filter(|t| t.duration_since(started) <= run)
         .count();
     eprintln!(
-        "caller quota: {in_run} items accepted in the first 10 s, worst 10 s window {worst}, \
-         quota {quota}; {served} answered, {refused} refusals, {batched} in paced batches"
+        "caller quota: busiest 10 s window {worst} items, first 10 s {in_run}, quota {quota}; \
+         {served} answered, {refused} refusals, {batched} in paced batches"
     );
     assert!(
-        (in_run as f64 - quota as f64).abs() <= quota as f64 * 0.1,
-        "{in_run} items accepted in the first 10 s (answered {served}); the quota is {quota} (± 10%)"
+        (worst as f64 - quota as f64).abs() <= quota as f64 * 0.1,
+        "{worst} items in the busiest 10 s (answered {served}); the quota is {quota} (± 10%)"
     );
 }
 
