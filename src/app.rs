@@ -229,6 +229,20 @@ fn spawn_certificate_expiry(
 }
 
 impl AppState {
+    /// In strict mode, whether the audit trail can take records now (its writer is healthy,
+    /// not closed, its queue not full): checked before any region or peer is asked, so a
+    /// lookup that could not be audited sends no personal data out and fills no cache. The
+    /// write after the answer can still fail and refuse (see [`AppState::audit`]).
+    pub fn audit_ready(&self) -> Result<(), ApiError> {
+        if !self.config.audit.strict {
+            return Ok(());
+        }
+        self.audit_log.ready().map_err(|e| {
+            tracing::error!(error = %e, "audit trail unavailable: refusing before asking any region");
+            audit_unavailable()
+        })
+    }
+
     /// Records audited operations; in strict mode an error means the answer must not be
     /// served (503 `audit_unavailable`).
     pub async fn audit(&self, records: Vec<Audited>) -> Result<(), ApiError> {
@@ -262,11 +276,7 @@ impl AppState {
             Ok(()) => Ok(()),
             Err(e) if self.config.audit.strict && e.is_strict_refusal() => {
                 tracing::error!(error = %e, "audit trail refused a record: answering 503 rather than serving unaudited");
-                Err(ApiError::new(
-                    hcgw_adapters::ErrorCode::AuditUnavailable,
-                    "the audit trail cannot record this lookup; try again",
-                )
-                .with_retry_after(Duration::from_secs(5)))
+                Err(audit_unavailable())
             }
             Err(e) => {
                 tracing::error!(error = %e, "audit record lost (non-strict mode)");
@@ -274,6 +284,15 @@ impl AppState {
             }
         }
     }
+}
+
+/// `503 audit_unavailable`.
+fn audit_unavailable() -> ApiError {
+    ApiError::new(
+        hcgw_adapters::ErrorCode::AuditUnavailable,
+        "the audit trail cannot record this lookup; try again",
+    )
+    .with_retry_after(Duration::from_secs(5))
 }
 
 impl Gateway {

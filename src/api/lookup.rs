@@ -1,11 +1,11 @@
 //! `POST /v1/lookup`, `POST /v1/lookup/batch`, `POST /v1/verify`.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use futures_util::StreamExt;
 use hcgw_adapters::{Color, ErrorCode, HealthStatus, Level, RegionId, Subject};
 
@@ -19,6 +19,7 @@ use crate::app::AppState;
 use crate::audit_hook::Audited;
 use crate::config::Role;
 use crate::lookup::Fetched;
+use crate::protect::quota::BatchPacing;
 use crate::recognition::Recognition;
 use crate::subject::SubjectIn;
 
@@ -248,6 +249,8 @@ pub async fn lookup(
 ) -> Result<Json<LookupResponse>, ApiError> {
     acting.require(&[Role::Platform, Role::Peer])?;
     let v = validate(&state, &req)?;
+    // Strict audit: refused before any region or peer is asked when the trail is failing.
+    state.audit_ready()?;
     let mut ctx = acting.forward_context();
     ctx.purpose = v.purpose.clone();
     let result = state.lookups.fetch(v.region, &v.subject, &ctx).await;
@@ -278,6 +281,7 @@ pub async fn lookup(
 pub async fn batch(
     State(state): State<Arc<AppState>>,
     acting: Acting,
+    pacing: Option<Extension<BatchPacing>>,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
     acting.require(&[Role::Platform, Role::Peer])?;
@@ -286,6 +290,8 @@ pub async fn batch(
             "items: at most {MAX_BATCH} lookups per batch"
         )));
     }
+    // Strict audit: refused before any region or peer is asked when the trail is failing.
+    state.audit_ready()?;
     // Validate every item; collect the distinct questions to ask.
     let validated: Vec<Result<Validated, ApiError>> = req
         .items
@@ -300,28 +306,91 @@ pub async fn batch(
             validate(&state, &parsed)
         })
         .collect();
-    // Each distinct question once, with the purpose of its first item (forwarded to a peer).
-    let mut unique: HashMap<String, (RegionId, Subject, Option<String>)> = HashMap::new();
+    // The items in chunks: the first `prepaid` are paid for; each later chunk takes its
+    // quota (one burst's worth at most) before any of its questions is asked.
+    let (prepaid, chunk) = match &pacing {
+        Some(Extension(p)) => (p.prepaid, p.chunk.max(1)),
+        None => (validated.len(), 1),
+    };
+    let chunk_of = |i: usize| {
+        if i < prepaid {
+            0
+        } else {
+            1 + (i - prepaid) / chunk
+        }
+    };
+    let chunks = validated
+        .len()
+        .checked_sub(1)
+        .map_or(0, |last| chunk_of(last) + 1);
+    // Each distinct question once, with the purpose of its first item (forwarded to a peer),
+    // in the chunk of that item.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut questions: Vec<Vec<Question>> = vec![Vec::new(); chunks];
     let keys: Vec<Option<String>> = validated
         .iter()
-        .map(|v| {
+        .enumerate()
+        .map(|(i, v)| {
             v.as_ref().ok().map(|v| {
                 let key = state.hasher.cache_key(v.region, &v.subject);
-                unique
-                    .entry(key.clone())
-                    .or_insert_with(|| (v.region, v.subject.clone(), v.purpose.clone()));
+                if seen.insert(key.clone()) {
+                    questions[chunk_of(i)].push((
+                        key.clone(),
+                        v.region,
+                        v.subject.clone(),
+                        v.purpose.clone(),
+                    ));
+                }
                 key
             })
         })
         .collect();
+    let chunk_cost = |c: usize| {
+        let (from, to) = if c == 0 {
+            (0, prepaid)
+        } else {
+            (prepaid + (c - 1) * chunk, prepaid + c * chunk)
+        };
+        to.min(validated.len()).saturating_sub(from) as u32
+    };
+    let costs: Vec<u32> = (0..chunks).map(chunk_cost).collect();
+    // Where the batch stopped (quota not refilled in time, or the audit trail failing):
+    // the first chunk not asked, and the error its items and all later ones get.
+    let stopped: Arc<Mutex<Option<(usize, ApiError)>>> = Arc::new(Mutex::new(None));
     // Duplicates cost one upstream call; distinct ones run with bounded concurrency.
-    let state2 = state.clone();
     // Batch items wait for the region's rate limit instead of being refused: a manifest is
     // paced at the rate the region publishes (BATCH_PATIENCE at most).
     let mut ctx = acting.forward_context();
     ctx.patience = Some(BATCH_PATIENCE);
-    let answers: HashMap<String, Result<Fetched, ApiError>> = futures_util::stream::iter(unique)
-        .map(|(key, (region, subject, purpose))| {
+    let pacing = pacing.map(|Extension(p)| p);
+    let gated = futures_util::stream::iter(questions.into_iter().zip(costs).enumerate()).then(
+        |(c, (qs, cost))| {
+            let (state, pacing, stopped) = (state.clone(), pacing.clone(), stopped.clone());
+            async move {
+                if c > 0 && lock(&stopped).is_none() {
+                    let refusal = match &pacing {
+                        Some(p) => state
+                            .quotas
+                            .take_by(&p.client, cost, p.deadline)
+                            .await
+                            .err()
+                            .map(|wait| crate::protect::quota::Refusal::Spent(wait).into_error()),
+                        None => None,
+                    };
+                    let refusal = refusal.or_else(|| state.audit_ready().err());
+                    if let Some(e) = refusal {
+                        *lock(&stopped) = Some((c, e));
+                    }
+                }
+                let go = lock(&stopped).is_none();
+                futures_util::stream::iter(qs.into_iter().filter(move |_| go))
+            }
+        },
+    );
+    let state2 = state.clone();
+    let answers: HashMap<String, Result<Fetched, ApiError>> = gated
+        .flatten()
+        .map(|(key, region, subject, purpose)| {
             let state = state2.clone();
             let mut ctx = ctx.clone();
             ctx.purpose = purpose;
@@ -337,15 +406,21 @@ pub async fn batch(
         .buffer_unordered(BATCH_CONCURRENCY)
         .collect()
         .await;
+    let stopped = lock(&stopped).take();
     let mut results = Vec::with_capacity(validated.len());
     let mut audit = Vec::new();
-    for (v, key) in validated.into_iter().zip(keys) {
+    for (i, (v, key)) in validated.into_iter().zip(keys).enumerate() {
         let item: Result<LookupResponse, ApiError> = match (v, key) {
             (Err(e), _) => Err(e),
             (Ok(v), Some(key)) => {
-                let result = answers.get(&key).cloned().unwrap_or_else(|| {
-                    Err(ApiError::new(ErrorCode::RegionUnavailable, "no answer"))
-                });
+                let result = match &stopped {
+                    // Not paid for (or not auditable): not answered, even when an earlier
+                    // item asked the same question.
+                    Some((from, e)) if chunk_of(i) >= *from => Err(e.clone()),
+                    _ => answers.get(&key).cloned().unwrap_or_else(|| {
+                        Err(ApiError::new(ErrorCode::RegionUnavailable, "no answer"))
+                    }),
+                };
                 let response = result
                     .as_ref()
                     .map(|f| respond(&state, &acting, f))
@@ -375,6 +450,14 @@ pub async fn batch(
         request_id: request_id::current().unwrap_or_default(),
         results,
     }))
+}
+
+/// One distinct question of a batch: its cache key, region, subject and the purpose of its
+/// first item.
+type Question = (String, RegionId, Subject, Option<String>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn request_id_scope<F: std::future::Future>(id: String, f: F) -> F::Output {
@@ -407,6 +490,8 @@ pub async fn verify(
         .with_region(region));
     }
     let subject = Subject::QrToken(detected.token);
+    // Strict audit: refused before any region or peer is asked when the trail is failing.
+    state.audit_ready()?;
     // Detected here, forwarded by region as a lookup: the decision stays with this gateway.
     let result = state
         .lookups

@@ -330,6 +330,25 @@ impl AuditLog {
         s.healthy.load(Ordering::Relaxed) && !s.closed.load(Ordering::Relaxed)
     }
 
+    /// Whether a record submitted now could be written: `Err` when the log is closed, its
+    /// sink failed (a write or the writer's periodic check of the trail's directory, until
+    /// it recovers) or its queue is full. Strict handlers ask before any upstream call.
+    pub fn ready(&self) -> Result<(), AuditError> {
+        let s = &self.inner.stats;
+        if s.closed.load(Ordering::SeqCst) {
+            return Err(AuditError::Closed);
+        }
+        if !s.healthy.load(Ordering::Relaxed) {
+            return Err(AuditError::SinkFailed(
+                "the trail failed and has not recovered yet".into(),
+            ));
+        }
+        if s.depth.load(Ordering::Acquire) >= self.inner.capacity {
+            return Err(AuditError::QueueFull);
+        }
+        Ok(())
+    }
+
     /// The latest chain checkpoint logged (every 1000 records and at shutdown), for
     /// shipping off-host: `hcgw audit verify --checkpoint SEQ:HASH`.
     pub fn last_checkpoint(&self) -> Option<ChainTip> {

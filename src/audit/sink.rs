@@ -40,6 +40,11 @@ pub trait AuditSink: Send {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// Makes what was appended durable (fsync).
     fn sync(&mut self) -> io::Result<()>;
+    /// Whether appends can still reach the trail (called by the idle writer about once a
+    /// second, so a failing trail is known before the next record arrives).
+    fn check(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The file name of a trail file.
@@ -117,6 +122,8 @@ pub(crate) fn tip_of(line: &[u8]) -> Result<ChainTip, String> {
 pub struct FileSink {
     dir: PathBuf,
     file: Option<File>,
+    /// Where `file` was opened.
+    path: Option<PathBuf>,
 }
 
 impl FileSink {
@@ -125,6 +132,7 @@ impl FileSink {
         FileSink {
             dir: dir.into(),
             file: None,
+            path: None,
         }
     }
 
@@ -207,6 +215,7 @@ impl AuditSink for FileSink {
             }
         }
         self.file = Some(OpenOptions::new().append(true).open(newest)?);
+        self.path = Some(newest.clone());
         Ok(Recovered {
             tip,
             current: Some(CurrentFile { opened, len }),
@@ -220,6 +229,7 @@ impl AuditSink for FileSink {
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         self.sync_dir()?;
         self.file = Some(file);
+        self.path = Some(path);
         Ok(())
     }
 
@@ -235,5 +245,38 @@ impl AuditSink for FileSink {
             Some(f) => f.sync_data(),
             None => Ok(()),
         }
+    }
+
+    /// The directory is still a directory that is not read-only (no write permission bits:
+    /// an operator's "stop writing here", honoured even by a root process), and the open
+    /// file is still the one at its path (not moved, removed or replaced). Creates nothing.
+    fn check(&mut self) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = fs::metadata(&self.dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.dir.display())))?;
+        if !dir.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                self.dir.display()
+            )));
+        }
+        if dir.permissions().readonly() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} is read-only", self.dir.display()),
+            ));
+        }
+        if let (Some(file), Some(path)) = (&self.file, &self.path) {
+            let open = file.metadata()?;
+            let named = fs::metadata(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            if (open.dev(), open.ino()) != (named.dev(), named.ino()) {
+                return Err(io::Error::other(format!(
+                    "{} is no longer the file being written",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
     }
 }

@@ -68,9 +68,16 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
-                match rx.recv() {
+                // Idle: check the trail about once a second, so that a failing one is known
+                // (and strict lookups refused before any region is asked) before the next
+                // record arrives.
+                match rx.recv_timeout(INTERVAL) {
                     Ok(m) => m,
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.check();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
             if matches!(first, Msg::Records(..)) && self.busy() {
@@ -119,6 +126,13 @@ impl Writer {
         }
     }
 
+    fn check(&mut self) {
+        if let Err(e) = self.sink.check() {
+            tracing::error!(error = %e, "audit trail unusable; records are refused until it recovers");
+            self.fail();
+        }
+    }
+
     fn sync(&mut self) {
         match self.sink.sync() {
             Ok(()) => {
@@ -148,7 +162,13 @@ impl Writer {
     }
 
     fn recover(&mut self) -> std::io::Result<()> {
-        match self.sink.recover() {
+        // Recovered only when the trail also passes the idle check, or a trail made
+        // unusable would flap between healthy and failed once a second.
+        let recovered = self
+            .sink
+            .recover()
+            .and_then(|r| self.sink.check().map(|()| r));
+        match recovered {
             Ok(r) => {
                 self.tip = r.tip;
                 self.current = r.current;

@@ -571,8 +571,8 @@ fn default_cache_entries() -> u64 {
 }
 
 /// `[limits]`: requests per second per caller, by role (a client's own
-/// `rate_limit_per_s` overrides its role's). A batch costs its item count, capped at the
-/// caller's burst.
+/// `rate_limit_per_s` overrides its role's). A batch costs its item count; one larger than
+/// the burst is paced (see `protect::quota`).
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {

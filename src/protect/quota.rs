@@ -1,14 +1,23 @@
-//! Per-caller quotas (governor): each configured client gets its own limiter, at its own
-//! `rate_limit_per_s` or its role's `[limits]` rate, with a burst of `burst_s` seconds'
-//! worth. A lookup or verify costs 1; a batch costs its item count (duplicates included:
-//! the caller asked for them), capped at the caller's burst so a large batch is never
-//! impossible, only expensive; a batch the handler refuses (over 1,000 items, malformed)
-//! costs 1. Over quota: 429 `rate_limited` with `Retry-After`.
+//! Per-caller quotas (governor, or the Redis GCRA when the shared tier is on): each
+//! configured client gets its own limiter, at its own `rate_limit_per_s` or its role's
+//! `[limits]` rate, with a burst of `burst_s` seconds' worth. A lookup or verify costs 1; a
+//! batch costs its item count (duplicates and malformed items included: the caller asked
+//! for them); an envelope the handler refuses (over 1,000 items, malformed) costs 1. Over
+//! quota: 429 `rate_limited` with a `Retry-After` after which the same request passes.
+//!
+//! A batch of at most the burst is one GCRA cell: served now or refused whole. A larger one
+//! can never be one cell (a GCRA never holds more than its burst), so it is *paced*: the
+//! first burst's worth of items is taken now (or the batch is refused until a full burst is
+//! there), and the handler takes each further burst-sized chunk as the quota refills, before
+//! asking any region about that chunk ([`BatchPacing`]). A batch that could not be paced
+//! within [`BATCH_PACING`] even from a full bucket is refused at once, naming the largest
+//! batch this client can send. Either way no caller's items go to the regions faster than
+//! its rate (plus one burst).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -25,9 +34,19 @@ use crate::config::{Config, Role};
 use crate::identity::ConnIdentity;
 use crate::server::ConnInfo;
 
+/// The longest a batch may be held for its caller's quota: a batch needing more than this
+/// (from a full bucket) is refused at once; the same bound as a batch item's wait for its
+/// region's rate.
+pub const BATCH_PACING: Duration = crate::api::lookup::BATCH_PATIENCE;
+
 struct Limiter {
     limiter: DefaultDirectRateLimiter,
+    /// This instance's share of the rate (all of it without Redis).
+    local_per_s: u32,
+    /// The most one cell may cost here: this instance's burst.
     burst: u32,
+    /// The burst in seconds.
+    burst_s: u32,
     /// The global quota (with Redis).
     per_s: u32,
     global_burst: u32,
@@ -42,15 +61,79 @@ pub struct Quotas {
 
 fn limiter(per_s: u32, burst_s: u32, share: f64) -> Limiter {
     let per_s = per_s.max(1);
-    let global_burst = per_s.saturating_mul(burst_s.max(1));
+    let burst_s = burst_s.max(1);
+    let global_burst = per_s.saturating_mul(burst_s);
     let local = ((f64::from(per_s) * share).round() as u32).max(1);
-    let burst = local.saturating_mul(burst_s.max(1));
+    let burst = local.saturating_mul(burst_s);
     let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
     Limiter {
         limiter: RateLimiter::direct(Quota::per_second(nz(local)).allow_burst(nz(burst))),
+        local_per_s: local,
         burst,
+        burst_s,
         per_s,
         global_burst,
+    }
+}
+
+/// How a batch that passed the quota check is to be paced by its handler: the first
+/// `prepaid` items are paid for; every further `chunk` items take their quota (waiting at
+/// most until `deadline`) before any of them is looked up.
+#[derive(Clone, Debug)]
+pub struct BatchPacing {
+    /// The configured client whose quota pays.
+    pub client: String,
+    /// Items already paid for by the middleware.
+    pub prepaid: usize,
+    /// Items paid for at a time afterwards (the burst: one GCRA cell).
+    pub chunk: usize,
+    /// The last moment a chunk may still be waited for.
+    pub deadline: Instant,
+}
+
+/// Why a request was refused by its caller's quota.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Spent: the request passes after `wait`.
+    Spent(Duration),
+    /// A batch too large to be paced within [`BATCH_PACING`]: at most `max_items` per batch.
+    TooLarge {
+        /// The batch's items.
+        items: u32,
+        /// The largest batch this client can send.
+        max_items: u32,
+        /// The client's rate (this instance).
+        per_s: u32,
+        /// Its burst in seconds (an empty bucket is full again after it).
+        burst_s: u32,
+    },
+}
+
+impl Refusal {
+    /// The 429 answer.
+    pub fn into_error(self) -> ApiError {
+        match self {
+            Refusal::Spent(wait) => ApiError::new(
+                ErrorCode::RateLimited,
+                "this client's request quota is spent; retry later",
+            )
+            .with_retry_after(retry_secs(wait)),
+            Refusal::TooLarge {
+                items,
+                max_items,
+                per_s,
+                burst_s,
+            } => ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "a batch costs one unit of this client's quota per item: {items} items at \
+                     {per_s}/s would be held longer than {} s; send at most {max_items} items \
+                     per batch",
+                    BATCH_PACING.as_secs()
+                ),
+            )
+            .with_retry_after(Duration::from_secs(burst_s.into())),
+        }
     }
 }
 
@@ -75,11 +158,13 @@ impl Quotas {
         Quotas { by_client, shared }
     }
 
-    /// Takes `cost` from `client`'s quota, or says how long to wait.
+    /// Takes `cost` (at most the client's burst: one GCRA cell) from `client`'s quota now,
+    /// or says how long until it would pass.
     pub async fn check(&self, client: &str, cost: u32) -> Result<(), Duration> {
         let Some(l) = self.by_client.get(client) else {
             return Ok(());
         };
+        let cost = cost.clamp(1, l.burst);
         if let Some(shared) = &self.shared
             && let Some(r) = shared
                 .take(&format!("hcgw:q:{client}"), l.per_s, l.global_burst, cost)
@@ -87,12 +172,67 @@ impl Quotas {
         {
             return r;
         }
-        let n = NonZeroU32::new(cost.clamp(1, l.burst)).unwrap_or(NonZeroU32::MIN);
+        let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
         match l.limiter.check_n(n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
             Err(_) => Err(Duration::from_secs(1)),
         }
+    }
+
+    /// Takes `cost` (at most the burst), waiting for the quota to refill until `deadline`;
+    /// `Err(wait)` when it would only pass after it.
+    pub async fn take_by(
+        &self,
+        client: &str,
+        cost: u32,
+        deadline: Instant,
+    ) -> Result<(), Duration> {
+        loop {
+            match self.check(client, cost).await {
+                Ok(()) => return Ok(()),
+                Err(wait) if Instant::now() + wait <= deadline => tokio::time::sleep(wait).await,
+                Err(wait) => return Err(wait),
+            }
+        }
+    }
+
+    /// The quota check of a batch of `items` by `client`: `Ok(None)` nothing to pace (paid
+    /// in full, or no quota for this client), `Ok(Some(pacing))` the first chunk is paid
+    /// and the rest must be paced, `Err` refused.
+    pub async fn admit_batch(
+        &self,
+        client: &str,
+        items: u32,
+    ) -> Result<Option<BatchPacing>, Refusal> {
+        let Some(l) = self.by_client.get(client) else {
+            return Ok(None);
+        };
+        if items <= l.burst {
+            return self
+                .check(client, items)
+                .await
+                .map(|()| None)
+                .map_err(Refusal::Spent);
+        }
+        let max_items = l
+            .burst
+            .saturating_add(l.local_per_s.saturating_mul(BATCH_PACING.as_secs() as u32));
+        if items > max_items {
+            return Err(Refusal::TooLarge {
+                items,
+                max_items,
+                per_s: l.local_per_s,
+                burst_s: l.burst_s,
+            });
+        }
+        self.check(client, l.burst).await.map_err(Refusal::Spent)?;
+        Ok(Some(BatchPacing {
+            client: client.to_owned(),
+            prepaid: l.burst as usize,
+            chunk: l.burst as usize,
+            deadline: Instant::now() + BATCH_PACING,
+        }))
     }
 }
 
@@ -115,7 +255,14 @@ fn cost(path: &str, body: &[u8]) -> u32 {
     }
 }
 
-/// The middleware of the lookup, batch and verify routes.
+fn refused(caller: &str, refusal: Refusal) -> Response {
+    metrics::counter!("hcgw_rate_limited_total", "scope" => "caller", "name" => caller.to_owned())
+        .increment(1);
+    refusal.into_error().into_response()
+}
+
+/// The middleware of the lookup, batch and verify routes. A batch that must be paced
+/// carries its [`BatchPacing`] to the handler as a request extension.
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(ConnIdentity::Known(caller)) = req
         .extensions()
@@ -124,33 +271,31 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     else {
         return next.run(req).await;
     };
-    let (req, cost) = if req.uri().path().ends_with("/batch") {
-        let (parts, body) = req.into_parts();
-        let limit = state.config.listener.max_body_bytes;
-        let bytes = match axum::body::to_bytes(body, limit).await {
-            Ok(b) => b,
-            Err(_) => {
-                return ApiError::new(ErrorCode::PayloadTooLarge, "request body over the limit")
-                    .into_response();
-            }
+    if !req.uri().path().ends_with("/batch") {
+        return match state.quotas.check(&caller.name, 1).await {
+            Ok(()) => next.run(req).await,
+            Err(wait) => refused(&caller.name, Refusal::Spent(wait)),
         };
-        let cost = cost(parts.uri.path(), &bytes);
-        (Request::from_parts(parts, Body::from(bytes)), cost)
-    } else {
-        (req, 1)
-    };
-    match state.quotas.check(&caller.name, cost).await {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
-            metrics::counter!("hcgw_rate_limited_total", "scope" => "caller", "name" => caller.name.clone())
-                .increment(1);
-            ApiError::new(
-                ErrorCode::RateLimited,
-                "this client's request quota is spent; retry later",
-            )
-            .with_retry_after(retry_secs(wait))
-            .into_response()
+    }
+    let (parts, body) = req.into_parts();
+    let limit = state.config.listener.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(ErrorCode::PayloadTooLarge, "request body over the limit")
+                .into_response();
         }
+    };
+    let cost = cost(parts.uri.path(), &bytes);
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    match state.quotas.admit_batch(&caller.name, cost).await {
+        Ok(pacing) => {
+            if let Some(p) = pacing {
+                req.extensions_mut().insert(p);
+            }
+            next.run(req).await
+        }
+        Err(refusal) => refused(&caller.name, refusal),
     }
 }
 
@@ -170,7 +315,10 @@ mod tests {
     #[test]
     fn redis_down_share_is_applied_locally() {
         let l = limiter(20, 1, 0.5);
-        assert_eq!((l.burst, l.per_s, l.global_burst), (10, 20, 20));
+        assert_eq!(
+            (l.burst, l.local_per_s, l.per_s, l.global_burst),
+            (10, 10, 20, 20)
+        );
     }
 
     #[tokio::test]
@@ -191,7 +339,59 @@ mod tests {
             "{wait:?}"
         );
         assert!(q.check("b", 1).await.is_ok(), "other callers unaffected");
-        // A batch larger than the burst costs the whole burst.
-        assert!(q.check("b", 50).await.is_err());
+    }
+
+    fn quotas(per_s: u32, burst_s: u32) -> Quotas {
+        Quotas {
+            by_client: [("a".to_string(), limiter(per_s, burst_s, 1.0))]
+                .into_iter()
+                .collect(),
+            shared: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_costs_its_items_and_a_spent_quota_says_when_it_passes() {
+        let q = quotas(10, 2);
+        // 15 of the 20-item burst.
+        assert!(matches!(q.admit_batch("a", 15).await, Ok(None)));
+        // 10 more do not fit now: refused whole, nothing taken, with the wait that lets
+        // them through (5 items at 10/s).
+        let Err(Refusal::Spent(wait)) = q.admit_batch("a", 10).await else {
+            panic!("a batch over the remaining quota passed");
+        };
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+        tokio::time::sleep(wait).await;
+        assert!(matches!(q.admit_batch("a", 10).await, Ok(None)));
+        assert!(q.check("a", 1).await.is_err(), "the quota is spent again");
+    }
+
+    #[tokio::test]
+    async fn a_batch_above_the_burst_is_paced_and_one_too_large_is_refused() {
+        let q = quotas(10, 2);
+        // 1,000 items at 10/s would take 98 s: refused at once, nothing taken.
+        match q.admit_batch("a", 1000).await {
+            Err(Refusal::TooLarge { max_items, .. }) => assert_eq!(max_items, 20 + 10 * 60),
+            other => panic!("{other:?}"),
+        }
+        // 45 items: the first burst (20) is taken now, the rest paced in chunks of 20.
+        let p = q.admit_batch("a", 45).await.unwrap().expect("paced");
+        assert_eq!((p.prepaid, p.chunk), (20, 20));
+        let started = Instant::now();
+        q.take_by("a", 20, p.deadline).await.unwrap();
+        q.take_by("a", 5, p.deadline).await.unwrap();
+        let took = started.elapsed();
+        // 25 items at 10/s after the burst.
+        assert!(took >= Duration::from_millis(2400), "{took:?}");
+        // A deadline that cannot be met is refused with the wait, without waiting.
+        let started = Instant::now();
+        let wait = q
+            .take_by("a", 20, Instant::now() + Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(wait > Duration::from_millis(100) && started.elapsed() < Duration::from_millis(50));
     }
 }

@@ -67,13 +67,23 @@ pub struct ProtectionView {
 #[derive(Debug)]
 enum Breaker {
     Closed,
-    Open { until: Instant },
-    HalfOpen { probes: u32, successes: u32 },
+    Open {
+        until: Instant,
+    },
+    /// `round` tells this half-open spell from earlier ones, so that a probe slot of an
+    /// earlier spell never frees (or counts in) a later one.
+    HalfOpen {
+        probes: u32,
+        successes: u32,
+        round: u64,
+    },
 }
 
 #[derive(Debug)]
 struct Health {
     breaker: Breaker,
+    /// Half-open spells so far (the `round` of the next one).
+    rounds: u64,
     consecutive: u32,
     window: VecDeque<bool>,
     recent: VecDeque<(Duration, bool)>,
@@ -95,12 +105,41 @@ pub struct RegionGuard {
 }
 
 /// Permission to make one upstream call: holds a concurrency slot and, when half-open, a
-/// probe slot (released if the call is abandoned).
+/// probe slot. Both are released when the permit is dropped — after [`Permit::finish`], or
+/// when the call is abandoned (an error path, or the request's future dropped mid-flight).
 pub struct Permit<'a> {
-    guard: &'a RegionGuard,
+    probe: ProbeSlot<'a>,
     _slot: OwnedSemaphorePermit,
-    probe: bool,
-    done: bool,
+}
+
+/// A half-open probe slot of one spell (or none, when the circuit was closed). Taken before
+/// the admission's awaits (rate, concurrency), it frees itself on drop unless the call's
+/// outcome was recorded, so a cancelled admission or call never leaves the region "being
+/// probed".
+struct ProbeSlot<'a> {
+    guard: &'a RegionGuard,
+    /// The half-open round the slot belongs to; `None`: not a probe.
+    round: Option<u64>,
+}
+
+impl ProbeSlot<'_> {
+    /// The slot's half-open round, consumed: from here on the outcome accounts for it.
+    fn take(&mut self) -> Option<u64> {
+        self.round.take()
+    }
+}
+
+impl Drop for ProbeSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(round) = self.round.take()
+            && let Breaker::HalfOpen {
+                probes, round: r, ..
+            } = &mut self.guard.health().breaker
+            && *r == round
+        {
+            *probes = probes.saturating_sub(1);
+        }
+    }
 }
 
 impl RegionGuard {
@@ -127,6 +166,7 @@ impl RegionGuard {
             thresholds: entry.breaker.unwrap_or(default_breaker),
             health: Mutex::new(Health {
                 breaker: Breaker::Closed,
+                rounds: 0,
                 consecutive: 0,
                 window: VecDeque::new(),
                 recent: VecDeque::new(),
@@ -150,7 +190,10 @@ impl RegionGuard {
         let shared = self.shared.as_ref()?;
         let key = format!("hcgw:r:{}", self.region.as_str());
         loop {
-            match shared.take(&key, self.rate, 1, 1).await? {
+            // The same margin as the local limiter: each call advances the region's GCRA by
+            // (1 + PACE_MARGIN) / rate, with no burst (cost = tolerance, in tenths).
+            let (per_s, tenths) = margin_cost(self.rate);
+            match shared.take(&key, per_s, tenths, tenths).await? {
                 Ok(()) => return Some(Ok(())),
                 Err(wait) if started.elapsed() + wait <= queue => {
                     tokio::time::sleep(wait).await;
@@ -198,7 +241,7 @@ impl RegionGuard {
     pub async fn admit_within(&self, patience: Option<Duration>) -> Result<Permit<'_>, ApiError> {
         let queue = patience.unwrap_or(self.queue).max(self.queue);
         let now = self.clock.now();
-        let probe = {
+        let round = {
             let mut guard = self.health();
             let h = &mut *guard;
             if let Some(until) = h.hold_until {
@@ -212,7 +255,7 @@ impl RegionGuard {
                 h.hold_until = None;
             }
             match &mut h.breaker {
-                Breaker::Closed => false,
+                Breaker::Closed => None,
                 Breaker::Open { until } if now < *until => {
                     let wait = *until - now;
                     return Err(ApiError::new(
@@ -223,14 +266,16 @@ impl RegionGuard {
                     .with_retry_after(retry_secs(wait)));
                 }
                 Breaker::Open { .. } => {
+                    h.rounds += 1;
                     h.breaker = Breaker::HalfOpen {
                         probes: 1,
                         successes: 0,
+                        round: h.rounds,
                     };
                     self.set_gauge(CircuitState::HalfOpen);
-                    true
+                    Some(h.rounds)
                 }
-                Breaker::HalfOpen { probes, .. } => {
+                Breaker::HalfOpen { probes, round, .. } => {
                     if *probes >= self.thresholds.half_open_probes {
                         return Err(ApiError::new(
                             ErrorCode::RegionUnavailable,
@@ -240,19 +285,16 @@ impl RegionGuard {
                         .with_retry_after(Duration::from_secs(1)));
                     }
                     *probes += 1;
-                    true
+                    Some(*round)
                 }
             }
         };
-        let release_probe = |guard: &Self| {
-            if probe && let Breaker::HalfOpen { probes, .. } = &mut guard.health().breaker {
-                *probes = probes.saturating_sub(1);
-            }
-        };
+        // From here on every return — and the future being dropped at any await — frees
+        // the probe slot through this guard.
+        let probe = ProbeSlot { guard: self, round };
         let started = Instant::now();
         let global = self.global_pace(started, queue).await;
         if let Some(Err(e)) = global {
-            release_probe(self);
             return Err(e);
         }
         // Rate: fail at once when the wait is beyond the queue time, else queue.
@@ -261,14 +303,12 @@ impl RegionGuard {
         } else if let Err(not_until) = self.limiter.check() {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             if wait > queue {
-                release_probe(self);
                 return Err(self.throttled(wait, "the region's request rate is reached"));
             }
             if tokio::time::timeout(queue, self.limiter.until_ready())
                 .await
                 .is_err()
             {
-                release_probe(self);
                 return Err(self.throttled(
                     Duration::from_secs(1),
                     "the region's request rate is reached",
@@ -282,7 +322,6 @@ impl RegionGuard {
                 match tokio::time::timeout(left, self.concurrency.clone().acquire_owned()).await {
                     Ok(Ok(s)) => s,
                     _ => {
-                        release_probe(self);
                         return Err(self.throttled(
                             Duration::from_secs(1),
                             "too many calls to the region are in flight",
@@ -291,19 +330,14 @@ impl RegionGuard {
                 }
             }
         };
-        Ok(Permit {
-            guard: self,
-            _slot: slot,
-            probe,
-            done: false,
-        })
+        Ok(Permit { probe, _slot: slot })
     }
 
     fn set_gauge(&self, state: CircuitState) {
         metrics::gauge!("hcgw_circuit_state", "target" => self.region.as_str()).set(state.gauge());
     }
 
-    fn record(&self, latency: Duration, result: Result<(), &AdapterError>, probe: bool) {
+    fn record(&self, latency: Duration, result: Result<(), &AdapterError>, probe: Option<u64>) {
         let failed = matches!(result, Err(e) if e.is_upstream_failure());
         let now = self.clock.now();
         let mut guard = self.health();
@@ -322,7 +356,11 @@ impl RegionGuard {
         h.consecutive = if failed { h.consecutive + 1 } else { 0 };
         let open_for = Duration::from_secs(self.thresholds.open_s);
         let next = match &mut h.breaker {
-            Breaker::HalfOpen { probes, successes } if probe => {
+            Breaker::HalfOpen {
+                probes,
+                successes,
+                round,
+            } if probe == Some(*round) => {
                 *probes = probes.saturating_sub(1);
                 if failed {
                     Some(Breaker::Open {
@@ -402,31 +440,38 @@ impl RegionGuard {
 }
 
 impl Permit<'_> {
-    /// Records the call's outcome (feeds the breaker and the figures).
+    /// Records the call's outcome (feeds the breaker and the figures); the slots are freed
+    /// as the permit goes.
     pub fn finish(mut self, latency: Duration, result: Result<(), &AdapterError>) {
-        self.done = true;
-        self.guard.record(latency, result, self.probe);
+        let probe = self.probe.take();
+        self.probe.guard.record(latency, result, probe);
     }
 }
 
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        if !self.done
-            && self.probe
-            && let Breaker::HalfOpen { probes, .. } = &mut self.guard.health().breaker
-        {
-            *probes = probes.saturating_sub(1);
-        }
-    }
+/// How much further apart than 1/rate outbound calls are spaced, in tenths of the spacing
+/// (1 = 10%). Calls exactly 1/rate apart put rate + 1 of them into a closed one-second
+/// window; spaced 1.1/rate apart, any one-second window holds at most `rate` calls even when
+/// network and scheduling jitter bring a call up to 0.1 s closer to the next at the region.
+const PACE_MARGIN_TENTHS: u32 = 1;
+
+/// The spacing of outbound calls to a region of `rate` per second.
+pub fn pace_interval(rate: u32) -> Duration {
+    Duration::from_secs(1) * (10 + PACE_MARGIN_TENTHS) / (10 * rate.max(1))
 }
 
-/// A limiter spacing calls 1/rate apart (burst 1), so no one-second window ever holds more
-/// than `rate` calls.
+/// The margin as a Redis GCRA call (`per_s`, cost = burst): each call advances the shared
+/// schedule by `cost / per_s` = [`pace_interval`], with no burst on top.
+fn margin_cost(rate: u32) -> (u32, u32) {
+    (rate.max(1).saturating_mul(10), 10 + PACE_MARGIN_TENTHS)
+}
+
+/// A limiter spacing calls [`pace_interval`] apart (burst 1), so no one-second window ever
+/// holds more than `rate` calls.
 fn paced(rate: u32) -> DefaultDirectRateLimiter {
-    RateLimiter::direct(
-        Quota::per_second(NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN),
-    )
+    let quota = Quota::with_period(pace_interval(rate))
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
 }
 
 #[cfg(test)]
@@ -500,6 +545,93 @@ mod tests {
         clock.advance(Duration::from_secs(2));
         drop(g.admit().await.unwrap());
         assert!(g.admit().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_probe_cancelled_while_queueing_or_in_flight_frees_its_slot() {
+        let clock = Arc::new(ManualClock::default());
+        // 1/s: the probe after the failure has to queue for the rate limit.
+        let g = RegionGuard::new(
+            RegionId::Suzhou,
+            &entry(
+                "rate_limit_per_s = 1\nqueue_ms = 3000\n[breaker]\nconsecutive_failures = 1\nopen_s = 1",
+            ),
+            BreakerSection::default(),
+            clock.clone(),
+        );
+        g.admit()
+            .await
+            .unwrap()
+            .finish(Duration::ZERO, Err(&AdapterError::unavailable("down")));
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(g.circuit(), CircuitState::HalfOpen);
+        // Dropped while waiting for the rate limit (the slot was taken before that await).
+        let queued = tokio::time::timeout(Duration::from_millis(50), g.admit()).await;
+        assert!(queued.is_err(), "the probe was still queueing");
+        // Dropped mid-flight: admitted, then the request goes away before the answer.
+        let in_flight = async {
+            let _permit = g.admit().await.unwrap();
+            std::future::pending::<()>().await
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1500), in_flight)
+                .await
+                .is_err()
+        );
+        // The next call probes (and its success closes the circuit).
+        let probe = g.admit().await.expect("the next call probes");
+        probe.finish(Duration::ZERO, Ok(()));
+        assert_eq!(g.circuit(), CircuitState::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_stale_probe_slot_never_frees_a_later_half_open_spell() {
+        let clock = Arc::new(ManualClock::default());
+        let g = RegionGuard::new(
+            RegionId::Suzhou,
+            &entry("[breaker]\nconsecutive_failures = 1\nopen_s = 1\nhalf_open_probes = 2"),
+            BreakerSection::default(),
+            clock.clone(),
+        );
+        let fail = AdapterError::unavailable("down");
+        g.admit().await.unwrap().finish(Duration::ZERO, Err(&fail));
+        clock.advance(Duration::from_secs(2));
+        let stale = g.admit().await.unwrap();
+        g.admit().await.unwrap().finish(Duration::ZERO, Err(&fail));
+        clock.advance(Duration::from_secs(2));
+        // A new spell: two probes allowed; the stale slot of the first spell going away
+        // must not make room for a third.
+        let a = g.admit().await.unwrap();
+        let b = g.admit().await.unwrap();
+        drop(stale);
+        assert_eq!(
+            g.admit().await.err().map(|e| e.code),
+            Some(ErrorCode::RegionUnavailable)
+        );
+        drop((a, b));
+    }
+
+    #[test]
+    fn calls_are_spaced_with_a_margin_so_no_second_holds_more_than_the_rate() {
+        for rate in [1u32, 4, 9, 10, 50, 200, 1000] {
+            let d = pace_interval(rate);
+            assert!(d > Duration::from_secs(1) / rate, "{rate}: {d:?}");
+            // Calls at 0, d, 2d, …: a closed one-second window holds floor(1 s / d) + 1.
+            let most = (Duration::from_secs(1).as_nanos() / d.as_nanos()) as u32 + 1;
+            assert!(most <= rate, "{rate}/s: {most} calls fit into one second");
+            // And still at least rate calls fit when jitter brings them up to 90 ms closer.
+            let squeezed = (Duration::from_millis(1090).as_nanos() / d.as_nanos()) as u32 + 1;
+            assert!(
+                squeezed <= rate,
+                "{rate}/s: {squeezed} with 90 ms of jitter"
+            );
+            let (per_s, cost) = margin_cost(rate);
+            let redis_interval = Duration::from_micros(1_000_000 / u64::from(per_s)) * cost;
+            assert!(
+                redis_interval >= d - Duration::from_micros(cost.into()),
+                "{rate}"
+            );
+        }
     }
 
     #[tokio::test]

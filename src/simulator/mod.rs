@@ -149,6 +149,20 @@ pub struct SimContext {
     pub env: SimEnv,
     /// Region API requests served.
     pub requests: AtomicU64,
+    /// When the latest requests arrived (the last [`ARRIVALS_KEPT`]), for tests that check
+    /// a rate over exact windows.
+    pub arrivals: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+}
+
+/// Arrival times a simulator keeps.
+pub const ARRIVALS_KEPT: usize = 4096;
+
+impl SimContext {
+    /// The arrival times of the latest requests (at most [`ARRIVALS_KEPT`]), oldest first.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        a.iter().copied().collect()
+    }
 }
 
 /// What a simulator intends a case to normalise to: the expectation end-to-end tests
@@ -367,6 +381,13 @@ async fn inject_behaviour(
     next: Next,
 ) -> Response {
     ctx.requests.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut a = ctx.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+        if a.len() == ARRIVALS_KEPT {
+            a.pop_front();
+        }
+        a.push_back(std::time::Instant::now());
+    }
     let latency = ctx.control.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -433,6 +454,7 @@ pub async fn spawn(
         control,
         env,
         requests: AtomicU64::new(0),
+        arrivals: Default::default(),
     });
     let app = router(sim, context.clone());
     let listener = tokio::net::TcpListener::bind(addr)
