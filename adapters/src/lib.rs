@@ -7,6 +7,7 @@
 //! - [`error`]: the gateway's error codes and the typed [`AdapterError`] adapters return;
 //! - [`adapter`]: the [`RegionAdapter`] trait and the [`Subject`] of a lookup;
 //! - [`upstream`]: shared plumbing for calling regions (HTTP clients, TLS, size-limited bodies);
+//! - [`strict_json`]: one strict pass from JSON bytes to typed answers (duplicate keys refused);
 //! - [`time`]: conversions from each region's time format to RFC 3339;
 //! - [`token`]: the single-flight access-token cache of regions with tokens;
 //! - [`regions`]: one module per region, each implementing its published contract.
@@ -18,6 +19,7 @@ pub mod model;
 pub mod qr;
 pub mod regions;
 pub mod secret;
+pub mod strict_json;
 pub mod time;
 pub mod token;
 pub mod unmapped;

@@ -366,6 +366,13 @@ impl HealthStatus {
         }
     }
 
+    /// Makes the colour and level `unknown` (a decision field was missing, `null`,
+    /// unlisted or contradictory): the status can no longer pass. The source is kept.
+    pub fn make_unknown(&mut self) {
+        self.level = Level::Unknown;
+        self.color = Level::Unknown.color();
+    }
+
     /// Adds a reason once.
     pub fn push_reason(&mut self, reason: Reason) {
         if !self.reasons.contains(&reason) {

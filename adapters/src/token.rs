@@ -59,6 +59,24 @@ impl RefreshPolicy {
     }
 }
 
+/// The longest lifetime a token is trusted for, whatever `expires_in` says (one day; the
+/// contracts give 7200 s). A longer lifetime is capped, so a region's absurd number can
+/// neither overflow a clock nor keep a revoked token in use for years.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// The lifetime of a token from the token endpoint's `expires_in` (whole seconds, already
+/// read as a non-negative integer: a negative, fractional, string or out-of-range
+/// `expires_in` is refused by the typed parse). `0` is `upstream_invalid_response` (a token
+/// that is already expired cannot be used); anything over [`MAX_TOKEN_LIFETIME`] is capped.
+pub fn lifetime_from_expires_in(expires_in: u64) -> Result<Duration, AdapterError> {
+    if expires_in == 0 {
+        return Err(AdapterError::invalid_response(
+            "token answer with expires_in 0",
+        ));
+    }
+    Ok(Duration::from_secs(expires_in).min(MAX_TOKEN_LIFETIME))
+}
+
 /// A token as the region's token endpoint returned it.
 #[derive(Clone, Debug)]
 pub struct FetchedToken {
@@ -212,10 +230,14 @@ impl TokenCache {
                     generation: st.generation,
                 };
                 let now = (self.clock)();
+                // Capped and checked: no lifetime can overflow the clock (a panic here
+                // would kill the request with no answer and no audit record).
+                let lifetime = fetched.lifetime.min(MAX_TOKEN_LIFETIME);
+                let after = |d: Duration| now.checked_add(d).unwrap_or(now);
                 st.current = Some(Entry {
                     token: token.clone(),
-                    refresh_at: now + self.policy.refresh_after(fetched.lifetime),
-                    expires_at: now + fetched.lifetime,
+                    refresh_at: after(self.policy.refresh_after(lifetime)),
+                    expires_at: after(lifetime),
                 });
                 Ok(token)
             })
@@ -553,6 +575,45 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err, AdapterError::SubjectNotFound);
+    }
+
+    #[test]
+    fn expires_in_is_refused_at_zero_and_capped() {
+        assert!(matches!(
+            lifetime_from_expires_in(0),
+            Err(AdapterError::InvalidResponse(_))
+        ));
+        assert_eq!(
+            lifetime_from_expires_in(7200).unwrap(),
+            Duration::from_secs(7200)
+        );
+        for huge in [86_401, 1 << 63, u64::MAX] {
+            assert_eq!(lifetime_from_expires_in(huge).unwrap(), MAX_TOKEN_LIFETIME);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_absurd_lifetime_neither_panics_nor_outlives_the_cap() {
+        let clock = ManualClock::new();
+        let cache = TokenCache::with_clock(RefreshPolicy::default(), clock.clock());
+        let fetch = || async {
+            Ok(FetchedToken {
+                value: Secret::new("tok-max"),
+                lifetime: Duration::MAX,
+            })
+        };
+        assert_eq!(cache.get(fetch).await.unwrap().generation(), 1);
+        // Refreshed within the cap, not in 584 billion years.
+        clock.advance(MAX_TOKEN_LIFETIME);
+        let count = Arc::new(AtomicUsize::new(0));
+        assert_eq!(
+            cache
+                .get(counting(&count, 7200))
+                .await
+                .unwrap()
+                .generation(),
+            2
+        );
     }
 
     #[test]

@@ -206,33 +206,27 @@ pub fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case(expected))
 }
 
-/// Parses a region's JSON answer into `T`: `application/json` only, valid JSON, the root an
-/// object, and every place the contract has an object (`objects`, as JSON pointers such as
-/// `/data` or `/data/skm`) an object, `null` or absent. serde reads a struct written as an
-/// array — `"data":["G"]` would become a green — so this check runs before any typed
-/// deserialization. Every JSON adapter that deserializes into structs goes through here.
+/// Parses a region's JSON answer into `T`: `application/json` only, then one strict pass
+/// straight into the typed answer ([`crate::strict_json`]): a duplicate key at any depth, an
+/// array where the contract has an object, a value of the wrong JSON type or `null` for a
+/// required field is `upstream_invalid_response`. Every JSON adapter goes through here.
 pub fn parse_json_answer<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
-    objects: &[&str],
 ) -> Result<T, AdapterError> {
     if !has_media_type(headers, "application/json") {
         return Err(AdapterError::invalid_response(
             "unexpected content type from the region",
         ));
     }
-    let bad = || AdapterError::invalid_response("unparseable JSON from the region");
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad())?;
-    let object_or_absent = |v: Option<&serde_json::Value>| {
-        matches!(
-            v,
-            None | Some(serde_json::Value::Null | serde_json::Value::Object(_))
-        )
-    };
-    if !value.is_object() || !objects.iter().all(|p| object_or_absent(value.pointer(p))) {
-        return Err(bad());
-    }
-    serde_json::from_value(value).map_err(|_| bad())
+    parse_json_body(body)
+}
+
+/// [`parse_json_answer`] without the media-type check (for adapters that checked it before
+/// reading the body).
+pub fn parse_json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdapterError> {
+    crate::strict_json::from_slice(body)
+        .map_err(|_| AdapterError::invalid_response("JSON answer not in the contract's shape"))
 }
 
 /// `Retry-After` in seconds (the only form regions use), capped at one day.
@@ -275,18 +269,21 @@ mod tests {
         }
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let parse = |b: &[u8]| parse_json_answer::<Env>(&h, b, &["/data"]);
+        let parse = |b: &[u8]| parse_json_answer::<Env>(&h, b);
         assert!(parse(br#"{"data":{"color":"green"}}"#).is_ok());
         assert!(parse(br#"{"data":null}"#).is_ok());
         // What serde alone would accept as a green:
         assert!(parse(br#"{"data":["green"]}"#).is_err());
         assert!(parse(br#"[["green"]]"#).is_err());
         assert!(parse(b"{\"data\":").is_err());
+        // Duplicates, top level or inside `data`, and wrong types.
+        assert!(parse(br#"{"data":{"color":"red","color":"green"}}"#).is_err());
+        assert!(parse(br#"{"data":null,"data":{"color":"green"}}"#).is_err());
+        assert!(parse(br#"{"data":{"color":1}}"#).is_err());
+        assert!(parse(br#"{"data":{"color":null}}"#).is_err());
         let mut xml = HeaderMap::new();
         xml.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        assert!(
-            parse_json_answer::<Env>(&xml, br#"{"data":{"color":"green"}}"#, &["/data"]).is_err()
-        );
+        assert!(parse_json_answer::<Env>(&xml, br#"{"data":{"color":"green"}}"#).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A JSON body extractor with the gateway's rules: `application/json` only, the body size
 //! limit (413 `payload_too_large`), a nesting-depth limit, unknown fields refused by the
-//! types themselves, and parser messages that never echo values.
+//! types themselves, a duplicate key at any depth refused (`hcgw_adapters::strict_json`),
+//! and parser messages that never echo values.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -51,7 +52,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "JSON nested deeper than {MAX_DEPTH} levels"
         )));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    // One strict pass: duplicate keys at any depth and arrays for objects are refused.
+    hcgw_adapters::strict_json::from_slice(bytes).map_err(|e| {
         ApiError::invalid(format!(
             "body: {}",
             crate::redact::quoted_values(&e.to_string())
@@ -139,6 +141,26 @@ mod tests {
         assert!(too_deep(&b"[".repeat(17), 16));
         assert!(!too_deep(&b"[".repeat(16), 16));
         assert!(!too_deep(br#"{"a":"\"[[[[["}"#, 1));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            n: String,
+            #[serde(default)]
+            items: Vec<serde_json::Value>,
+        }
+        assert!(parse::<T>(br#"{"n":"a","items":[{"x":1}]}"#).is_ok());
+        for body in [
+            &br#"{"n":"a","n":"b"}"#[..],
+            br#"{"n":"a","items":[{"x":1,"x":2}]}"#,
+            br#"{"n":"a","items":[{"x":{"y":1,"y":1}}]}"#,
+        ] {
+            let e = parse::<T>(body).unwrap_err();
+            assert!(e.detail.contains("duplicate key"), "{}", e.detail);
+        }
     }
 
     #[test]

@@ -297,12 +297,15 @@ pub async fn batch(
         .items
         .iter()
         .map(|item| {
-            let parsed: LookupRequest = serde_json::from_value(item.clone()).map_err(|e| {
-                ApiError::invalid(format!(
-                    "item: {}",
-                    crate::redact::quoted_values(&e.to_string())
-                ))
-            })?;
+            // The envelope was parsed strictly (no duplicate key left anywhere); each item
+            // is read with the same rules as a single lookup body.
+            let parsed: LookupRequest = hcgw_adapters::strict_json::from_value(item.clone())
+                .map_err(|e| {
+                    ApiError::invalid(format!(
+                        "item: {}",
+                        crate::redact::quoted_values(&e.to_string())
+                    ))
+                })?;
             validate(&state, &parsed)
         })
         .collect();

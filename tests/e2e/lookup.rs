@@ -557,6 +557,88 @@ async fn batches_keep_order_report_item_errors_and_ask_once_per_distinct_subject
     assert_eq!(status, 400);
 }
 
+/// Posts a raw JSON text (duplicate keys cannot be written with `json!`).
+async fn post_raw(as_client: &str, path: &str, body: &str) -> (u16, Value) {
+    let r = client(as_client)
+        .post(url(path))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e:?}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_duplicate_key_in_a_request_body_or_a_batch_item_is_invalid_request() {
+    let _g = lock().write().await;
+    let sim = world().sim(RegionId::Suzhou);
+    let qr = "SCM:5f2b9c0e8d7a41b3a6c2e9f0d1b4a7c8";
+    let item = format!(r#"{{"region":"suzhou","subject":{{"qr":"{qr}"}}}}"#);
+    let before = sim.requests();
+    for (path, body) in [
+        (
+            "/v1/lookup",
+            format!(r#"{{"region":"suzhou","region":"suzhou","subject":{{"qr":"{qr}"}}}}"#),
+        ),
+        (
+            "/v1/lookup",
+            format!(r#"{{"region":"suzhou","subject":{{"qr":"{qr}","qr":"{qr}"}}}}"#),
+        ),
+        (
+            "/v1/verify",
+            format!(r#"{{"qr":"{qr}","checkpoint":"G1","checkpoint":"G2"}}"#),
+        ),
+        (
+            "/v1/lookup/batch",
+            format!(
+                r#"{{"items":[{item},{{"region":"suzhou","region":"hangzhou","subject":{{"qr":"{qr}"}}}}]}}"#
+            ),
+        ),
+        (
+            "/v1/lookup/batch",
+            format!(
+                r#"{{"items":[{item},{{"region":"suzhou","subject":{{"qr":"{qr}","qr":"{qr}"}}}}]}}"#
+            ),
+        ),
+        (
+            "/v1/lookup/batch",
+            format!(r#"{{"items":[{item}],"items":[]}}"#),
+        ),
+    ] {
+        let who = if path == "/v1/verify" {
+            "checkpoint-shanghai"
+        } else {
+            "platform-shanghai"
+        };
+        let (status, b) = post_raw(who, path, &body).await;
+        assert_eq!(
+            (status, b["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{body} → {b}"
+        );
+        assert!(
+            b["detail"].as_str().unwrap_or("").contains("duplicate key"),
+            "{b}"
+        );
+    }
+    assert_eq!(
+        sim.requests(),
+        before,
+        "no upstream call for a duplicate key"
+    );
+    // A batch item written as an array is an item error, as in a single lookup.
+    let (status, b) = post_raw(
+        "platform-shanghai",
+        "/v1/lookup/batch",
+        r#"{"items":[["suzhou",{"qr":"x"}]]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{b}");
+    assert_eq!(b["results"][0]["error"]["code"], "invalid_request");
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_before_any_upstream_call() {
     let _g = lock().write().await;

@@ -125,11 +125,12 @@ pub struct Envelope {
     pub err_code: String,
     /// The data (status, or `retryAfter` with E429).
     #[serde(default)]
-    pub data: Option<serde_json::Value>,
+    pub data: Option<CheckData>,
 }
 
-/// The `data` object of a successful check, only the fields the common model uses.
-#[derive(Debug, Deserialize)]
+/// The `data` object: a successful check's status (only the fields the common model uses),
+/// or `retryAfter` with `E429`.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckData {
     /// `"1"`, `"2"`, `"3"`, `"0"`.
@@ -152,6 +153,9 @@ pub struct CheckData {
     /// Card type.
     #[serde(default)]
     pub card_type: Option<String>,
+    /// Seconds to wait, with `E429`: a number or a numeric string (read by [`retry_after_of`]).
+    #[serde(default)]
+    pub retry_after: Option<serde_json::Value>,
 }
 
 /// The level of a `codeStatus`; `"0"` and unlisted values are unknown.
@@ -194,8 +198,10 @@ fn masked(value: Option<String>, mask: fn(&str) -> String) -> Option<String> {
         .map(|v| if v.contains('*') { v } else { mask(&v) })
 }
 
-fn retry_after_of(data: Option<&serde_json::Value>) -> Option<Duration> {
-    let v = data?.get("retryAfter")?;
+/// `data.retryAfter` in seconds, capped at one day; a negative, fractional, non-numeric or
+/// out-of-range value gives no wait (the gateway's own default applies), never a panic.
+pub fn retry_after_of(data: Option<&CheckData>) -> Option<Duration> {
+    let v = data?.retry_after.as_ref()?;
     let secs = match v {
         serde_json::Value::Number(n) => n.as_u64()?,
         serde_json::Value::String(s) => s.trim().parse().ok()?,
@@ -254,7 +260,7 @@ pub fn interpret(
         500..=599 => return Err(AdapterError::unavailable_retryable("HTTP 5xx")),
         _ => return Err(AdapterError::invalid_response("unexpected HTTP status")),
     }
-    let env: Envelope = parse_json_answer(headers, body, &["/data"])?;
+    let env: Envelope = parse_json_answer(headers, body)?;
     match env.err_code.as_str() {
         "0" => {}
         "E401" => return Err(AdapterError::credentials_refused("E401")),
@@ -271,8 +277,6 @@ pub fn interpret(
     let data = env
         .data
         .ok_or_else(|| AdapterError::invalid_response("success without data"))?;
-    let data: CheckData = serde_json::from_value(data)
-        .map_err(|_| AdapterError::invalid_response("data is not the contract's JSON"))?;
     normalise(data)
 }
 

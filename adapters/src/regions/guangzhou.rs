@@ -15,6 +15,10 @@
 //! - `blue`/`green` with a non-null `red_category` contradicts itself → `unknown`;
 //! - `proxy_applied` of `blue`/`green` follows the colour (the contract's table); of `red`
 //!   it follows `apply_mode` (omitted when `apply_mode` is not `self`/`proxy`);
+//! - `blue` with an `apply_mode` other than `self`, or `green` with one other than `proxy`
+//!   (missing, `null` and unlisted included), contradicts itself → `unknown`;
+//! - answers are parsed once, strictly, into typed structs: a duplicate key, a wrong JSON
+//!   type or a missing `errcode`/`color` → `upstream_invalid_response`;
 //! - an unlisted errcode → `upstream_invalid_response`; token-endpoint errcodes other than
 //!   `-1`/`45009`/`45011` → our credentials were refused (`region_unavailable`, alert).
 
@@ -29,13 +33,16 @@ use crate::error::AdapterError;
 use crate::identity::{mask_id, mask_name};
 use crate::model::{Holder, IdType, Level, Reason, RegionId, Source};
 use crate::secret::Secret;
-use crate::token::{Attempt, FetchedToken, RefreshPolicy, Token, TokenCache};
+use crate::token::{
+    Attempt, FetchedToken, RefreshPolicy, Token, TokenCache, lifetime_from_expires_in,
+};
 use crate::unmapped::record_unmapped;
 use crate::upstream::{
-    ClientBuildError, UpstreamConfig, build_client, has_media_type, read_body_limited, retry_after,
-    transport_error,
+    ClientBuildError, UpstreamConfig, build_client, has_media_type, parse_json_body,
+    read_body_limited, retry_after, transport_error,
 };
 use crate::{HealthStatus, time};
+use serde::Deserialize;
 
 /// The token endpoint.
 pub const TOKEN_PATH: &str = "/cgi-bin/token";
@@ -211,14 +218,57 @@ impl RegionAdapter for GuangzhouAdapter {
     }
 }
 
-fn errcode(v: &Value) -> Result<Option<i64>, AdapterError> {
-    match v.get("errcode") {
-        None | Some(Value::Null) => Ok(None),
-        Some(c) => c
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| AdapterError::invalid_response("errcode is not an integer")),
-    }
+/// The token endpoint's answer: a token and its lifetime, or an `errcode`.
+#[derive(Debug, Deserialize)]
+pub struct TokenAnswer {
+    /// Absent or `0` on success.
+    #[serde(default)]
+    pub errcode: Option<i64>,
+    /// The opaque token.
+    #[serde(default)]
+    pub access_token: Option<String>,
+    /// Lifetime in whole seconds (a non-negative integer; anything else breaks the contract).
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+/// A query answer: `errcode` and, with `0`, `code_info`.
+#[derive(Debug, Deserialize)]
+pub struct QueryAnswer {
+    /// `0` on success, else an error code (required).
+    pub errcode: i64,
+    /// The status, with errcode `0`.
+    #[serde(default)]
+    pub code_info: Option<CodeInfo>,
+}
+
+/// The `code_info` object, the fields the common model uses.
+#[derive(Debug, Deserialize)]
+pub struct CodeInfo {
+    /// `blue`, `green` or `red` (required).
+    pub color: String,
+    /// `self` or `proxy`.
+    #[serde(default)]
+    pub apply_mode: Option<String>,
+    /// A red category, `null` for the normal codes: `None` when the field is absent,
+    /// `Some(None)` for `null` (a normal code needs the explicit `null`).
+    #[serde(default, deserialize_with = "present")]
+    pub red_category: Option<Option<String>>,
+    /// Epoch seconds.
+    #[serde(default)]
+    pub update_time: Option<i64>,
+    /// The masked name.
+    #[serde(default)]
+    pub name_mask: Option<String>,
+    /// The masked identity card number.
+    #[serde(default)]
+    pub id_mask: Option<String>,
+}
+
+/// Reads a field that is present (possibly `null`) as `Some`, so that an absent field
+/// (`None`, by `#[serde(default)]`) is told apart from `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// The errors Suikang reports the same way on every endpoint (quota, busy).
@@ -238,10 +288,13 @@ fn common_error(code: i64, now: DateTime<Utc>) -> Option<AdapterError> {
 }
 
 /// Parses the token endpoint's answer: `{"access_token","expires_in"}`, or an errcode.
+/// `expires_in` must be a positive integer; it is capped at [`MAX_TOKEN_LIFETIME`]
+/// (`0`, negative, fractional, string or beyond 2^64 − 1 → `upstream_invalid_response`).
+///
+/// [`MAX_TOKEN_LIFETIME`]: crate::token::MAX_TOKEN_LIFETIME
 pub fn parse_token_response(body: &[u8], now: DateTime<Utc>) -> Result<FetchedToken, AdapterError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| AdapterError::invalid_response("token answer is not JSON"))?;
-    match errcode(&v)? {
+    let answer: TokenAnswer = parse_json_body(body)?;
+    match answer.errcode {
         None | Some(0) => {}
         Some(code) => {
             return Err(common_error(code, now).unwrap_or_else(|| {
@@ -249,89 +302,75 @@ pub fn parse_token_response(body: &[u8], now: DateTime<Utc>) -> Result<FetchedTo
             }));
         }
     }
-    let value = v
-        .get("access_token")
-        .and_then(Value::as_str)
+    let value = answer
+        .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AdapterError::invalid_response("token answer without access_token"))?;
-    let lifetime = v
-        .get("expires_in")
-        .and_then(Value::as_u64)
-        .filter(|s| *s > 0)
+    let expires_in = answer
+        .expires_in
         .ok_or_else(|| AdapterError::invalid_response("token answer without expires_in"))?;
     Ok(FetchedToken {
         value: Secret::new(value),
-        lifetime: Duration::from_secs(lifetime),
+        lifetime: lifetime_from_expires_in(expires_in)?,
     })
 }
 
 /// Interprets a query answer (the raw body): errcode first, then the status. `now` is
 /// only used for the daily-quota `Retry-After`.
 pub fn interpret(body: &[u8], now: DateTime<Utc>) -> Result<Answer, AdapterError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| AdapterError::invalid_response("answer is not JSON"))?;
-    if !v.is_object() {
-        return Err(AdapterError::invalid_response(
-            "answer is not a JSON object",
-        ));
-    }
-    let code = errcode(&v)?.ok_or_else(|| AdapterError::invalid_response("no errcode"))?;
-    match code {
+    let answer: QueryAnswer = parse_json_body(body)?;
+    match answer.errcode {
         0 => {
-            let info = v
-                .get("code_info")
+            let info = answer
+                .code_info
                 .ok_or_else(|| AdapterError::invalid_response("errcode 0 without code_info"))?;
-            normalise(info, now).map(|s| Answer::Status(Box::new(s)))
+            normalise(&info, now).map(|s| Answer::Status(Box::new(s)))
         }
         40001 | 42001 => Ok(Answer::TokenRejected),
         46004 => Err(AdapterError::SubjectNotFound),
-        _ => Err(common_error(code, now)
+        code => Err(common_error(code, now)
             .unwrap_or_else(|| AdapterError::invalid_response(format!("unlisted errcode {code}")))),
     }
 }
 
 /// Maps `code_info` to the common status model (no network). `now` bounds a plausible
 /// `update_time` (a time in the future by more than a day is dropped, not trusted).
-pub fn normalise(info: &Value, now: DateTime<Utc>) -> Result<HealthStatus, AdapterError> {
-    let obj = info
-        .as_object()
-        .ok_or_else(|| AdapterError::invalid_response("code_info is not an object"))?;
-    let color = match obj.get("color") {
-        None | Some(Value::Null) => {
-            return Err(AdapterError::invalid_response("code_info without color"));
-        }
-        Some(c) => c,
-    };
-    let raw_color = match color {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let apply_mode = match obj.get("apply_mode") {
-        Some(Value::String(m)) if m == "self" => Some(false),
-        Some(Value::String(m)) if m == "proxy" => Some(true),
-        None | Some(Value::Null) => None,
-        Some(other) => {
-            record_unmapped(RegionId::Guangzhou, "apply_mode", &value_text(other));
+///
+/// Fail safe (docs/decisions.md, "Decision fields (fail safe)"): `blue`/`green` need an
+/// `apply_mode` that agrees with them (`self`/`proxy`) and `red_category: null`; a missing,
+/// `null`, unlisted or contradicting `apply_mode`, or a missing or non-null `red_category`,
+/// makes them `unknown`.
+pub fn normalise(info: &CodeInfo, now: DateTime<Utc>) -> Result<HealthStatus, AdapterError> {
+    let apply_mode = match info.apply_mode.as_deref() {
+        Some("self") => Some(false),
+        Some("proxy") => Some(true),
+        other => {
+            record_unmapped(
+                RegionId::Guangzhou,
+                "apply_mode",
+                other.unwrap_or("<missing>"),
+            );
             None
         }
     };
-    let red_category = match obj.get("red_category") {
-        None | Some(Value::Null) => None,
-        Some(c) => Some(c),
-    };
-    let (level, proxy_applied, label) = match color.as_str() {
+    let (level, proxy_applied, label) = match info.color.as_str() {
         // Blue: applied for by the holder, normal.
-        Some("blue") => (Level::Clear, Some(false), Some("蓝码（本人申领）")),
+        "blue" => (Level::Clear, Some(false), Some("蓝码（本人申领）")),
         // Green: applied for by someone else (代为申领), normal — NOT "the" green.
-        Some("green") => (Level::Clear, Some(true), Some("绿码（他人代为申领）")),
-        Some("red") => (Level::Quarantine, apply_mode, Some("红码")),
-        _ => {
-            record_unmapped(RegionId::Guangzhou, "color", &raw_color);
+        "green" => (Level::Clear, Some(true), Some("绿码（他人代为申领）")),
+        "red" => (Level::Quarantine, apply_mode, Some("红码")),
+        other => {
+            record_unmapped(RegionId::Guangzhou, "color", other);
             (Level::Unknown, apply_mode, None)
         }
     };
-    // A normal colour that carries a red category contradicts itself: not sure → unknown.
-    let level = if level == Level::Clear && red_category.is_some() {
+    // A normal colour that carries a red category (or does not say it has none), or whose
+    // apply_mode is not the one the colour stands for, contradicts itself: not sure →
+    // unknown.
+    let category = info.red_category.clone().flatten();
+    let level = if level == Level::Clear
+        && (info.red_category != Some(None) || apply_mode != proxy_applied)
+    {
         Level::Unknown
     } else {
         level
@@ -340,36 +379,29 @@ pub fn normalise(info: &Value, now: DateTime<Utc>) -> Result<HealthStatus, Adapt
         RegionId::Guangzhou,
         level,
         Source {
-            code: raw_color,
+            code: info.color.clone(),
             label: label.map(str::to_owned),
         },
     );
     status.proxy_applied = proxy_applied;
-    if let Some(category) = red_category {
-        let mapped = category
-            .as_str()
-            .and_then(|c| RED_CATEGORIES.iter().find(|(k, _)| *k == c))
-            .map(|(_, r)| *r);
-        match mapped {
-            Some(reason) => status.push_reason(reason),
+    if let Some(category) = category.as_deref() {
+        match RED_CATEGORIES.iter().find(|(k, _)| *k == category) {
+            Some((_, reason)) => status.push_reason(*reason),
             None => {
-                record_unmapped(RegionId::Guangzhou, "red_category", &value_text(category));
+                record_unmapped(RegionId::Guangzhou, "red_category", category);
                 status.push_reason(Reason::OtherConcern);
             }
         }
     }
-    status.as_of = obj
-        .get("update_time")
-        .and_then(Value::as_i64)
+    // Out of chrono's range or implausible: dropped, so the decision is manual_check.
+    status.as_of = info
+        .update_time
         .and_then(time::from_epoch_seconds)
         .filter(|t| plausible(t.with_timezone(&Utc), now));
     status.holder = Holder {
-        name_masked: obj.get("name_mask").and_then(Value::as_str).map(mask_name),
-        id_type: obj
-            .get("id_mask")
-            .and_then(Value::as_str)
-            .map(|_| IdType::ResidentId),
-        id_masked: obj.get("id_mask").and_then(Value::as_str).map(mask_id),
+        name_masked: info.name_mask.as_deref().map(mask_name),
+        id_type: info.id_mask.as_ref().map(|_| IdType::ResidentId),
+        id_masked: info.id_mask.as_deref().map(mask_id),
     };
     Ok(status)
 }
@@ -378,13 +410,6 @@ pub fn normalise(info: &Value, now: DateTime<Utc>) -> Result<HealthStatus, Adapt
 fn plausible(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     let earliest = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).single();
     earliest.is_some_and(|e| t >= e) && t <= now + chrono::Duration::days(1)
-}
-
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// How long until the next 00:00 Asia/Shanghai after `now` (a full day at exactly
@@ -411,6 +436,12 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2022, 4, 1, 2, 0, 0).unwrap()
+    }
+
+    /// `code_info` as JSON, read strictly like the adapter reads it, then normalised.
+    fn normalise(info: &Value, now: DateTime<Utc>) -> Result<HealthStatus, AdapterError> {
+        let info: CodeInfo = parse_json_body(info.to_string().as_bytes())?;
+        super::normalise(&info, now)
     }
 
     fn info(color: Value, apply_mode: &str, red_category: Value) -> Value {
@@ -445,11 +476,20 @@ mod tests {
             "Suikang green means 代为申领: proxy_applied must be true"
         );
         assert_eq!(s.source.code, "green");
-        // The colour decides, whatever apply_mode says.
-        let s = normalise(&info(json!("green"), "self", Value::Null), now()).unwrap();
-        assert_eq!(s.proxy_applied, Some(true));
-        let s = normalise(&info(json!("blue"), "proxy", Value::Null), now()).unwrap();
-        assert_eq!(s.proxy_applied, Some(false));
+        // An apply_mode that contradicts the colour (or is missing/unlisted): not sure.
+        for (color, mode) in [("green", "self"), ("blue", "proxy"), ("blue", "robot")] {
+            let s = normalise(&info(json!(color), mode, Value::Null), now()).unwrap();
+            assert_eq!(s.level, Level::Unknown, "{color}/{mode}");
+        }
+        for mode in [Value::Null, json!(1)] {
+            let mut i = info(json!("blue"), "self", Value::Null);
+            i["apply_mode"] = mode.clone();
+            let s = normalise(&i, now());
+            assert!(s.is_err() || s.unwrap().level == Level::Unknown, "{mode}");
+        }
+        let mut i = info(json!("blue"), "self", Value::Null);
+        i.as_object_mut().unwrap().remove("apply_mode");
+        assert_eq!(normalise(&i, now()).unwrap().level, Level::Unknown);
     }
 
     #[test]
@@ -480,15 +520,21 @@ mod tests {
             json!("GREEN"),
             json!(" green"),
             json!(""),
+        ] {
+            let s = normalise(&info(c.clone(), "self", Value::Null), now()).unwrap();
+            assert_eq!((s.color, s.level), (Color::Unknown, Level::Unknown), "{c}");
+        }
+        // Not a string, or null: not the contract's answer at all.
+        for c in [
+            Value::Null,
             json!(0),
             json!(true),
             json!(["green"]),
             json!({"color": "green"}),
         ] {
-            let s = normalise(&info(c.clone(), "self", Value::Null), now()).unwrap();
-            assert_eq!((s.color, s.level), (Color::Unknown, Level::Unknown), "{c}");
+            let e = normalise(&info(c.clone(), "self", Value::Null), now()).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{c}");
         }
-        assert!(normalise(&info(Value::Null, "self", Value::Null), now()).is_err());
     }
 
     #[test]
@@ -496,17 +542,36 @@ mod tests {
         let s = normalise(&info(json!("blue"), "self", json!("confirmed")), now()).unwrap();
         assert_eq!(s.level, Level::Unknown);
         assert_eq!(s.reasons, vec![Reason::ConfirmedCase]);
+        // Without the field at all, a normal colour is not known to be free of one.
+        let mut i = info(json!("blue"), "self", Value::Null);
+        i.as_object_mut().unwrap().remove("red_category");
+        assert_eq!(normalise(&i, now()).unwrap().level, Level::Unknown);
+        let mut i = info(json!("red"), "self", Value::Null);
+        i.as_object_mut().unwrap().remove("red_category");
+        assert_eq!(normalise(&i, now()).unwrap().level, Level::Quarantine);
     }
 
     #[test]
     fn update_time_is_epoch_seconds_in_shanghai_time() {
         let s = normalise(&info(json!("blue"), "self", Value::Null), now()).unwrap();
         assert_eq!(s.as_of.unwrap().to_rfc3339(), "2020-03-24T05:46:40+08:00");
-        // Milliseconds by mistake, strings, far future: dropped, never trusted.
-        for t in [json!(1585000000000i64), json!("1585000000"), json!(1.5e9)] {
+        // Milliseconds by mistake, far future, beyond chrono's range: dropped, never
+        // trusted (so the decision is manual_check), and no panic.
+        for t in [
+            json!(1585000000000i64),
+            json!(i64::MAX),
+            json!(i64::MIN),
+            json!(-1),
+        ] {
             let mut i = info(json!("blue"), "self", Value::Null);
             i["update_time"] = t.clone();
             assert_eq!(normalise(&i, now()).unwrap().as_of, None, "{t}");
+        }
+        // Not an integer (string, float, beyond i64): not the contract's answer.
+        for t in [json!("1585000000"), json!(1.5e9), json!(u64::MAX)] {
+            let mut i = info(json!("blue"), "self", Value::Null);
+            i["update_time"] = t.clone();
+            assert!(normalise(&i, now()).is_err(), "{t}");
         }
     }
 
@@ -610,6 +675,12 @@ mod tests {
             (t.value.expose(), t.lifetime),
             ("abc", Duration::from_secs(7200))
         );
+        // Huge lifetimes are capped, never an overflow.
+        for huge in ["9223372036854775808", "18446744073709551615"] {
+            let body = format!(r#"{{"access_token":"abc","expires_in":{huge}}}"#);
+            let t = parse_token_response(body.as_bytes(), now()).unwrap();
+            assert_eq!(t.lifetime, crate::token::MAX_TOKEN_LIFETIME);
+        }
         let e = parse_token_response(br#"{"errcode":40001,"errmsg":"invalid credential"}"#, now())
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
@@ -618,6 +689,11 @@ mod tests {
             &br#"{"access_token":"","expires_in":7200}"#[..],
             br#"{"access_token":"abc"}"#,
             br#"{"access_token":"abc","expires_in":"7200"}"#,
+            br#"{"access_token":"abc","expires_in":0}"#,
+            br#"{"access_token":"abc","expires_in":-1}"#,
+            br#"{"access_token":"abc","expires_in":7200.5}"#,
+            br#"{"access_token":"abc","expires_in":18446744073709551616}"#,
+            br#"{"access_token":"abc","expires_in":7200,"expires_in":7200}"#,
             br#"{"access_token":7,"expires_in":7200}"#,
             b"<html>",
         ] {

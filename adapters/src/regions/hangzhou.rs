@@ -9,6 +9,8 @@
 //!   HTTP 429 → `upstream_rate_limited` with `Retry-After`; any 5xx → `region_unavailable`
 //!   (retryable). Any other non-200 status → `upstream_invalid_response`.
 //! - A `gmtModified` that is present but not RFC 3339 → `upstream_invalid_response`.
+//! - `appealStatus` is a decision field: `PENDING` → `appeal_pending`, `NONE` → nothing;
+//!   missing, `null` or unlisted → a green becomes `unknown` (yellow/red keep their colour).
 //! - `employeeCode` (it names employers) and `overseas` are never read into the status.
 
 use async_trait::async_trait;
@@ -238,10 +240,20 @@ pub fn normalise(result: QueryResult) -> Result<HealthStatus, AdapterError> {
                 .ok_or_else(|| AdapterError::invalid_response("gmtModified is not RFC 3339"))?,
         );
     }
+    // Fail safe: only `NONE` says no appeal is open. Missing, `null` or unlisted: an appeal
+    // may be open and the colour may change, so a green cannot pass (yellow and red, which
+    // cannot pass anyway, keep their colour).
     match result.appeal_status.as_deref() {
         Some("PENDING") => status.push_action(Action::AppealPending),
-        None | Some("NONE") | Some("") => {}
-        Some(other) => record_unmapped(region, "appealStatus", other),
+        Some("NONE") => {}
+        other => {
+            if let Some(value) = other {
+                record_unmapped(region, "appealStatus", value);
+            }
+            if status.level == Level::Clear {
+                status.make_unknown();
+            }
+        }
     }
     status.holder = Holder {
         name_masked: masked(result.masked_name, mask_name),
@@ -268,7 +280,7 @@ pub fn interpret(
         200 | 400 => {}
         _ => return Err(AdapterError::invalid_response("unexpected HTTP status")),
     }
-    let env: Envelope = parse_json_answer(headers, body, &["/result"])?;
+    let env: Envelope = parse_json_answer(headers, body)?;
     if !env.success || http != StatusCode::OK {
         let code = env.error_code.unwrap_or_default();
         if code.is_empty() {

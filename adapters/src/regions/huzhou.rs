@@ -13,6 +13,8 @@
 //! - `locationOff: true` keeps the colour and sets [`HealthStatus::provisional`] (a field
 //!   added to the common model for this), which the gateway's cache honours.
 //! - `whitelist: true` adds the reason `whitelisted` even without a `WHITELIST` reason.
+//! - `whitelist` and `locationOff` are required booleans: missing, `null` or not a boolean
+//!   → `upstream_invalid_response` (docs/decisions.md, "Decision fields (fail safe)").
 //! - `proxy_applied` is omitted: the region sends no such field (it does not support
 //!   proxy applications at all).
 //! - HTTP 401 and 403 are refused credentials (alert); 404/410/422/429 as the table;
@@ -82,15 +84,13 @@ pub struct HuzhouBody {
     /// The origin area's risk level (informational).
     #[serde(default)]
     pub risk_level: Option<String>,
-    /// On the city's whitelist.
-    #[serde(default)]
-    pub whitelist: Option<bool>,
+    /// On the city's whitelist (required).
+    pub whitelist: bool,
     /// Reason values (`CONFIRMED`, `HUBEI`, …).
     #[serde(default)]
     pub reasons: Option<Vec<String>>,
     /// Submitted with location services off: the status is provisional.
-    #[serde(default)]
-    pub location_off: Option<bool>,
+    pub location_off: bool,
     /// `yyyy/MM/dd HH:mm:ss`, Asia/Shanghai.
     #[serde(default)]
     pub update_time: Option<String>,
@@ -203,7 +203,7 @@ pub fn parse_answer(
             )));
         }
     }
-    parse_json_answer(headers, body, &["/body"])
+    parse_json_answer(headers, body)
 }
 
 /// Maps a parsed HTTP-200 answer to the common model (pure).
@@ -228,7 +228,7 @@ pub fn normalise(answer: &HuzhouResponse) -> Result<HealthStatus, AdapterError> 
             HealthStatus::new(RegionId::Huzhou, Level::Unknown, source(None))
         }
     };
-    if body.whitelist == Some(true) {
+    if body.whitelist {
         status.push_reason(Reason::Whitelisted);
     }
     for value in body.reasons.iter().flatten() {
@@ -240,7 +240,7 @@ pub fn normalise(answer: &HuzhouResponse) -> Result<HealthStatus, AdapterError> 
             }
         }
     }
-    status.provisional = body.location_off == Some(true);
+    status.provisional = body.location_off;
     if let Some(t) = &body.update_time {
         status.as_of = Some(
             parse_shanghai_local(t, TIME_FORMAT)
@@ -350,7 +350,7 @@ mod tests {
             ("GREEN", Level::Unknown),
         ] {
             let s = normalise(&answer(&format!(
-                r#"{{"status":200,"body":{{"qrColor":"{c}"}}}}"#
+                r#"{{"status":200,"body":{{"qrColor":"{c}","whitelist":false,"locationOff":false}}}}"#
             )))
             .unwrap();
             assert_eq!(s.level, level, "{c}");
@@ -368,7 +368,7 @@ mod tests {
             ("NEW_THING", Reason::OtherConcern),
         ] {
             let s = normalise(&answer(&format!(
-                r#"{{"status":200,"body":{{"qrColor":"3","reasons":["{v}"]}}}}"#
+                r#"{{"status":200,"body":{{"qrColor":"3","reasons":["{v}"],"whitelist":false,"locationOff":false}}}}"#
             )))
             .unwrap();
             assert_eq!(s.reasons, vec![r], "{v}");
@@ -384,6 +384,18 @@ mod tests {
             !serde_json::to_string(&s).unwrap().contains("provisional"),
             "internal field"
         );
+        // Both flags are required booleans.
+        for body in [
+            r#"{"status":200,"body":{"qrColor":"1","locationOff":false}}"#,
+            r#"{"status":200,"body":{"qrColor":"1","whitelist":false}}"#,
+            r#"{"status":200,"body":{"qrColor":"1","whitelist":null,"locationOff":false}}"#,
+            r#"{"status":200,"body":{"qrColor":"1","whitelist":false,"locationOff":"false"}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<HuzhouResponse>(body).is_err(),
+                "{body}"
+            );
+        }
     }
 
     #[test]

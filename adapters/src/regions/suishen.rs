@@ -9,13 +9,17 @@
 //!   `X-Suishen-Key-Id`). The signature over the exact raw bytes is checked *before* the
 //!   body is parsed, on the token endpoint too; a missing, malformed, unknown-key or wrong
 //!   signature is `upstream_invalid_response`. See [`sm2`].
-//! - `codeColor` 0/1/2 → green/yellow/red; anything else (strings, floats, 3, …) →
-//!   `unknown`. `registration: REQUIRED` → action `register_on_arrival`. `refreshTime` is
-//!   epoch milliseconds.
+//! - Answers are parsed once, strictly, into typed structs ([`VerifyAnswer`]): a duplicate
+//!   key, a wrong JSON type (`"0"`, `0.0`, `true` for `codeColor`) or a missing `code` /
+//!   `codeColor` → `upstream_invalid_response`.
+//! - `codeColor` 0/1/2 → green/yellow/red; any other integer → `unknown`.
+//!   `registration: REQUIRED` → action `register_on_arrival`. `refreshTime` is epoch
+//!   milliseconds.
 //!
 //! Decisions where the contract is silent (listed in the report):
 //! - `codeColor` 0 with any `reasonTags` contradicts itself → `unknown`;
-//! - an unlisted `registration` value → `register_on_arrival` (not known to be done);
+//! - a missing, `null` or unlisted `registration` → `register_on_arrival` (not known to be
+//!   done); a green without `reasonTags` → `unknown`;
 //! - an HTTP status and `code` that do not match the error table → `upstream_invalid_response`;
 //! - token endpoint: 400/401/403 → our credentials were refused (`region_unavailable`).
 
@@ -27,6 +31,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, TimeZone, Utc};
 use reqwest::header::{AUTHORIZATION, HeaderMap};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::adapter::{RegionAdapter, Subject};
@@ -35,11 +40,13 @@ use crate::identity::{mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
 use crate::secret::Secret;
 use crate::time;
-use crate::token::{Attempt, FetchedToken, RefreshPolicy, Token, TokenCache};
+use crate::token::{
+    Attempt, FetchedToken, RefreshPolicy, Token, TokenCache, lifetime_from_expires_in,
+};
 use crate::unmapped::record_unmapped;
 use crate::upstream::{
-    ClientBuildError, UpstreamConfig, build_client, has_media_type, read_body_limited, retry_after,
-    transport_error,
+    ClientBuildError, UpstreamConfig, build_client, has_media_type, parse_json_body,
+    read_body_limited, retry_after, transport_error,
 };
 
 /// The OAuth2 token endpoint.
@@ -463,29 +470,77 @@ pub fn parse_token_response(
             )));
         }
     }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| AdapterError::invalid_response("token answer is not JSON"))?;
-    let value = v
-        .get("access_token")
-        .and_then(Value::as_str)
+    let answer: TokenAnswer = parse_json_body(body)?;
+    let value = answer
+        .access_token
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| AdapterError::invalid_response("token answer without access_token"))?;
-    if !v
-        .get("token_type")
-        .and_then(Value::as_str)
+    if !answer
+        .token_type
         .is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
     {
         return Err(AdapterError::invalid_response("token type is not Bearer"));
     }
-    let lifetime = v
-        .get("expires_in")
-        .and_then(Value::as_u64)
-        .filter(|s| *s > 0)
+    let expires_in = answer
+        .expires_in
         .ok_or_else(|| AdapterError::invalid_response("token answer without expires_in"))?;
     Ok(FetchedToken {
         value: Secret::new(value),
-        lifetime: Duration::from_secs(lifetime),
+        lifetime: lifetime_from_expires_in(expires_in)?,
     })
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Deserialize)]
+pub struct TokenAnswer {
+    /// The opaque token.
+    #[serde(default)]
+    pub access_token: Option<String>,
+    /// `Bearer`.
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// Lifetime in whole seconds (a non-negative integer; anything else breaks the contract).
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+/// A verify answer (success or error, both signed).
+#[derive(Debug, Deserialize)]
+pub struct VerifyAnswer {
+    /// `0` on success, else the error code (required, an integer).
+    pub code: i64,
+    /// The status, with code `0`.
+    #[serde(default)]
+    pub data: Option<VerifyData>,
+}
+
+/// The `data` of a successful verify, the fields the common model uses.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyData {
+    /// `0`, `1` or `2` (required, an integer).
+    pub code_color: i64,
+    /// The region's wording.
+    #[serde(default)]
+    pub status_desc: Option<String>,
+    /// Epoch milliseconds (UTC).
+    #[serde(default)]
+    pub refresh_time: Option<i64>,
+    /// The masked name.
+    #[serde(default)]
+    pub masked_name: Option<String>,
+    /// The masked document number.
+    #[serde(default)]
+    pub masked_id_no: Option<String>,
+    /// `01`–`04`.
+    #[serde(default)]
+    pub id_type: Option<String>,
+    /// Reason tags (a green needs the list, empty).
+    #[serde(default)]
+    pub reason_tags: Option<Vec<String>>,
+    /// `DONE`, `REQUIRED` or `NOT_APPLICABLE`.
+    #[serde(default)]
+    pub registration: Option<String>,
 }
 
 /// Interprets an (already signature-checked) verify answer: HTTP status and `code` must
@@ -496,16 +551,13 @@ pub fn interpret(
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Answer, AdapterError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| AdapterError::invalid_response("answer is not JSON"))?;
-    let code = v
-        .get("code")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| AdapterError::invalid_response("answer without an integer code"))?;
+    let answer: VerifyAnswer = parse_json_body(body)?;
+    let code = answer.code;
     match (status, code) {
         (200, 0) => {
-            let data = v
-                .get("data")
+            let data = answer
+                .data
+                .as_ref()
                 .ok_or_else(|| AdapterError::invalid_response("code 0 without data"))?;
             normalise(data, now).map(|s| Answer::Status(Box::new(s)))
         }
@@ -528,32 +580,20 @@ pub fn interpret(
     }
 }
 
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Maps `data` to the common status model (no network). `now` bounds a plausible
 /// `refreshTime` (more than a day in the future is dropped, not trusted).
-pub fn normalise(data: &Value, now: DateTime<Utc>) -> Result<HealthStatus, AdapterError> {
-    let obj = data
-        .as_object()
-        .ok_or_else(|| AdapterError::invalid_response("data is not an object"))?;
-    let color = match obj.get("codeColor") {
-        None | Some(Value::Null) => {
-            return Err(AdapterError::invalid_response("data without codeColor"));
-        }
-        Some(c) => c,
-    };
-    // Only the JSON integers 0, 1, 2: "0", 0.0, true, 3 … are unknown.
-    let level = match color {
-        Value::Number(n) if n.as_u64() == Some(0) => Level::Clear,
-        Value::Number(n) if n.as_u64() == Some(1) => Level::Monitoring,
-        Value::Number(n) if n.as_u64() == Some(2) => Level::Quarantine,
+///
+/// Fail safe (docs/decisions.md, "Decision fields (fail safe)"): a `codeColor` integer
+/// other than 0/1/2 is `unknown`; a green without `reasonTags` (missing or `null`) or with
+/// any tag is `unknown`; `registration` other than `DONE`/`NOT_APPLICABLE` (missing,
+/// `null`, `REQUIRED` or unlisted) adds `register_on_arrival`.
+pub fn normalise(data: &VerifyData, now: DateTime<Utc>) -> Result<HealthStatus, AdapterError> {
+    let level = match data.code_color {
+        0 => Level::Clear,
+        1 => Level::Monitoring,
+        2 => Level::Quarantine,
         other => {
-            record_unmapped(RegionId::Suishen, "codeColor", &value_text(other));
+            record_unmapped(RegionId::Suishen, "codeColor", &other.to_string());
             Level::Unknown
         }
     };
@@ -563,33 +603,22 @@ pub fn normalise(data: &Value, now: DateTime<Utc>) -> Result<HealthStatus, Adapt
         Level::Quarantine => Some("未解除医学管理措施、确诊未出院、疑似未排除，建议隔离"),
         _ => None,
     };
-    let label = obj
-        .get("statusDesc")
-        .and_then(Value::as_str)
+    let label = data
+        .status_desc
+        .as_deref()
         .filter(|s| !s.is_empty())
         .or(default_label);
     let mut reasons = Vec::new();
-    match obj.get("reasonTags") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(tags)) => {
-            for tag in tags {
-                let mapped = tag
-                    .as_str()
-                    .and_then(|t| REASON_TAGS.iter().find(|(k, _)| *k == t))
-                    .map(|(_, r)| *r);
-                reasons.push(mapped.unwrap_or_else(|| {
-                    record_unmapped(RegionId::Suishen, "reasonTags", &value_text(tag));
-                    Reason::OtherConcern
-                }));
-            }
-        }
-        Some(other) => {
-            record_unmapped(RegionId::Suishen, "reasonTags", &value_text(other));
-            reasons.push(Reason::OtherConcern);
-        }
+    for tag in data.reason_tags.iter().flatten() {
+        let mapped = REASON_TAGS.iter().find(|(k, _)| k == tag).map(|(_, r)| *r);
+        reasons.push(mapped.unwrap_or_else(|| {
+            record_unmapped(RegionId::Suishen, "reasonTags", tag);
+            Reason::OtherConcern
+        }));
     }
-    // Green with reasons to worry contradicts itself: not sure → unknown.
-    let level = if level == Level::Clear && !reasons.is_empty() {
+    // Green with reasons to worry contradicts itself, and a green whose tag list is missing
+    // is not known to be free of them: not sure → unknown.
+    let level = if level == Level::Clear && (data.reason_tags.is_none() || !reasons.is_empty()) {
         Level::Unknown
     } else {
         level
@@ -598,45 +627,42 @@ pub fn normalise(data: &Value, now: DateTime<Utc>) -> Result<HealthStatus, Adapt
         RegionId::Suishen,
         level,
         Source {
-            code: value_text(color),
+            code: data.code_color.to_string(),
             label: label.map(str::to_owned),
         },
     );
     for r in reasons {
         status.push_reason(r);
     }
-    match obj.get("registration") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(r)) if r == "DONE" || r == "NOT_APPLICABLE" => {}
-        Some(Value::String(r)) if r == "REQUIRED" => status.push_action(Action::RegisterOnArrival),
-        Some(other) => {
-            // Not known to be done: ask for it.
-            record_unmapped(RegionId::Suishen, "registration", &value_text(other));
+    match data.registration.as_deref() {
+        Some("DONE" | "NOT_APPLICABLE") => {}
+        Some("REQUIRED") => status.push_action(Action::RegisterOnArrival),
+        other => {
+            // Missing, null or unlisted: not known to be done, so ask for it.
+            record_unmapped(
+                RegionId::Suishen,
+                "registration",
+                other.unwrap_or("<missing>"),
+            );
             status.push_action(Action::RegisterOnArrival);
         }
     }
-    status.as_of = obj
-        .get("refreshTime")
-        .and_then(Value::as_i64)
+    // Out of chrono's range or implausible: dropped, so the decision is manual_check.
+    status.as_of = data
+        .refresh_time
         .and_then(time::from_epoch_millis)
         .filter(|t| plausible(t.with_timezone(&Utc), now));
-    let id_type = match obj.get("idType") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let t = v
-                .as_str()
-                .and_then(|c| ID_TYPES.iter().find(|(k, _)| *k == c))
-                .map(|(_, t)| *t);
-            if t.is_none() {
-                record_unmapped(RegionId::Suishen, "idType", &value_text(v));
-            }
-            t
+    let id_type = data.id_type.as_deref().and_then(|c| {
+        let t = ID_TYPES.iter().find(|(k, _)| *k == c).map(|(_, t)| *t);
+        if t.is_none() {
+            record_unmapped(RegionId::Suishen, "idType", c);
         }
-    };
+        t
+    });
     status.holder = Holder {
-        name_masked: obj.get("maskedName").and_then(Value::as_str).map(mask_name),
+        name_masked: data.masked_name.as_deref().map(mask_name),
         id_type,
-        id_masked: obj.get("maskedIdNo").and_then(Value::as_str).map(mask_id),
+        id_masked: data.masked_id_no.as_deref().map(mask_id),
     };
     Ok(status)
 }
@@ -656,6 +682,12 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2022, 4, 1, 2, 0, 0).unwrap()
+    }
+
+    /// `data` as JSON, read strictly like the adapter reads it, then normalised.
+    fn normalise(data: &Value, now: DateTime<Utc>) -> Result<HealthStatus, AdapterError> {
+        let data: VerifyData = parse_json_body(data.to_string().as_bytes())?;
+        super::normalise(&data, now)
     }
 
     fn data(color: Value, tags: Value, registration: &str) -> Value {
@@ -686,10 +718,13 @@ mod tests {
     }
 
     #[test]
-    fn anything_but_integer_0_1_2_is_unknown() {
+    fn any_other_integer_is_unknown_and_any_other_type_invalid() {
+        for c in [json!(3), json!(-1), json!(i64::MAX)] {
+            let s = normalise(&data(c.clone(), json!([]), "DONE"), now()).unwrap();
+            assert_eq!((s.color, s.level), (Color::Unknown, Level::Unknown), "{c}");
+        }
         for c in [
-            json!(3),
-            json!(-1),
+            Value::Null,
             json!("0"),
             json!("1"),
             json!(0.0),
@@ -699,11 +734,14 @@ mod tests {
             json!([0]),
             json!({"v": 0}),
             json!("green"),
+            json!(u64::MAX),
         ] {
-            let s = normalise(&data(c.clone(), json!([]), "DONE"), now()).unwrap();
-            assert_eq!((s.color, s.level), (Color::Unknown, Level::Unknown), "{c}");
+            let e = normalise(&data(c.clone(), json!([]), "DONE"), now()).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{c}");
         }
-        assert!(normalise(&data(Value::Null, json!([]), "DONE"), now()).is_err());
+        let mut d = data(json!(0), json!([]), "DONE");
+        d.as_object_mut().unwrap().remove("codeColor");
+        assert!(normalise(&d, now()).is_err());
     }
 
     #[test]
@@ -712,10 +750,21 @@ mod tests {
             let s = normalise(&data(json!(2), json!([tag]), "DONE"), now()).unwrap();
             assert_eq!(s.reasons, vec![reason], "{tag}");
         }
-        let s = normalise(&data(json!(2), json!(["NEW_TAG", 7]), "DONE"), now()).unwrap();
+        let s = normalise(&data(json!(2), json!(["NEW_TAG"]), "DONE"), now()).unwrap();
         assert_eq!(s.reasons, vec![Reason::OtherConcern]);
-        let s = normalise(&data(json!(1), json!("FROM_KEY_AREA"), "DONE"), now()).unwrap();
-        assert_eq!(s.reasons, vec![Reason::OtherConcern]);
+        // Not a list of strings: not the contract's answer.
+        for tags in [json!("FROM_KEY_AREA"), json!(["NEW_TAG", 7])] {
+            assert!(normalise(&data(json!(1), tags.clone(), "DONE"), now()).is_err());
+        }
+        // A green without its tag list is not known to be clear.
+        let s = normalise(&data(json!(0), Value::Null, "DONE"), now()).unwrap();
+        assert_eq!(s.level, Level::Unknown);
+        let mut d = data(json!(0), json!([]), "DONE");
+        d.as_object_mut().unwrap().remove("reasonTags");
+        assert_eq!(normalise(&d, now()).unwrap().level, Level::Unknown);
+        // A red without it stays red.
+        let s = normalise(&data(json!(2), Value::Null, "DONE"), now()).unwrap();
+        assert_eq!(s.level, Level::Quarantine);
         // Green with a reason to worry is unknown.
         let s = normalise(
             &data(json!(0), json!(["CONFIRMED_NOT_DISCHARGED"]), "DONE"),
@@ -736,6 +785,18 @@ mod tests {
         }
         let s = normalise(&data(json!(0), json!([]), "PENDING"), now()).unwrap();
         assert_eq!(s.actions, vec![Action::RegisterOnArrival]);
+        // Missing or null: not known to be done either.
+        let mut d = data(json!(0), json!([]), "DONE");
+        d["registration"] = Value::Null;
+        assert_eq!(
+            normalise(&d, now()).unwrap().actions,
+            vec![Action::RegisterOnArrival]
+        );
+        d.as_object_mut().unwrap().remove("registration");
+        assert_eq!(
+            normalise(&d, now()).unwrap().actions,
+            vec![Action::RegisterOnArrival]
+        );
     }
 
     #[test]
@@ -758,6 +819,18 @@ mod tests {
         assert_eq!(s.holder.id_type, None);
         assert_eq!(s.as_of, None);
         assert_eq!(s.holder.name_masked.as_deref(), Some("李*"));
+        // Epoch values out of range: dropped (manual_check), never a panic; beyond i64 or
+        // not an integer: invalid.
+        for t in [json!(i64::MAX), json!(i64::MIN), json!(-1)] {
+            let mut d = data(json!(0), json!([]), "DONE");
+            d["refreshTime"] = t.clone();
+            assert_eq!(normalise(&d, now()).unwrap().as_of, None, "{t}");
+        }
+        for t in [json!(u64::MAX), json!(1.5e12), json!("1583210112000")] {
+            let mut d = data(json!(0), json!([]), "DONE");
+            d["refreshTime"] = t.clone();
+            assert!(normalise(&d, now()).is_err(), "{t}");
+        }
     }
 
     #[test]

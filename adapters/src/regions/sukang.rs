@@ -16,8 +16,11 @@
 //! - HTTP 5xx → `region_unavailable` (retryable) whatever the body; HTTP 401/403 →
 //!   credentials refused; any other non-200 → `upstream_invalid_response`. `Code` 9001 is
 //!   `region_unavailable` even with HTTP 200.
-//! - A present but unparseable `Gxsj` → `upstream_invalid_response`; an unknown `Xxgx` is
-//!   recorded as unmapped and adds no action.
+//! - A present but unparseable `Gxsj` → `upstream_invalid_response`. `Xxgx` decides an
+//!   action and fails safe: only `0` omits `update_identity`; a missing, empty or unlisted
+//!   `Xxgx` adds it (unlisted values are recorded as unmapped), so the status cannot pass.
+//! - Any element repeated directly inside `<Response>` or `<Data>` (known or not) →
+//!   `upstream_invalid_response`: a repeat is ambiguous, whichever copy a reader keeps.
 
 use async_trait::async_trait;
 use quick_xml::events::Event;
@@ -180,6 +183,9 @@ pub fn parse_xml(body: &[u8]) -> Result<SukangAnswer, AdapterError> {
     // The known leaf being filled, if any.
     let mut in_leaf = false;
     let mut seen_root = false;
+    // The children already seen of `<Response>` (depth 2) and of `<Response><Data>` (depth 3).
+    let mut response_children: std::collections::HashSet<String> = Default::default();
+    let mut data_children: std::collections::HashSet<String> = Default::default();
     loop {
         let event = reader.read_event().map_err(|_| bad("malformed XML"))?;
         match event {
@@ -207,6 +213,16 @@ pub fn parse_xml(body: &[u8]) -> Result<SukangAnswer, AdapterError> {
                         return Err(bad("root element is not Response"));
                     }
                     seen_root = true;
+                }
+                let repeated = match path.as_slice() {
+                    [root] if root == "Response" => !response_children.insert(name.clone()),
+                    [root, data] if root == "Response" && data == "Data" => {
+                        !data_children.insert(name.clone())
+                    }
+                    _ => false,
+                };
+                if repeated {
+                    return Err(bad("repeated element"));
                 }
                 path.push(name);
                 if path.len() > MAX_DEPTH {
@@ -348,10 +364,14 @@ pub fn normalise(
             }
         }
     }
+    // Fail safe: only an explicit `0` means "nothing to update".
     match answer.xxgx.as_deref() {
-        Some("1") => status.push_action(Action::UpdateIdentity),
-        Some("0") | None => {}
-        Some(other) => record_unmapped(region, "Xxgx", other),
+        Some("0") => {}
+        Some("1") | None => status.push_action(Action::UpdateIdentity),
+        Some(other) => {
+            record_unmapped(region, "Xxgx", other);
+            status.push_action(Action::UpdateIdentity);
+        }
     }
     if let Some(t) = answer.gxsj.as_deref() {
         status.as_of = Some(

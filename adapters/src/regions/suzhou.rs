@@ -235,7 +235,7 @@ pub fn parse_answer(
             status.as_u16()
         )));
     }
-    parse_json_answer(headers, body, &["/data"])
+    parse_json_answer(headers, body)
 }
 
 /// Maps a parsed answer to the common model (pure). `retry_after` is the answer's

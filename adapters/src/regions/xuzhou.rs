@@ -194,11 +194,7 @@ pub fn parse_answer(
             )));
         }
     }
-    parse_json_answer(
-        headers,
-        body,
-        &["/data", "/data/skm", "/data/entryRegistration"],
-    )
+    parse_json_answer(headers, body)
 }
 
 /// Maps a parsed answer to the common model (pure). `retry_after` is the answer's

@@ -5,6 +5,7 @@
 #[macro_use]
 mod support;
 
+mod fail_safe;
 mod guangdong;
 mod guangzhou;
 mod hangzhou;

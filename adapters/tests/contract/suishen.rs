@@ -299,21 +299,28 @@ async fn colour_unlisted_is_unknown_never_green() {
 }
 
 /// The green fixture with `codeColor` replaced by a value outside the contract (which
-/// wants the integer 0): unknown, never green.
-async fn check_code_color_value(c: Value) {
+/// wants the integer 0): an unlisted integer is unknown, any other JSON type is not the
+/// contract's answer at all (`upstream_invalid_response`); never green.
+async fn check_code_color_value(c: Value, invalid: bool) {
     let mut body: Value = serde_json::from_slice(&fixture(REGION, "green.json")).unwrap();
     body["data"]["codeColor"] = c.clone();
-    let s = lookup_signed(200, body.to_string().into_bytes())
-        .await
-        .unwrap();
-    assert_eq!(s.color, Color::Unknown, "codeColor {c}");
+    let r = lookup_signed(200, body.to_string().into_bytes()).await;
+    if invalid {
+        assert_eq!(
+            r.unwrap_err().code(),
+            ErrorCode::UpstreamInvalidResponse,
+            "codeColor {c}"
+        );
+    } else {
+        assert_eq!(r.unwrap().color, Color::Unknown, "codeColor {c}");
+    }
 }
 
 case_tests!(check_code_color_value {
-    colour_string_0_is_unknown: (json!("0")),
-    colour_float_0_is_unknown: (json!(0.0)),
-    colour_true_is_unknown: (json!(true)),
-    colour_minus_1_is_unknown: (json!(-1)),
+    colour_string_0_is_invalid: (json!("0"), true),
+    colour_float_0_is_invalid: (json!(0.0), true),
+    colour_true_is_invalid: (json!(true), true),
+    colour_minus_1_is_unknown: (json!(-1), false),
 });
 
 /// One code of the error table, answered (signed, with `retry-after: 12`) to every

@@ -156,7 +156,9 @@ async fn every_gklx_and_xxgx_value_maps() {
     for (xxgx, actions) in [
         ("1", vec![Action::UpdateIdentity]),
         ("0", vec![]),
-        ("2", vec![]),
+        // Unlisted or empty: fail safe, the holder may have to update.
+        ("2", vec![Action::UpdateIdentity]),
+        ("", vec![Action::UpdateIdentity]),
     ] {
         let xml = green.replace("<Xxgx>0</Xxgx>", &format!("<Xxgx>{xxgx}</Xxgx>"));
         let mock = mock_with(Reply::new(200, XML, xml)).await;
