@@ -9,9 +9,11 @@
 //! - [`upstream`]: shared plumbing for calling regions (HTTP clients, TLS, size-limited bodies);
 //! - [`time`]: conversions from each region's time format to RFC 3339;
 //! - [`token`]: the single-flight access-token cache of regions with tokens;
-//! - [`regions`]: one module per region, each implementing its published contract.
+//! - [`regions`]: one module per region, each implementing its published contract;
+//! - [`decode`]: one pure function per region from a raw answer to a status (for fuzzing).
 
 pub mod adapter;
+pub mod decode;
 pub mod error;
 pub mod identity;
 pub mod model;
