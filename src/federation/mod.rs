@@ -723,7 +723,7 @@ pub const WITHHELD: &str = "withheld-by-peer";
 
 /// Parses a peer's 200 answer into a status. Anything that is not a valid status for the
 /// region asked is refused (never a green the region did not send).
-fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, String> {
+pub fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, String> {
     let answer: PeerAnswer = serde_json::from_slice(bytes)
         .map_err(|e| format!("an invalid status ({})", e.classify_name()))?;
     let s = answer.status;
