@@ -171,9 +171,9 @@ impl Tree {
         let mut reader = quick_xml::Reader::from_reader(bytes);
         reader.config_mut().trim_text(true);
         // (name, children, text) of each open element.
-        let mut stack: Vec<(String, Vec<(String, Tree)>, String)> =
-            vec![(String::new(), Vec::new(), String::new())];
-        let close = |stack: &mut Vec<(String, Vec<(String, Tree)>, String)>| -> Option<()> {
+        type Open = (String, Vec<(String, Tree)>, String);
+        let mut stack: Vec<Open> = vec![(String::new(), Vec::new(), String::new())];
+        let close = |stack: &mut Vec<Open>| -> Option<()> {
             let (name, children, text) = stack.pop()?;
             // Text beside child elements is ignored, as the Sukang adapter ignores it.
             let node = if children.is_empty() {
