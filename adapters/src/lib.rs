@@ -10,9 +10,11 @@
 //! - [`strict_json`]: one strict pass from JSON bytes to typed answers (duplicate keys refused);
 //! - [`time`]: conversions from each region's time format to RFC 3339;
 //! - [`token`]: the single-flight access-token cache of regions with tokens;
-//! - [`regions`]: one module per region, each implementing its published contract.
+//! - [`regions`]: one module per region, each implementing its published contract;
+//! - [`decode`]: one pure function per region from a raw answer to a status (for fuzzing).
 
 pub mod adapter;
+pub mod decode;
 pub mod error;
 pub mod identity;
 pub mod model;

@@ -836,7 +836,7 @@ pub const WITHHELD: &str = "withheld-by-peer";
 /// no `as_of`, a view that is neither the platform nor the checkpoint view (the platform
 /// view without `actions`), colour and level that disagree, another region, or hints that
 /// contradict the status's own actions.
-fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, String> {
+pub fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, String> {
     serde_json::from_slice::<NoDuplicateKeys>(bytes)
         .map_err(|e| format!("an invalid answer ({})", e.classify_name()))?;
     let answer: PeerAnswer = serde_json::from_slice(bytes)

@@ -1,0 +1,267 @@
+//! One pure entry point per region from a raw answer (HTTP status, headers, body) to the
+//! normalised status, and [`decode_answer`] dispatching on the region. No network and no
+//! logic of its own: each function composes the region module's own pure steps
+//! (`parse_answer` + `normalise`, or `interpret`) exactly as its adapter does after the
+//! body is read. It exists so that fuzzing and property tests exercise the same code as
+//! the adapters (see `fuzz/`).
+//!
+//! Two regions read part of the answer in async code that takes a live response, and are
+//! covered as follows:
+//! - Suishen: [`decode_suishen`] repeats the order of `SuishenAdapter::send` (an empty
+//!   body is refused, then the SM2 signature over the raw bytes is checked with the given
+//!   [`SignatureVerifier`], then the media type) before `interpret`. There is no
+//!   unverified path: callers that fuzz Suishen sign each body with a key of their own.
+//! - Guangzhou: the HTTP status and media type are checked in the adapter's `checked_body`
+//!   before the body is read; [`decode_guangzhou`] covers the body (`interpret`) only.
+//!
+//! An access token refused inside the answer (Suishen 40101, Guangzhou 40001/42001), which
+//! the adapters answer with one token refresh and one retry, decodes as
+//! `region_unavailable` with refused credentials.
+
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, StatusCode};
+
+use crate::error::AdapterError;
+use crate::model::{HealthStatus, IdType, RegionId};
+use crate::regions::suishen::SignatureVerifier;
+use crate::regions::{guangdong, guangzhou, hangzhou, huzhou, suishen, sukang, suzhou, xuzhou};
+use crate::upstream::{has_media_type, retry_after};
+
+/// A region's answer as it arrived: HTTP status, headers and the raw body bytes.
+#[derive(Clone, Debug, Default)]
+pub struct RawAnswer {
+    /// The HTTP status code (any `u16`; one that is no HTTP status is refused).
+    pub status: u16,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, byte for byte.
+    pub body: Vec<u8>,
+}
+
+/// What decoding needs besides the answer itself.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeContext<'a> {
+    /// The time the answer is judged at (bounds plausible timestamps, quota waits).
+    pub now: DateTime<Utc>,
+    /// The identity type asked for (`None` for a QR lookup).
+    pub id_type: Option<IdType>,
+    /// The keys Suishen answers must be signed with (required for Suishen).
+    pub suishen_keys: Option<&'a SignatureVerifier>,
+}
+
+fn http_status(answer: &RawAnswer) -> Result<StatusCode, AdapterError> {
+    StatusCode::from_u16(answer.status)
+        .map_err(|_| AdapterError::invalid_response("not an HTTP status code"))
+}
+
+fn token_refused() -> AdapterError {
+    AdapterError::credentials_refused("the region refused the access token")
+}
+
+/// Decodes a raw answer of `region` into its normalised status.
+pub fn decode_answer(
+    region: RegionId,
+    answer: &RawAnswer,
+    ctx: &DecodeContext<'_>,
+) -> Result<HealthStatus, AdapterError> {
+    match region {
+        RegionId::Suzhou => decode_suzhou(answer),
+        RegionId::Suishen => decode_suishen(answer, ctx),
+        RegionId::Sukang => decode_sukang(answer, ctx),
+        RegionId::Xuzhou => decode_xuzhou(answer, ctx),
+        RegionId::Hangzhou => decode_hangzhou(answer),
+        RegionId::Huzhou => decode_huzhou(answer, ctx),
+        RegionId::Guangzhou => decode_guangzhou(answer, ctx),
+        RegionId::Guangdong => decode_guangdong(answer),
+    }
+}
+
+/// Suzhou: `parse_answer` then `normalise` with the answer's `Retry-After`.
+pub fn decode_suzhou(answer: &RawAnswer) -> Result<HealthStatus, AdapterError> {
+    let parsed = suzhou::parse_answer(http_status(answer)?, &answer.headers, &answer.body)?;
+    suzhou::normalise(&parsed, retry_after(&answer.headers))
+}
+
+/// Suishen: non-empty body, SM2 signature, JSON media type, then `interpret`.
+pub fn decode_suishen(
+    answer: &RawAnswer,
+    ctx: &DecodeContext<'_>,
+) -> Result<HealthStatus, AdapterError> {
+    let keys = ctx.suishen_keys.ok_or_else(|| {
+        AdapterError::unavailable("no Suishen signing key to verify the answer with")
+    })?;
+    if answer.body.is_empty() {
+        return Err(if (500..600).contains(&answer.status) {
+            AdapterError::unavailable_retryable(format!("http {}", answer.status))
+        } else {
+            AdapterError::invalid_response(format!("http {} without a body", answer.status))
+        });
+    }
+    keys.check(&answer.headers, &answer.body)?;
+    if !has_media_type(&answer.headers, "application/json") {
+        return Err(AdapterError::invalid_response("content type is not JSON"));
+    }
+    match suishen::interpret(answer.status, &answer.headers, &answer.body, ctx.now)? {
+        suishen::Answer::Status(s) => Ok(*s),
+        suishen::Answer::TokenRejected => Err(token_refused()),
+    }
+}
+
+/// Sukang: `interpret` (HTTP status, XML media type, strict XML, normalise).
+pub fn decode_sukang(
+    answer: &RawAnswer,
+    ctx: &DecodeContext<'_>,
+) -> Result<HealthStatus, AdapterError> {
+    sukang::interpret(
+        ctx.id_type,
+        http_status(answer)?,
+        &answer.headers,
+        &answer.body,
+    )
+}
+
+/// Xuzhou (its own answer; the Sukang fallback is the adapter's, not the answer's).
+pub fn decode_xuzhou(
+    answer: &RawAnswer,
+    ctx: &DecodeContext<'_>,
+) -> Result<HealthStatus, AdapterError> {
+    let parsed = xuzhou::parse_answer(http_status(answer)?, &answer.headers, &answer.body)?;
+    xuzhou::normalise(&parsed, retry_after(&answer.headers), ctx.id_type)
+}
+
+/// Hangzhou: `interpret`.
+pub fn decode_hangzhou(answer: &RawAnswer) -> Result<HealthStatus, AdapterError> {
+    hangzhou::interpret(http_status(answer)?, &answer.headers, &answer.body)
+}
+
+/// Huzhou: `parse_answer` then `normalise`.
+pub fn decode_huzhou(
+    answer: &RawAnswer,
+    ctx: &DecodeContext<'_>,
+) -> Result<HealthStatus, AdapterError> {
+    let parsed = huzhou::parse_answer(
+        http_status(answer)?,
+        &answer.headers,
+        &answer.body,
+        ctx.id_type,
+    )?;
+    huzhou::normalise(&parsed)
+}
+
+/// Guangzhou: `interpret` of the body (status and media type are checked before the body
+/// is read, in the adapter).
+pub fn decode_guangzhou(
+    answer: &RawAnswer,
+    ctx: &DecodeContext<'_>,
+) -> Result<HealthStatus, AdapterError> {
+    match guangzhou::interpret(&answer.body, ctx.now)? {
+        guangzhou::Answer::Status(s) => Ok(*s),
+        guangzhou::Answer::TokenRejected => Err(token_refused()),
+    }
+}
+
+/// Guangdong: `interpret`.
+pub fn decode_guangdong(answer: &RawAnswer) -> Result<HealthStatus, AdapterError> {
+    guangdong::interpret(http_status(answer)?, &answer.headers, &answer.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Color;
+    use http::HeaderValue;
+    use http::header::CONTENT_TYPE;
+
+    fn fixture(region: RegionId, name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(region.as_str())
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn answer(content_type: &'static str, body: Vec<u8>) -> RawAnswer {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        RawAnswer {
+            status: 200,
+            headers,
+            body,
+        }
+    }
+
+    fn ctx() -> DecodeContext<'static> {
+        DecodeContext {
+            now: Utc::now(),
+            id_type: None,
+            suishen_keys: None,
+        }
+    }
+
+    #[test]
+    fn every_unsigned_region_decodes_its_green_and_red_fixtures() {
+        for (region, ext, ct) in [
+            (RegionId::Suzhou, "json", "application/json"),
+            (RegionId::Sukang, "xml", "application/xml"),
+            (RegionId::Xuzhou, "json", "application/json"),
+            (RegionId::Hangzhou, "json", "application/json"),
+            (RegionId::Huzhou, "json", "application/json"),
+            (RegionId::Guangzhou, "json", "application/json"),
+            (RegionId::Guangdong, "json", "application/json"),
+        ] {
+            for (name, color) in [("green", Color::Green), ("red", Color::Red)] {
+                let a = answer(ct, fixture(region, &format!("{name}.{ext}")));
+                let s = decode_answer(region, &a, &ctx())
+                    .unwrap_or_else(|e| panic!("{region} {name}: {e}"));
+                assert_eq!((s.region, s.color), (region, color), "{region} {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn suishen_needs_keys_and_a_valid_signature() {
+        use base64::Engine;
+        let body = fixture(RegionId::Suishen, "green.json");
+        let a = answer("application/json", body.clone());
+        assert!(decode_answer(RegionId::Suishen, &a, &ctx()).is_err());
+
+        let ec = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::SM2).unwrap(),
+        )
+        .unwrap();
+        let signer = suishen::sm2::SigningKey::from_pem(&ec.private_key_to_pem().unwrap()).unwrap();
+        let keys =
+            SignatureVerifier::new(&[("k1".into(), ec.public_key_to_pem().unwrap())]).unwrap();
+        let with_keys = DecodeContext {
+            suishen_keys: Some(&keys),
+            ..ctx()
+        };
+        // Unsigned: refused.
+        let e = decode_answer(RegionId::Suishen, &a, &with_keys).unwrap_err();
+        assert!(matches!(e, AdapterError::InvalidResponse(_)), "{e:?}");
+        // Signed: green.
+        let mut signed = a.clone();
+        let sig = base64::engine::general_purpose::STANDARD.encode(signer.sign(&body).unwrap());
+        signed
+            .headers
+            .insert(suishen::KEY_ID_HEADER, HeaderValue::from_static("k1"));
+        signed.headers.insert(
+            suishen::SIGNATURE_HEADER,
+            HeaderValue::from_str(&sig).unwrap(),
+        );
+        let s = decode_answer(RegionId::Suishen, &signed, &with_keys).unwrap();
+        assert_eq!(s.color, Color::Green);
+        // One byte changed after signing: refused.
+        let mut tampered = signed.clone();
+        tampered.body[0] = b' ';
+        assert!(decode_answer(RegionId::Suishen, &tampered, &with_keys).is_err());
+    }
+
+    #[test]
+    fn a_status_that_is_no_http_status_is_refused() {
+        let mut a = answer("application/json", fixture(RegionId::Suzhou, "green.json"));
+        a.status = 1000;
+        let e = decode_answer(RegionId::Suzhou, &a, &ctx()).unwrap_err();
+        assert!(matches!(e, AdapterError::InvalidResponse(_)), "{e:?}");
+    }
+}
