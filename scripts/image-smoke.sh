@@ -87,25 +87,31 @@ build_s=$(($(date +%s) - build_started))
 step "built in ${build_s}s"
 
 # --- Image metadata ---------------------------------------------------------------------
-inspect() { podman image inspect --format "$1" "$IMAGE"; }
-user=$(inspect '{{.Config.User}}')
-[[ $user == 65532:65532 ]] || die "user is '$user', expected 65532:65532 (non-root)"
-entrypoint=$(inspect '{{json .Config.Entrypoint}}')
+podman image inspect "$IMAGE" >"$work/inspect.json"
+# One field of the image's metadata as JSON ("null" when absent: podman omits empty fields).
+field() { python3 -c 'import json,sys
+d = json.load(open(sys.argv[1]))[0]
+for k in sys.argv[2].split("."):
+    d = d.get(k) if isinstance(d, dict) else None
+print(json.dumps(d, separators=(",", ":")))' "$work/inspect.json" "$1"; }
+user=$(field Config.User)
+[[ $user == '"65532:65532"' ]] || die "user is $user, expected 65532:65532 (non-root)"
+entrypoint=$(field Config.Entrypoint)
 [[ $entrypoint == '["/usr/local/bin/hcgw"]' ]] || die "entrypoint is $entrypoint"
-cmd=$(inspect '{{json .Config.Cmd}}')
+cmd=$(field Config.Cmd)
 [[ $cmd == '["serve"]' ]] || die "cmd is $cmd"
-health=$(inspect '{{json .Config.Healthcheck}}')
+health=$(field Healthcheck)
 [[ $health == *'"/usr/local/bin/hcgw","healthcheck","http://127.0.0.1:9090/healthz"'* ]] \
-  || die "healthcheck is $health"
-volumes=$(inspect '{{json .Config.Volumes}}')
+  || die "healthcheck is $health (built with --format docker?)"
+volumes=$(field Config.Volumes)
 for v in /etc/hcgw /etc/hcgw/certs /var/lib/hcgw/audit; do
   [[ $volumes == *"\"$v\""* ]] || die "volume $v missing: $volumes"
 done
-ports=$(inspect '{{json .Config.ExposedPorts}}')
+ports=$(field Config.ExposedPorts)
 [[ $ports == *8443/tcp* && $ports == *9090/tcp* ]] || die "exposed ports: $ports"
-mapfile -t image_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | sed '/^$/d')
+mapfile -t image_env < <(python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))[0]["Config"].get("Env", [])))' "$work/inspect.json")
 printf '%s\n' "${image_env[@]}" | grep -qx 'HCGW_CONFIG=/etc/hcgw/hcgw.toml' || die "HCGW_CONFIG not set"
-size=$(inspect '{{.Size}}')
+size=$(field Size)
 step "metadata ok: user $user, entrypoint $entrypoint $cmd, volumes, healthcheck; $((size / 1024 / 1024)) MiB"
 
 # --- Files --------------------------------------------------------------------------------
