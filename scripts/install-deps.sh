@@ -2,7 +2,9 @@
 # Installs the system packages hcgw's tests and tools need, only when missing.
 # Debian packages: openssl (the dev PKI), redis-server (shared-tier tests start their own),
 # prometheus (promtool checks ops/prometheus-alerts.yml), chromium and a small CJK font
-# (the status page's browser test and its screenshot, which shows the regions' names).
+# (the status page's browser test and its screenshot, which shows the regions' names);
+# pkg-config and libssl-dev (the build: openssl-sys). scripts/check-deploy.sh installs its PyPI
+# tools; scripts/image-smoke.sh installs podman and mmdebstrap.
 set -euo pipefail
 
 need=()
@@ -12,6 +14,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 [[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || need+=(fonts-wqy-microhei)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+[[ -e /usr/include/openssl/ssl.h ]] || need+=(libssl-dev)
 
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}"

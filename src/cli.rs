@@ -31,11 +31,33 @@ pub enum Command {
         #[arg(long, hide = true)]
         stop_on_stdin_eof: bool,
     },
-    /// Validate a configuration file and list every problem with its path.
+    /// Validate a configuration file (with the `HCGW_<SECTION>__<KEY>` environment
+    /// overrides) and list every problem with its path.
     CheckConfig {
         /// Configuration file.
         file: PathBuf,
+        /// Also print the effective configuration (file plus environment overrides,
+        /// secrets redacted).
+        #[arg(long)]
+        print: bool,
     },
+    /// Exit 0 when the admin port answers `/healthz` with 200, 1 otherwise (the container
+    /// image's HEALTHCHECK: no curl needed).
+    Healthcheck {
+        /// The URL to ask (plain HTTP).
+        #[arg(default_value = "http://127.0.0.1:9090/healthz")]
+        url: String,
+        /// Give up after this long (ms).
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
+    /// Print a shell completion script (`hcgw completions bash > /etc/bash_completion.d/hcgw`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff: `hcgw man | man -l -`).
+    Man,
     /// The demo: create the dev PKI if missing, start the region simulators and the gateway
     /// with `config/dev.toml`, and print copy-paste curl commands.
     Demo {
@@ -57,6 +79,9 @@ pub enum Command {
         /// Port of the first region; the others follow in the spec's order.
         #[arg(long, default_value_t = 7101)]
         base_port: u16,
+        /// Address to listen on (`0.0.0.0` in a container).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
         /// Added latency per call (ms).
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
@@ -101,7 +126,29 @@ pub enum AuditCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { file } => check_config(&file),
+        Command::CheckConfig { file, print } => check_config(&file, print),
+        Command::Healthcheck { url, timeout_ms } => {
+            healthcheck(&url, Duration::from_millis(timeout_ms))
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "hcgw",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hcgw man: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Audit {
             command: AuditCommand::Verify { files, checkpoints },
         } => audit_verify(&files, &checkpoints),
@@ -127,11 +174,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
-    match crate::config::load(file) {
-        Ok(c) => {
+fn check_config(file: &std::path::Path, print: bool) -> ExitCode {
+    match crate::config::load_effective(file) {
+        Ok((c, effective)) => {
             for w in crate::config::warnings(&c) {
                 eprintln!("WARNING {w}");
+            }
+            // With --print, stdout is a valid TOML file: the summary is a comment.
+            if print {
+                print!("{effective}\n# ");
             }
             println!(
                 "{}: ok ({} clients, {} local regions, {} peers, {} agreements)",
@@ -147,6 +198,66 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `hcgw healthcheck`: one plain HTTP/1.1 GET; success only on status 200.
+fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
+    match probe(url, timeout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hcgw healthcheck {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(url: &str, timeout: Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// URLs (the admin port is plain HTTP)".into());
+    }
+    let host = uri.host().ok_or("the URL has no host")?;
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let addr = (host.trim_matches(['[', ']']), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| format!("no answer: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let status_line = line.lines().next().unwrap_or("").trim();
+    let status = status_line.split_whitespace().nth(1);
+    if status_line.starts_with("HTTP/") && status == Some("200") {
+        Ok(())
+    } else if status_line.is_empty() {
+        Err("the connection closed without an answer".into())
+    } else {
+        Err(format!("answered {status_line:?}"))
     }
 }
 
@@ -190,6 +301,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Simulate {
             regions,
             base_port,
+            host,
             latency_ms,
             error_rate,
             expired_share,
@@ -227,20 +339,19 @@ async fn run(command: Command) -> Result<(), String> {
                 };
                 let port =
                     base_port + RegionId::ALL.iter().position(|r| *r == region).unwrap_or(0) as u16;
-                let r = crate::simulator::spawn(
-                    sim,
-                    &options,
-                    env.clone(),
-                    ([127, 0, 0, 1], port).into(),
-                )
-                .await?;
+                let r = crate::simulator::spawn(sim, &options, env.clone(), (host, port).into())
+                    .await?;
                 println!("{:<10} {}", region.as_str(), r.base_url());
                 running.push(r);
             }
             wait_for_signal().await;
             Ok(())
         }
-        Command::CheckConfig { .. } | Command::Audit { .. } => {
+        Command::CheckConfig { .. }
+        | Command::Audit { .. }
+        | Command::Healthcheck { .. }
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled before the runtime starts")
         }
     }

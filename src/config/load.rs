@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use hcgw_adapters::RegionId;
 use serde::de::DeserializeOwned;
 
+use super::overrides;
 use super::validate;
 use super::{
     AdminSection, AuditSection, BreakerSection, CacheSection, ClientEntry, Config,
@@ -70,23 +71,67 @@ impl LoadError {
     }
 }
 
-/// Loads and validates the configuration file at `path`.
+/// Loads and validates the configuration file at `path`, with the overrides from this
+/// process's environment (`HCGW_<SECTION>__<KEY>`, see [`super::overrides`]).
 pub fn load(path: &Path) -> Result<Config, LoadError> {
+    load_effective(path).map(|(config, _)| config)
+}
+
+/// Like [`load`], and also the effective configuration as TOML for `check-config --print`:
+/// the file with the environment's overrides applied (each listed in a comment at the top),
+/// secrets redacted.
+pub fn load_effective(path: &Path) -> Result<(Config, String), LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         path: path.to_owned(),
         source,
     })?;
-    load_str(&text, path)
+    let mut problems = Vec::new();
+    let found = overrides::from_process_env(&mut problems);
+    let (config, table) = load_table(&text, path, &found, problems)?;
+    let mut out = String::new();
+    for o in &found {
+        out.push_str(&format!("# {} from ${}\n", o.dotted(), o.variable));
+    }
+    if !found.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(
+        &toml::to_string(&overrides::redacted(&table)).unwrap_or_else(|e| format!("# {e}\n")),
+    );
+    Ok((config, out))
 }
 
-/// Loads and validates configuration `text` as if read from `path`.
+/// Loads and validates configuration `text` as if read from `path` (no environment
+/// overrides).
 pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
+    load_table(text, path, &[], Vec::new()).map(|(config, _)| config)
+}
+
+/// Loads and validates configuration `text` as if read from `path`, with the overrides
+/// among `vars` (as if they were the environment).
+pub fn load_str_with_env(
+    text: &str,
+    path: &Path,
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Config, LoadError> {
     let mut problems = Vec::new();
+    let found = overrides::from_vars(vars, &mut problems);
+    load_table(text, path, &found, problems).map(|(config, _)| config)
+}
+
+/// The configuration and its table (file plus `found` overrides); `problems` holds those
+/// found before (malformed override names).
+fn load_table(
+    text: &str,
+    path: &Path,
+    found: &[overrides::Override],
+    mut problems: Vec<Problem>,
+) -> Result<(Config, toml::Table), LoadError> {
     let invalid = |problems| LoadError::Invalid {
         path: path.to_owned(),
         problems,
     };
-    let table: toml::Table = match text.parse() {
+    let mut table: toml::Table = match text.parse() {
         Ok(t) => t,
         Err(e) => {
             let e: toml::de::Error = e;
@@ -94,9 +139,11 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
             let at = line
                 .map(|l| format!("(syntax, line {l})"))
                 .unwrap_or_else(|| "(syntax)".into());
-            return Err(invalid(vec![Problem::new(at, e.message().to_owned())]));
+            problems.push(Problem::new(at, e.message().to_owned()));
+            return Err(invalid(problems));
         }
     };
+    overrides::apply(&mut table, found, &mut problems);
     const KNOWN: [&str; 14] = [
         "gateway",
         "listener",
@@ -215,8 +262,9 @@ pub fn load_str(text: &str, path: &Path) -> Result<Config, LoadError> {
         },
         &mut problems,
     );
+    overrides::attribute(&mut problems, found);
     if problems.is_empty() {
-        Ok(config)
+        Ok((config, table))
     } else {
         Err(invalid(problems))
     }

@@ -3,8 +3,11 @@
 //! its path in the file (`clients[2].role`, `regions.suzhou.deadline_ms`).
 //!
 //! Relative paths in the file are relative to the file's own directory.
+//!
+//! `HCGW_<SECTION>__<KEY>` environment variables override the file ([`overrides`]).
 
 mod load;
+pub mod overrides;
 pub mod secret;
 mod validate;
 
@@ -16,7 +19,7 @@ use hcgw_adapters::RegionId;
 use serde::Deserialize;
 
 pub(crate) use load::parse as parse_value;
-pub use load::{LoadError, Problem, load, load_str};
+pub use load::{LoadError, Problem, load, load_effective, load_str, load_str_with_env};
 pub use secret::{SecretError, SecretRef};
 pub(crate) use validate::valid_jurisdiction;
 pub use validate::warnings;

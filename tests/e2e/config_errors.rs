@@ -628,4 +628,168 @@ fn a_subject_entry_implicitly_bound_to_a_root_is_warned_about() {
         .find(|w| w.path == "clients[0].issuer")
         .unwrap_or_else(|| panic!("{warnings:?}"));
     assert!(w.message.contains("CN=hcgw dev root CA"), "{w}");
+
+/// Runs `hcgw check-config [--print] FILE` with extra environment variables; (success,
+/// stdout, stderr).
+fn check_config_with_env(
+    path: &std::path::Path,
+    print: bool,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hcgw"));
+    cmd.arg("check-config");
+    if print {
+        cmd.arg("--print");
+    }
+    cmd.arg(path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn environment_overrides_replace_file_values_and_print_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hcgw.toml");
+    std::fs::write(&path, base(dir.path())).unwrap();
+    let audit = dir.path().join("audit-of-replica-0");
+    let (ok, stdout, stderr) = check_config_with_env(
+        &path,
+        true,
+        &[
+            ("HCGW_GATEWAY__NAME", "hcgw-0"),
+            ("HCGW_AUDIT__DIR", audit.to_str().unwrap()),
+            ("HCGW_REDIS__ENABLED", "true"),
+            ("HCGW_REDIS__URL", "redis://hcgw:pa55-w0rd-xyz@redis:6379/0"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("# gateway.name from $HCGW_GATEWAY__NAME"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("# redis.url from $HCGW_REDIS__URL"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("name = \"hcgw-0\""), "{stdout}");
+    assert!(stdout.contains("audit-of-replica-0"), "{stdout}");
+    assert!(stdout.contains("enabled = true"), "{stdout}");
+    assert!(
+        stdout.contains("redis://hcgw:<redacted>@redis:6379/0"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("pa55-w0rd-xyz") && !stderr.contains("pa55"),
+        "{stdout}{stderr}"
+    );
+    // The printed configuration is itself TOML (the summary is a comment).
+    assert!(stdout.trim_end().ends_with("agreements)"), "{stdout}");
+    let printed: toml::Table = stdout.parse().unwrap_or_else(|e| panic!("{e}\n{stdout}"));
+    assert_eq!(printed["gateway"]["name"].as_str(), Some("hcgw-0"));
+    assert_eq!(printed["audit"]["dir"].as_str(), audit.to_str());
+    // Without --print only the summary line.
+    let (ok, stdout, _) = check_config_with_env(&path, false, &[("HCGW_GATEWAY__NAME", "hcgw-0")]);
+    assert!(ok && !stdout.contains("[gateway]"), "{stdout}");
+}
+
+#[test]
+fn invalid_environment_overrides_are_reported_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hcgw.toml");
+    std::fs::write(&path, base(dir.path())).unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        ("HCGW_LISTENER__ADDR", "not-an-address", "listener.addr"),
+        ("HCGW_REDIS__LOCAL_SHARE", "2.5", "redis.local_share"),
+        ("HCGW_AUDIT__STRICT", "maybe", "audit.strict"),
+        ("HCGW_GATEWAY__NAMEE", "x", "gateway.namee"),
+        ("HCGW_NOPE__X", "x", "nope"),
+        ("HCGW_CLIENTS__NAME", "x", "clients"),
+        ("HCGW_GATEWAY__", "x", "$HCGW_GATEWAY__"),
+    ];
+    for (var, value, at) in cases {
+        let (ok, _, stderr) = check_config_with_env(&path, false, &[(var, value)]);
+        assert!(!ok, "{var}={value} was accepted");
+        assert!(
+            stderr
+                .split("\n  - ")
+                .any(|p| p.starts_with(&format!("{at}:")) && p.contains(var)),
+            "{var}={value}: no problem at {at} naming the variable:\n{stderr}"
+        );
+    }
+    // A secret given inline through the environment is refused, without echoing it.
+    let (ok, _, stderr) = check_config_with_env(
+        &path,
+        false,
+        &[("HCGW_CACHE__SUBJECT_KEY", "inline-secret-7f6e5d")],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("cache.subject_key") && stderr.contains("HCGW_CACHE__SUBJECT_KEY"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("7f6e5d"), "secret leaked: {stderr}");
+    // A reference through the environment is fine.
+    let key = pki().join("secrets/subject_hash_key");
+    let (ok, _, stderr) = check_config_with_env(
+        &path,
+        false,
+        &[(
+            "HCGW_CACHE__SUBJECT_KEY",
+            &format!("{{ file = {:?} }}", key.display().to_string()),
+        )],
+    );
+    assert!(ok, "{stderr}");
+}
+
+#[tokio::test]
+async fn a_served_gateway_takes_its_name_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hcgw.toml");
+    let text = base(dir.path()).replace(
+        "log_level = \"warn\"",
+        "log_level = \"info\"\nlog_format = \"json\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    let audit = dir.path().join("replica-audit");
+    let child = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("HCGW_GATEWAY__NAME", "hcgw-from-env-7")
+        .env("HCGW_AUDIT__DIR", &audit)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut started = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if audit.is_dir() {
+            started = true;
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started,
+        "the audit directory from HCGW_AUDIT__DIR was made: {logs}"
+    );
+    assert!(
+        logs.contains("hcgw-from-env-7"),
+        "the name from HCGW_GATEWAY__NAME is used: {logs}"
+    );
 }

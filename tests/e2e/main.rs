@@ -3,6 +3,7 @@
 //! One test binary; one module per concern.
 
 mod audit;
+mod cli_tools;
 mod config_errors;
 mod connections;
 mod federation;
