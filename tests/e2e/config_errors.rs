@@ -628,6 +628,7 @@ fn a_subject_entry_implicitly_bound_to_a_root_is_warned_about() {
         .find(|w| w.path == "clients[0].issuer")
         .unwrap_or_else(|| panic!("{warnings:?}"));
     assert!(w.message.contains("CN=hcgw dev root CA"), "{w}");
+}
 
 /// Runs `hcgw check-config [--print] FILE` with extra environment variables; (success,
 /// stdout, stderr).
@@ -659,6 +660,9 @@ fn environment_overrides_replace_file_values_and_print_redacted() {
     let path = dir.path().join("hcgw.toml");
     std::fs::write(&path, base(dir.path())).unwrap();
     let audit = dir.path().join("audit-of-replica-0");
+    // Redis needs its entry key too (a secret reference: a deeper table, `__FILE`).
+    let entry_key = dir.path().join("redis_entry_key");
+    std::fs::write(&entry_key, "0123456789abcdef0123456789abcdef").unwrap();
     let (ok, stdout, stderr) = check_config_with_env(
         &path,
         true,
@@ -667,6 +671,7 @@ fn environment_overrides_replace_file_values_and_print_redacted() {
             ("HCGW_AUDIT__DIR", audit.to_str().unwrap()),
             ("HCGW_REDIS__ENABLED", "true"),
             ("HCGW_REDIS__URL", "redis://hcgw:pa55-w0rd-xyz@redis:6379/0"),
+            ("HCGW_REDIS__ENTRY_KEY__FILE", entry_key.to_str().unwrap()),
         ],
     );
     assert!(ok, "{stderr}");
