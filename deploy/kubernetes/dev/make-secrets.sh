@@ -26,7 +26,7 @@ for r in sukang guangdong; do
 done
 secret_files=()
 for s in suzhou_app_secret suishen_client_secret xuzhou_api_key hangzhou_appcode \
-  huzhou_token guangzhou_secret guangdong_paas_id subject_hash_key; do
+  huzhou_token guangzhou_secret guangdong_paas_id subject_hash_key redis_entry_key; do
   secret_files+=("$s=$pki/secrets/$s")
 done
 args_of() { for f in "$@"; do printf -- '--from-file=%s\n' "$f"; done; }
