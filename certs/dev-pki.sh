@@ -556,6 +556,20 @@ if openssl verify -CAfile "$ROOT/ca.pem" -untrusted "$INT/ca.pem" "$U/client/cer
     die "self-check: untrusted/client verifies against the federation root"
 fi
 
+# ---------------------------------------------------------------- curl config files
+# `curl -K curl/<client>.conf https://localhost:8443/v1/whoami`: the CA bundle and the
+# client's certificate and key, by absolute path (no word splitting of "$C" variables).
+mkdir -p "$OUT/curl"
+for entry in "${CLIENTS[@]}"; do
+    name=${entry%%|*}
+    want=$(printf '# curl -K %s https://localhost:8443/v1/whoami\ncacert = "%s"\ncert = "%s"\nkey = "%s"\n' \
+        "$OUT/curl/$name.conf" "$OUT/ca-bundle.pem" "$OUT/clients/$name/cert.pem" "$OUT/clients/$name/key.pem")
+    if [[ ! -f $OUT/curl/$name.conf || $(<"$OUT/curl/$name.conf") != "$(printf '%b' "$want")" ]]; then
+        printf '%s\n' "$want" >"$OUT/curl/.$name.conf.tmp" && mv -f "$OUT/curl/.$name.conf.tmp" "$OUT/curl/$name.conf"
+        CREATED+=("curl/$name.conf")
+    fi
+done
+
 # ---------------------------------------------------------------- summary
 ms=$(( (${EPOCHREALTIME/./} - ${START/./}) / 1000 ))
 if ((${#CREATED[@]} == 0)); then

@@ -54,7 +54,7 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
 build_start=$(date +%s)
-cargo build --release --locked --manifest-path fuzz/libfuzzer/Cargo.toml --target "$HOST" \
+cargo build --release --manifest-path fuzz/libfuzzer/Cargo.toml --target "$HOST" \
     $(printf -- '--bin %s ' "${TARGETS[@]}")
 echo "fuzz.sh: built ${#TARGETS[@]} targets in $(($(date +%s) - build_start)) s"
 

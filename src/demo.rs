@@ -97,11 +97,8 @@ pub async fn run(config_path: &Path) -> Result<(), String> {
 fn print_banner(gw: &crate::app::Gateway, pki: &Path, sims: &[crate::simulator::RunningSim]) {
     let pki = pki.display();
     let url = format!("https://localhost:{}", gw.api_addr.port());
-    let curl = |client: &str| {
-        format!(
-            "curl -s --cacert {pki}/ca-bundle.pem --cert {pki}/clients/{client}/cert.pem --key {pki}/clients/{client}/key.pem"
-        )
-    };
+    // The dev PKI writes a curl config file per client (CA bundle, certificate, key).
+    let curl = |client: &str| format!("curl -s -K {pki}/curl/{client}.conf");
     let json = "-H 'content-type: application/json'";
     // Synthetic subjects from the simulators (never real people).
     let subject = |region: hcgw_adapters::RegionId, n: usize| {

@@ -893,6 +893,10 @@ async fn the_status_page_in_a_browser_shows_every_region_and_one_going_down() {
         "a real screenshot ({} bytes)",
         png.len()
     );
+    // The README's picture: `HCGW_UPDATE_DOCS=1 cargo test --test e2e status_page` renews it.
+    if std::env::var_os("HCGW_UPDATE_DOCS").is_some() {
+        std::fs::write(repo().join("docs/status-page.png"), &png).unwrap();
+    }
 
     // The JSON carries counts and configuration only: no subject data.
     let text = status.to_string();
