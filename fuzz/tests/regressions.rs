@@ -47,3 +47,25 @@ fn peer_answer_without_hints_does_not_pass() {
     input.extend_from_slice(body.as_bytes());
     assert_eq!(run("peer_answer", &input), Ok(()));
 }
+
+#[test]
+fn xuzhou_not_required_without_completed_does_not_pass() {
+    // Found by the libFuzzer smoke: `required: false` with `completed` missing passed.
+    let body = r#"{"errcode":0,"errmsg":"ok","data":{"skm":{"color":"GREEN","updatedAt":"2022-03-18T21:13:06+08:00"},"entryRegistration":{"required":false,"complet":"x"},"maskedName":"刘*","maskedIdCard":"3203**********0021"}}"#;
+    assert_eq!(run("answer_xuzhou", &raw(body)), Ok(()));
+}
+
+#[test]
+fn subject_a_name_already_in_masked_form_is_masked() {
+    // Found by the libFuzzer smoke (an oracle false positive): "㢁*" masks to itself, which
+    // reveals nothing; the oracle must accept it, and still refuse an unmasked name.
+    let mut input = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/corpus/subject/regression-masked-name"
+    ))
+    .unwrap();
+    assert_eq!(run("subject", &input), Ok(()));
+    input.truncate(1);
+    input.extend_from_slice("张三".as_bytes());
+    assert_eq!(run("subject", &input), Ok(()));
+}

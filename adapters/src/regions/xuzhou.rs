@@ -16,8 +16,8 @@
 //!   status breaks the contract.
 //! - `entryRegistration`: `required && !completed` → action `register_on_arrival`. When
 //!   the object or one of its flags is missing the registration is not known to be done,
-//!   so the action is added too (fail safe); only `required: false` or
-//!   `required: true, completed: true` omit it.
+//!   so the action is added too (fail safe); only `required: false` (with `completed`
+//!   present) or `required: true, completed: true` omit it.
 //!
 //! ## Fallback to Sukang
 //! With `fallback_to_sukang` on and a Sukang adapter given, an **identity** lookup (never
@@ -255,11 +255,13 @@ pub fn normalise(
                 .ok_or_else(|| AdapterError::invalid_response("unparseable skm.updatedAt"))?,
         );
     }
+    // Both flags decide the action, so both must be there: `required: false` without
+    // `completed` is an incomplete answer (found by the fuzz target answer_xuzhou).
     let registration_known_not_pending = matches!(
         &data.entry_registration,
         Some(EntryRegistration {
             required: Some(false),
-            ..
+            completed: Some(_),
         }) | Some(EntryRegistration {
             required: Some(true),
             completed: Some(true),
@@ -418,7 +420,7 @@ mod tests {
         ] {
             let s = normalise(
                 &answer(&format!(
-                    r#"{{"errcode":0,"data":{{"skm":{{"color":"{c}"}},"entryRegistration":{{"required":false}}}}}}"#
+                    r#"{{"errcode":0,"data":{{"skm":{{"color":"{c}"}},"entryRegistration":{{"required":false,"completed":false}}}}}}"#
                 )),
                 None,
                 None,
@@ -432,6 +434,7 @@ mod tests {
             (r#"{"required":true,"completed":true}"#, false),
             (r#"{"required":false,"completed":false}"#, false),
             (r#"{"required":true}"#, true),
+            (r#"{"required":false}"#, true),
             (r#"{}"#, true),
             ("null", true),
         ] {
