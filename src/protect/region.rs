@@ -529,12 +529,13 @@ mod tests {
         assert_eq!(g.circuit(), CircuitState::Closed);
     }
 
-    #[tokio::test]
-    async fn abandoned_probe_frees_its_slot() {
+    /// A Suzhou guard with `config` whose circuit opened after one failure and is half-open
+    /// now (its `open_s = 1` has passed on the manual clock).
+    async fn half_open_guard(config: &str) -> (RegionGuard, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::default());
         let g = RegionGuard::new(
             RegionId::Suzhou,
-            &entry("[breaker]\nconsecutive_failures = 1\nopen_s = 1"),
+            &entry(config),
             BreakerSection::default(),
             clock.clone(),
         );
@@ -543,27 +544,23 @@ mod tests {
             .unwrap()
             .finish(Duration::ZERO, Err(&AdapterError::unavailable("down")));
         clock.advance(Duration::from_secs(2));
+        (g, clock)
+    }
+
+    #[tokio::test]
+    async fn abandoned_probe_frees_its_slot() {
+        let (g, _clock) = half_open_guard("[breaker]\nconsecutive_failures = 1\nopen_s = 1").await;
         drop(g.admit().await.unwrap());
         assert!(g.admit().await.is_ok());
     }
 
     #[tokio::test]
     async fn a_probe_cancelled_while_queueing_or_in_flight_frees_its_slot() {
-        let clock = Arc::new(ManualClock::default());
         // 1/s: the probe after the failure has to queue for the rate limit.
-        let g = RegionGuard::new(
-            RegionId::Suzhou,
-            &entry(
-                "rate_limit_per_s = 1\nqueue_ms = 3000\n[breaker]\nconsecutive_failures = 1\nopen_s = 1",
-            ),
-            BreakerSection::default(),
-            clock.clone(),
-        );
-        g.admit()
-            .await
-            .unwrap()
-            .finish(Duration::ZERO, Err(&AdapterError::unavailable("down")));
-        clock.advance(Duration::from_secs(2));
+        let (g, _clock) = half_open_guard(
+            "rate_limit_per_s = 1\nqueue_ms = 3000\n[breaker]\nconsecutive_failures = 1\nopen_s = 1",
+        )
+        .await;
         assert_eq!(g.circuit(), CircuitState::HalfOpen);
         // Dropped while waiting for the rate limit (the slot was taken before that await).
         let queued = tokio::time::timeout(Duration::from_millis(50), g.admit()).await;
@@ -586,16 +583,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_probe_slot_never_frees_a_later_half_open_spell() {
-        let clock = Arc::new(ManualClock::default());
-        let g = RegionGuard::new(
-            RegionId::Suzhou,
-            &entry("[breaker]\nconsecutive_failures = 1\nopen_s = 1\nhalf_open_probes = 2"),
-            BreakerSection::default(),
-            clock.clone(),
-        );
+        let (g, clock) = half_open_guard(
+            "[breaker]\nconsecutive_failures = 1\nopen_s = 1\nhalf_open_probes = 2",
+        )
+        .await;
         let fail = AdapterError::unavailable("down");
-        g.admit().await.unwrap().finish(Duration::ZERO, Err(&fail));
-        clock.advance(Duration::from_secs(2));
         let stale = g.admit().await.unwrap();
         g.admit().await.unwrap().finish(Duration::ZERO, Err(&fail));
         clock.advance(Duration::from_secs(2));
