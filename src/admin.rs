@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The admin router.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -30,7 +30,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
     let listener_up = state.listener_up.load(Ordering::Relaxed);
     let cert_days = crate::tls::days_to_expiry(&state.tls.files().cert);
     let cert_valid = cert_days.is_some_and(|d| d >= 0);
-    let audit_ok = state.audit_log.is_healthy();
+    let audit_ok = state.lookups.auditor().log().is_healthy();
     let crls_lapsed = state.tls.lapsed_crls(chrono::Utc::now().timestamp());
     let ready = listener_up
         && cert_valid
@@ -56,7 +56,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
             // Why not ready: each CRL past its nextUpdate (its CA's clients are refused).
             "crls_lapsed": crls_lapsed,
             "audit_healthy": audit_ok,
-            "audit_queue_depth": state.audit_log.queue_depth(),
+            "audit_queue_depth": state.lookups.auditor().log().queue_depth(),
             // Informational: a degraded Redis tier does not make the gateway unready.
             "redis_degraded": state.shared.as_ref().map(|s| s.degraded()),
         })),

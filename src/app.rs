@@ -8,38 +8,16 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::api::ApiError;
-use crate::audit::{AuditCaller, AuditError, AuditLog, AuditRecord};
-use crate::audit_hook::Audited;
+use crate::audit::audited::Auditor;
+use crate::audit::{AuditError, AuditLog};
 use crate::config::Config;
 use crate::connections::{ConnectionLimits, Connections};
 use crate::identity::ClientDirectory;
 use crate::lookup::LookupService;
-use crate::recognition::{Agreement, Policy};
+use crate::protect::quota::Quotas;
+use crate::state::AppState;
 use crate::subject::SubjectHasher;
 use crate::tls::{TlsError, TlsFiles, TlsReloader};
-
-/// State shared by all handlers.
-pub struct AppState {
-    /// The configuration in force.
-    pub config: Arc<Config>,
-    /// The listener's TLS settings.
-    pub tls: Arc<TlsReloader>,
-    /// Looking subjects up in the regions.
-    pub lookups: LookupService,
-    /// Per-caller quotas.
-    pub quotas: crate::protect::quota::Quotas,
-    /// The Redis tier, when configured.
-    pub shared: Option<Arc<crate::protect::shared::Shared>>,
-    /// The recognition policy.
-    pub policy: Policy,
-    /// Keyed hashes of subjects.
-    pub hasher: SubjectHasher,
-    /// The audit trail.
-    pub audit_log: AuditLog,
-    /// Whether the API listener accepts connections.
-    pub listener_up: AtomicBool,
-}
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -100,14 +78,6 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let config = Arc::new(config);
     let tls = TlsReloader::new(TlsFiles::from(&config.tls))?;
     let clients = Arc::new(ClientDirectory::from_config(&config)?);
-    let policy = Policy::new(
-        config
-            .recognition
-            .agreements
-            .iter()
-            .map(Agreement::from)
-            .collect(),
-    );
     let key = config
         .cache
         .subject_key
@@ -122,17 +92,15 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     } else {
         None
     };
-    let mut lookups = LookupService::from_config(&config, hasher.clone());
+    let auditor = Auditor::new(AuditLog::open(&config.audit)?, config.audit.strict);
+    let mut lookups = LookupService::from_config(&config, hasher, auditor);
     lookups.set_shared(shared.clone());
     let state = Arc::new(AppState {
         config: config.clone(),
         tls: tls.clone(),
-        lookups,
-        quotas: crate::protect::quota::Quotas::from_config(&config, shared.clone()),
+        lookups: Arc::new(lookups),
+        quotas: Arc::new(Quotas::from_config(&config, shared.clone())),
         shared,
-        policy,
-        hasher,
-        audit_log: AuditLog::open(&config.audit)?,
         listener_up: AtomicBool::new(false),
     });
 
@@ -228,73 +196,6 @@ fn spawn_certificate_expiry(
     })
 }
 
-impl AppState {
-    /// In strict mode, whether the audit trail can take records now (its writer is healthy,
-    /// not closed, its queue not full): checked before any region or peer is asked, so a
-    /// lookup that could not be audited sends no personal data out and fills no cache. The
-    /// write after the answer can still fail and refuse (see [`AppState::audit`]).
-    pub fn audit_ready(&self) -> Result<(), ApiError> {
-        if !self.config.audit.strict {
-            return Ok(());
-        }
-        self.audit_log.ready().map_err(|e| {
-            tracing::error!(error = %e, "audit trail unavailable: refusing before asking any region");
-            audit_unavailable()
-        })
-    }
-
-    /// Records audited operations; in strict mode an error means the answer must not be
-    /// served (503 `audit_unavailable`).
-    pub async fn audit(&self, records: Vec<Audited>) -> Result<(), ApiError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let request_id = crate::api::request_id::current().unwrap_or_default();
-        let records: Vec<AuditRecord> = records
-            .into_iter()
-            .map(|a| {
-                let mut r = AuditRecord::new(
-                    request_id.clone(),
-                    AuditCaller::from(&*a.acting.caller),
-                    a.endpoint,
-                );
-                r.on_behalf_of = a.acting.on_behalf_of.clone();
-                r.region = Some(a.region);
-                r.subject_hash = Some(a.subject_hash);
-                r.purpose = a.purpose;
-                r.checkpoint = a.checkpoint;
-                r.color = a.color;
-                r.decision = a.decision;
-                r.error = a.error;
-                r.cache_hit = a.cache_hit;
-                r.upstream_latency_ms = a.upstream_latency_ms;
-                r.via_peer = a.via_peer;
-                r
-            })
-            .collect();
-        match self.audit_log.record_all(records).await {
-            Ok(()) => Ok(()),
-            Err(e) if self.config.audit.strict && e.is_strict_refusal() => {
-                tracing::error!(error = %e, "audit trail refused a record: answering 503 rather than serving unaudited");
-                Err(audit_unavailable())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "audit record lost (non-strict mode)");
-                Ok(())
-            }
-        }
-    }
-}
-
-/// `503 audit_unavailable`.
-fn audit_unavailable() -> ApiError {
-    ApiError::new(
-        hcgw_adapters::ErrorCode::AuditUnavailable,
-        "the audit trail cannot record this lookup; try again",
-    )
-    .with_retry_after(Duration::from_secs(5))
-}
-
 impl Gateway {
     /// Stops accepting, drains open connections, and returns when both listeners ended.
     pub async fn shutdown(self) {
@@ -302,6 +203,6 @@ impl Gateway {
         let _ = self.stop.send(true);
         let _ = self.api_task.await;
         let _ = self.admin_task.await;
-        self.state.audit_log.clone().shutdown().await;
+        self.state.lookups.auditor().log().clone().shutdown().await;
     }
 }

@@ -1,43 +1,33 @@
-//! hcgw: the federated health-code interoperability gateway.
+//! hcgw: the federated health-code interoperability gateway — its transport half.
 //!
-//! The domain (status model, region adapters, QR detection) lives in the `hcgw-adapters`
-//! crate; this crate is the gateway around it:
+//! The crates, top to bottom (dependencies run one way; `docs/architecture.md`):
 //!
-//! - [`config`]: the TOML configuration and `check-config`;
-//! - [`tls`], [`identity`], [`server`]: the mTLS listener, hot-reloaded certificates and
-//!   CRLs, and the caller identity taken from the verified client certificate;
-//!   [`connections`]: the listener's open connections, capped and re-verified at reloads;
-//! - [`api`]: the HTTP API and its problem+json errors; [`admin`]: health, readiness,
-//!   `/metrics` ([`metrics`]) and the status page ([`status_page`], [`stats`]);
-//! - [`regions`]: the adapters of the regions served here; [`federation`]: forwarding to
-//!   peer gateways;
-//! - [`simulator`]: runnable simulators of every region; [`demo`]: the one-command demo;
-//! - [`audit`]: the tamper-evident audit trail (hash-chained JSON lines) and its verifier;
-//! - [`app`]: starting and stopping a gateway; [`cli`]: the `hcgw` command.
+//! - `hcgw` (this crate): the HTTP API ([`api`]), the mTLS listener ([`server`], [`tls`],
+//!   [`connections`]), the admin port ([`admin`], [`metrics`], [`status_page`]), the CLI
+//!   ([`cli`]) and the demo ([`demo`]); [`state`] is what the handlers share and [`app`]
+//!   wires a gateway together;
+//! - `hcgw-core`: domain and policy — configuration, caller identity and roles, subjects,
+//!   recognition, the lookup pipeline and its protection layers, routing to peers, audit
+//!   (re-exported below under their usual names);
+//! - `hcgw-adapters`: the regional contracts and the common status model;
+//! - `hcgw-sim`: the region simulators (the `sim` feature).
 
 pub mod admin;
 pub mod api;
 pub mod app;
-pub mod audit;
-pub mod audit_hook;
 pub mod cli;
-pub mod config;
 pub mod connections;
 pub mod demo;
-pub mod federation;
-pub mod hexfmt;
-pub mod identity;
 pub mod logging;
-pub mod lookup;
 pub mod metrics;
 pub mod net;
-pub mod protect;
-pub mod recognition;
-pub mod redact;
-pub mod regions;
 pub mod server;
 pub mod simulator;
-pub mod stats;
+pub mod state;
 pub mod status_page;
-pub mod subject;
 pub mod tls;
+
+pub use hcgw_core::{
+    audit, config, federation, hexfmt, identity, lookup, pki, protect, recognition, redact,
+    registry, stats, subject,
+};

@@ -9,16 +9,15 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::response::Response;
-use hcgw_adapters::{ErrorCode, RegionId};
+use hcgw_adapters::ErrorCode;
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::Config;
-use crate::identity::ConnIdentity;
-use crate::server::ConnInfo;
+use crate::protect::breaker::{CircuitState, export_state};
 
 /// Buckets (seconds) of the end-to-end request histogram.
 pub const REQUEST_BUCKETS: [f64; 14] = [
@@ -88,7 +87,7 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (
         "hcgw_circuit_state",
         Kind::Gauge,
-        "Circuit breaker state per target (region id or peer:<name>): 0 closed, 1 half-open, 2 open",
+        "Circuit breaker state per target (region id or peer:<name>): one series per state (closed, half_open, open), 1 for the current state, 0 for the others",
     ),
     (
         "hcgw_redis_degraded",
@@ -263,37 +262,19 @@ pub fn response() -> Response {
     }
 }
 
-/// The outcome code of an API response, set by [`crate::api::ApiError`] as a response
+/// The outcome code of an API response, set by the API's problem responses as a response
 /// extension so the middleware need not read bodies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseCode(pub ErrorCode);
 
-/// The `endpoint` label of a request: its route template, or `unmatched`. The API's
-/// routes come from [`crate::api::ROUTES`] without an allocation.
-pub fn endpoint_label(req: &Request) -> metrics::SharedString {
-    match req.extensions().get::<MatchedPath>() {
-        Some(p) => match crate::api::ROUTES.iter().find(|r| **r == p.as_str()) {
-            Some(route) => metrics::SharedString::const_str(route),
-            None => metrics::SharedString::from(p.as_str().to_owned()),
-        },
-        None => metrics::SharedString::const_str("unmatched"),
-    }
-}
-
-/// The `role` label: the acting role (a peer's on-behalf-of role, capped), or `unknown`.
-pub fn role_label(req: &Request) -> &'static str {
-    match req.extensions().get::<ConnInfo>().map(|c| &c.identity) {
-        Some(ConnIdentity::Known(caller)) => {
-            let header = req
-                .headers()
-                .get(crate::api::acting::ON_BEHALF_OF)
-                .and_then(|v| v.to_str().ok());
-            crate::api::acting::effective_role(caller, header)
-                .unwrap_or(caller.role)
-                .as_str()
-        }
-        _ => "unknown",
-    }
+/// The labels of one API request that the API's front door hands in: the route template
+/// (or `unmatched`) and the acting role (or `unknown`).
+#[derive(Clone, Debug)]
+pub struct RequestLabels {
+    /// The `endpoint` label.
+    pub endpoint: metrics::SharedString,
+    /// The `role` label.
+    pub role: &'static str,
 }
 
 /// The `code` label of a response: `ok`, the problem code, or `http_<status>` for an
@@ -327,13 +308,12 @@ pub fn code_label(resp: &Response) -> &'static str {
 }
 
 /// Counts and times the request `handle` answers (the API front door calls it).
-pub async fn tracked<F, Fut>(req: Request, handle: F) -> Response
+pub async fn tracked<F, Fut>(labels: RequestLabels, req: Request, handle: F) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
-    let endpoint = endpoint_label(&req);
-    let role = role_label(&req);
+    let RequestLabels { endpoint, role } = labels;
     let started = Instant::now();
     let resp = handle(req).await;
     let elapsed = started.elapsed();
@@ -345,27 +325,6 @@ where
     resp
 }
 
-/// Records one call for a region's status (to its service, each attempt; or to a peer): its
-/// duration, and its error when it was an upstream fault.
-pub fn upstream_call(region: RegionId, latency: Duration, error: Option<ErrorCode>) {
-    metrics::histogram!("hcgw_upstream_duration_seconds", "region" => region.as_str())
-        .record(latency.as_secs_f64());
-    if let Some(code) = error.filter(|c| c.is_upstream_fault()) {
-        metrics::counter!("hcgw_upstream_errors_total", "region" => region.as_str(), "code" => code.as_str())
-            .increment(1);
-    }
-}
-
-/// Records one lookup forwarded to peer gateway `peer` for `region`: by peer and outcome
-/// code, and — as a call for the region's status, like a call to the region itself — in the
-/// region's upstream duration and, when it was an upstream fault, its upstream errors.
-pub fn peer_call(peer: &str, region: RegionId, latency: Duration, error: Option<ErrorCode>) {
-    let code = error.map_or("ok", ErrorCode::as_str);
-    metrics::counter!("hcgw_peer_requests_total", "peer" => peer.to_owned(), "code" => code)
-        .increment(1);
-    upstream_call(region, latency, error);
-}
-
 /// Every configured certificate file with its configuration path (the label).
 pub fn certificate_files(config: &Config) -> Vec<(String, std::path::PathBuf)> {
     let mut out = vec![("tls.cert".to_owned(), config.tls.cert.clone())];
@@ -374,7 +333,7 @@ pub fn certificate_files(config: &Config) -> Vec<(String, std::path::PathBuf)> {
     }
     for (id, entry) in &config.regions {
         let mut problems = Vec::new();
-        if let Some(auth) = crate::regions::auth::RegionAuth::parse(
+        if let Some(auth) = crate::registry::auth::RegionAuth::parse(
             *id,
             &entry.auth,
             config.base_dir(),
@@ -438,7 +397,7 @@ pub fn init_series(config: &Config) {
     metrics::counter!("hcgw_cache_evictions_total").increment(0);
     metrics::gauge!("hcgw_redis_degraded").set(0.0);
     for region in config.regions.keys() {
-        metrics::gauge!("hcgw_circuit_state", "target" => region.as_str()).set(0.0);
+        export_state(region.as_str(), CircuitState::Closed);
         metrics::counter!("hcgw_rate_limited_total", "scope" => "region", "name" => region.as_str()).increment(0);
         metrics::counter!("hcgw_cache_hits_total", "region" => region.as_str()).increment(0);
         metrics::counter!("hcgw_cache_misses_total", "region" => region.as_str()).increment(0);
@@ -447,8 +406,7 @@ pub fn init_series(config: &Config) {
         metrics::counter!("hcgw_rate_limited_total", "scope" => "caller", "name" => client.name.clone()).increment(0);
     }
     for peer in &config.peers {
-        let target = format!("peer:{}", peer.name);
-        metrics::gauge!("hcgw_circuit_state", "target" => target).set(0.0);
+        export_state(&format!("peer:{}", peer.name), CircuitState::Closed);
     }
 }
 
@@ -473,6 +431,29 @@ mod tests {
             code_label(&StatusCode::IM_A_TEAPOT.into_response()),
             "http_4xx"
         );
+    }
+
+    #[test]
+    fn circuit_state_is_one_series_per_state_with_the_current_one_at_1() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            export_state("peer:x", CircuitState::Closed);
+            export_state("peer:x", CircuitState::Open);
+        });
+        let text = handle.render();
+        let value = |state: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("hcgw_circuit_state{")
+                        && l.contains(&format!("state=\"{state}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(value("open").as_deref(), Some("1"), "{text}");
+        assert_eq!(value("closed").as_deref(), Some("0"), "{text}");
+        assert_eq!(value("half_open").as_deref(), Some("0"), "{text}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use hcgw_adapters::RegionId;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::stats::Recent;
 
 /// How often the page refreshes its figures (ms).
@@ -192,7 +192,7 @@ pub fn status(state: &AppState) -> StatusBody {
         window_s: crate::stats::SLOT.as_secs() * crate::stats::SLOTS as u64,
         refresh_ms: REFRESH_MS,
         regions,
-        agreements: state.policy.agreements().to_vec(),
+        agreements: state.lookups.policy().agreements().to_vec(),
     }
 }
 

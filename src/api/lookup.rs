@@ -1,34 +1,26 @@
 //! `POST /v1/lookup`, `POST /v1/lookup/batch`, `POST /v1/verify`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use futures_util::StreamExt;
-use hcgw_adapters::{Color, ErrorCode, HealthStatus, Level, RegionId, Subject};
+use hcgw_adapters::{Color, HealthStatus, Level, RegionId};
 
 use super::problem::Problem;
 use serde::{Deserialize, Serialize};
 
-use super::acting::Acting;
+use super::acting::{Acting, ActingOf};
 use super::json::ApiJson;
 use super::{ApiError, request_id};
-use crate::app::AppState;
-use crate::audit_hook::Audited;
 use crate::config::Role;
-use crate::lookup::Fetched;
+use crate::lookup::{Decided, LookupError, Query};
 use crate::protect::quota::BatchPacing;
 use crate::recognition::Recognition;
+use crate::state::AppState;
 use crate::subject::SubjectIn;
 
 /// Most items in one batch.
 pub const MAX_BATCH: usize = 1000;
-/// How long one batch item may wait for its region's rate limit.
-pub const BATCH_PATIENCE: Duration = Duration::from_secs(60);
-/// Distinct upstream lookups of one batch in flight at once.
-pub const BATCH_CONCURRENCY: usize = 32;
 
 /// `POST /v1/lookup` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -162,75 +154,44 @@ pub fn status_view(status: &Arc<HealthStatus>, role: Role) -> StatusView {
     }
 }
 
-fn parse_region(text: &str) -> Result<RegionId, ApiError> {
-    text.parse::<RegionId>().map_err(|_| {
-        ApiError::new(
-            ErrorCode::UnknownRegion,
-            "region: not a region id known to the federation",
-        )
-    })
-}
-
-fn check_short_text(field: &str, value: &Option<String>) -> Result<(), ApiError> {
-    match value {
-        Some(v) if v.chars().count() > 64 || v.chars().any(char::is_control) => {
-            Err(ApiError::invalid(format!(
-                "{field}: at most 64 characters, no control characters"
-            )))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// A validated lookup: region, adapter subject and the request's purpose.
-struct Validated {
-    region: RegionId,
-    subject: Subject,
-    purpose: Option<String>,
-}
-
-fn validate(state: &AppState, req: &LookupRequest) -> Result<Validated, ApiError> {
-    let region = parse_region(&req.region)?;
-    if !state.lookups.knows(region) {
-        return Err(ApiError::new(
-            ErrorCode::UnknownRegion,
-            format!("{region} is not served by this gateway nor by its peers"),
-        ));
-    }
-    check_short_text("purpose", &req.purpose)?;
-    let subject = req.subject.validate(region)?;
-    Ok(Validated {
-        region,
-        subject,
-        purpose: req.purpose.clone(),
-    })
-}
-
-fn respond(state: &AppState, acting: &Acting, fetched: &Fetched) -> LookupResponse {
-    // A peer that showed only the checkpoint view is not second-guessed: nothing it
-    // withheld is made up here.
-    let view = match fetched.peer_view {
-        Some(Role::Checkpoint) => Role::Checkpoint,
-        _ => acting.role,
+/// Renders a decided answer for `acting`.
+fn respond(state: &AppState, acting: &Acting, decided: Decided) -> LookupResponse {
+    let (status, cache) = match &decided.fetched {
+        Some(f) => (
+            status_view(&f.status, decided.view),
+            CacheInfo {
+                hit: f.cache_hit,
+                age_ms: f.age.as_millis() as u64,
+            },
+        ),
+        None => (
+            StatusView::Unknown(decided.region),
+            CacheInfo {
+                hit: false,
+                age_ms: 0,
+            },
+        ),
     };
-    let max_age = state.lookups.max_status_age(fetched.status.region);
-    let recognition = state.policy.decide(
-        &acting.jurisdiction,
-        &fetched.status,
-        chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::hours(24)),
-        chrono::Utc::now(),
-    );
     LookupResponse {
         request_id: request_id::current().unwrap_or_default(),
-        status: status_view(&fetched.status, view),
-        recognition,
-        cache: CacheInfo {
-            hit: fetched.cache_hit,
-            age_ms: fetched.age.as_millis() as u64,
-        },
+        status,
+        recognition: decided.recognition,
+        cache,
         served_by: state.config.gateway.name.clone(),
-        federation: (acting.caller.role == Role::Peer)
-            .then(|| crate::federation::PeerHints::of(&fetched.status)),
+        federation: match &decided.fetched {
+            Some(f) if acting.caller.role == Role::Peer => {
+                Some(crate::federation::PeerHints::of(&f.status))
+            }
+            _ => None,
+        },
+    }
+}
+
+fn lookup_query(req: &LookupRequest) -> Query<'_> {
+    Query::Lookup {
+        region: &req.region,
+        subject: &req.subject,
+        purpose: req.purpose.as_deref(),
     }
 }
 
@@ -244,31 +205,13 @@ fn respond(state: &AppState, acting: &Acting, fetched: &Fetched) -> LookupRespon
     ))]
 pub async fn lookup(
     State(state): State<Arc<AppState>>,
-    acting: Acting,
+    ActingOf(acting): ActingOf,
     ApiJson(req): ApiJson<LookupRequest>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     acting.require(&[Role::Platform, Role::Peer])?;
-    let v = validate(&state, &req)?;
-    // Strict audit: refused before any region or peer is asked when the trail is failing.
-    state.audit_ready()?;
-    let mut ctx = acting.forward_context();
-    ctx.purpose = v.purpose.clone();
-    let result = state.lookups.fetch(v.region, &v.subject, &ctx).await;
-    let response = result
-        .as_ref()
-        .map(|f| respond(&state, &acting, f))
-        .map_err(Clone::clone);
-    let audited = Audited::lookup(
-        "lookup",
-        &acting,
-        v.region,
-        state.hasher.audit_hash(&v.subject),
-        v.purpose,
-        None,
-    )
-    .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
-    state.audit(vec![audited]).await?;
-    Ok(Json(response?))
+    let q = state.lookups.validate(lookup_query(&req), false)?;
+    let decided = state.lookups.answer(&acting, q).await?;
+    Ok(Json(respond(&state, &acting, decided)))
 }
 
 /// `POST /v1/lookup/batch` (platform, peer).
@@ -280,7 +223,7 @@ pub async fn lookup(
     ))]
 pub async fn batch(
     State(state): State<Arc<AppState>>,
-    acting: Acting,
+    ActingOf(acting): ActingOf,
     pacing: Option<Extension<BatchPacing>>,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
@@ -290,10 +233,7 @@ pub async fn batch(
             "items: at most {MAX_BATCH} lookups per batch"
         )));
     }
-    // Strict audit: refused before any region or peer is asked when the trail is failing.
-    state.audit_ready()?;
-    // Validate every item; collect the distinct questions to ask.
-    let validated: Vec<Result<Validated, ApiError>> = req
+    let items = req
         .items
         .iter()
         .map(|item| {
@@ -301,170 +241,27 @@ pub async fn batch(
             // is read with the same rules as a single lookup body.
             let parsed: LookupRequest = hcgw_adapters::strict_json::from_value(item.clone())
                 .map_err(|e| {
-                    ApiError::invalid(format!(
+                    LookupError::invalid(format!(
                         "item: {}",
                         crate::redact::quoted_values(&e.to_string())
                     ))
                 })?;
-            validate(&state, &parsed)
+            state.lookups.validate(lookup_query(&parsed), true)
         })
         .collect();
-    // The items in chunks: the first `prepaid` are paid for; each later chunk takes its
-    // quota (one burst's worth at most) before any of its questions is asked.
-    let (prepaid, chunk) = match &pacing {
-        Some(Extension(p)) => (p.prepaid, p.chunk.max(1)),
-        None => (validated.len(), 1),
-    };
-    let chunk_of = |i: usize| {
-        if i < prepaid {
-            0
-        } else {
-            1 + (i - prepaid) / chunk
-        }
-    };
-    let chunks = validated
-        .len()
-        .checked_sub(1)
-        .map_or(0, |last| chunk_of(last) + 1);
-    // Each distinct question once, with the purpose of its first item (forwarded to a peer),
-    // in the chunk of that item.
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut questions: Vec<Vec<Question>> = vec![Vec::new(); chunks];
-    let keys: Vec<Option<String>> = validated
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_ref().ok().map(|v| {
-                let key = state.hasher.cache_key(v.region, &v.subject);
-                if seen.insert(key.clone()) {
-                    questions[chunk_of(i)].push((
-                        key.clone(),
-                        v.region,
-                        v.subject.clone(),
-                        v.purpose.clone(),
-                    ));
-                }
-                key
-            })
+    let pacing = pacing.map(|Extension(p)| (p, state.quotas.clone()));
+    let answers = state.lookups.answer_batch(&acting, items, pacing).await?;
+    let results = answers
+        .into_iter()
+        .map(|item| match item {
+            Ok(d) => serde_json::to_value(respond(&state, &acting, d)).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": ApiError::from(e).problem() }),
         })
         .collect();
-    let chunk_cost = |c: usize| {
-        let (from, to) = if c == 0 {
-            (0, prepaid)
-        } else {
-            (prepaid + (c - 1) * chunk, prepaid + c * chunk)
-        };
-        to.min(validated.len()).saturating_sub(from) as u32
-    };
-    let costs: Vec<u32> = (0..chunks).map(chunk_cost).collect();
-    // Where the batch stopped (quota not refilled in time, or the audit trail failing):
-    // the first chunk not asked, and the error its items and all later ones get.
-    let stopped: Arc<Mutex<Option<(usize, ApiError)>>> = Arc::new(Mutex::new(None));
-    // Duplicates cost one upstream call; distinct ones run with bounded concurrency.
-    // Batch items wait for the region's rate limit instead of being refused: a manifest is
-    // paced at the rate the region publishes (BATCH_PATIENCE at most).
-    let mut ctx = acting.forward_context();
-    ctx.patience = Some(BATCH_PATIENCE);
-    let pacing = pacing.map(|Extension(p)| p);
-    let gated = futures_util::stream::iter(questions.into_iter().zip(costs).enumerate()).then(
-        |(c, (qs, cost))| {
-            let (state, pacing, stopped) = (state.clone(), pacing.clone(), stopped.clone());
-            async move {
-                if c > 0 && lock(&stopped).is_none() {
-                    let refusal = match &pacing {
-                        Some(p) => state
-                            .quotas
-                            .take_by(&p.client, cost, p.deadline)
-                            .await
-                            .err()
-                            .map(|wait| crate::protect::quota::Refusal::Spent(wait).into_error()),
-                        None => None,
-                    };
-                    let refusal = refusal.or_else(|| state.audit_ready().err());
-                    if let Some(e) = refusal {
-                        *lock(&stopped) = Some((c, e));
-                    }
-                }
-                let go = lock(&stopped).is_none();
-                futures_util::stream::iter(qs.into_iter().filter(move |_| go))
-            }
-        },
-    );
-    let state2 = state.clone();
-    let answers: HashMap<String, Result<Fetched, ApiError>> = gated
-        .flatten()
-        .map(|(key, region, subject, purpose)| {
-            let state = state2.clone();
-            let mut ctx = ctx.clone();
-            ctx.purpose = purpose;
-            let id = request_id::current().unwrap_or_default();
-            async move {
-                let r = request_id_scope(id, async {
-                    state.lookups.fetch(region, &subject, &ctx).await
-                })
-                .await;
-                (key, r)
-            }
-        })
-        .buffer_unordered(BATCH_CONCURRENCY)
-        .collect()
-        .await;
-    let stopped = lock(&stopped).take();
-    let mut results = Vec::with_capacity(validated.len());
-    let mut audit = Vec::new();
-    for (i, (v, key)) in validated.into_iter().zip(keys).enumerate() {
-        let item: Result<LookupResponse, ApiError> = match (v, key) {
-            (Err(e), _) => Err(e),
-            (Ok(v), Some(key)) => {
-                let result = match &stopped {
-                    // Not paid for (or not auditable): not answered, even when an earlier
-                    // item asked the same question.
-                    Some((from, e)) if chunk_of(i) >= *from => Err(e.clone()),
-                    _ => answers.get(&key).cloned().unwrap_or_else(|| {
-                        Err(ApiError::new(ErrorCode::RegionUnavailable, "no answer"))
-                    }),
-                };
-                let response = result
-                    .as_ref()
-                    .map(|f| respond(&state, &acting, f))
-                    .map_err(Clone::clone);
-                audit.push(
-                    Audited::lookup(
-                        "batch",
-                        &acting,
-                        v.region,
-                        state.hasher.audit_hash(&v.subject),
-                        v.purpose,
-                        None,
-                    )
-                    .outcome(&result, response.as_ref().ok().map(|r| &r.recognition)),
-                );
-                response
-            }
-            (Ok(_), None) => Err(ApiError::new(ErrorCode::RegionUnavailable, "no answer")),
-        };
-        results.push(match item {
-            Ok(r) => serde_json::to_value(r).unwrap_or_default(),
-            Err(e) => serde_json::json!({ "error": e.problem() }),
-        });
-    }
-    state.audit(audit).await?;
     Ok(Json(BatchResponse {
         request_id: request_id::current().unwrap_or_default(),
         results,
     }))
-}
-
-/// One distinct question of a batch: its cache key, region, subject and the purpose of its
-/// first item.
-type Question = (String, RegionId, Subject, Option<String>);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn request_id_scope<F: std::future::Future>(id: String, f: F) -> F::Output {
-    request_id::scope(id, f).await
 }
 
 /// `POST /v1/verify` (checkpoint, platform, peer): detect, look up, decide. Upstream faults
@@ -477,61 +274,20 @@ async fn request_id_scope<F: std::future::Future>(id: String, f: F) -> F::Output
     ))]
 pub async fn verify(
     State(state): State<Arc<AppState>>,
-    acting: Acting,
+    ActingOf(acting): ActingOf,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     acting.require(&[Role::Checkpoint, Role::Platform, Role::Peer])?;
-    check_short_text("checkpoint", &req.checkpoint)?;
-    let detected = hcgw_adapters::qr::detect(&req.qr)
-        .map_err(|e| ApiError::new(ErrorCode::UnrecognizedQr, e.to_string()))?;
-    let region = detected.region;
-    if !state.lookups.knows(region) {
-        return Err(ApiError::new(
-            ErrorCode::UnknownRegion,
-            format!("{region} is not served by this gateway nor by its peers"),
-        )
-        .with_region(region));
-    }
-    let subject = Subject::QrToken(detected.token);
-    // Strict audit: refused before any region or peer is asked when the trail is failing.
-    state.audit_ready()?;
-    // Detected here, forwarded by region as a lookup: the decision stays with this gateway.
-    let result = state
-        .lookups
-        .fetch(region, &subject, &acting.forward_context())
-        .await;
-    let response = match &result {
-        Ok(f) => Ok(respond(&state, &acting, f)),
-        Err(e) if e.code.is_upstream_fault() => Ok(LookupResponse {
-            request_id: request_id::current().unwrap_or_default(),
-            status: StatusView::Unknown(region),
-            recognition: state
-                .policy
-                .unavailable(&acting.jurisdiction, region, e.code),
-            cache: CacheInfo {
-                hit: false,
-                age_ms: 0,
-            },
-            served_by: state.config.gateway.name.clone(),
-            federation: None,
-        }),
-        Err(e) => Err(e.clone()),
-    };
-    let audited = Audited::lookup(
-        "verify",
-        &acting,
-        region,
-        state.hasher.audit_hash(&subject),
-        None,
-        req.checkpoint.clone(),
-    )
-    .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
-    state.audit(vec![audited]).await?;
-    Ok(Json(response?))
+    let q = state.lookups.validate(
+        Query::Verify {
+            qr: &req.qr,
+            checkpoint: req.checkpoint.as_deref(),
+        },
+        false,
+    )?;
+    let decided = state.lookups.answer(&acting, q).await?;
+    Ok(Json(respond(&state, &acting, decided)))
 }
-
-/// A batch result's retry hint (for documentation).
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

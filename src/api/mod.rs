@@ -5,6 +5,7 @@ pub mod json;
 pub mod lookup;
 pub mod openapi;
 pub mod problem;
+pub mod quota;
 pub mod request_id;
 
 use std::sync::Arc;
@@ -19,10 +20,12 @@ use axum::{Json, Router};
 use hcgw_adapters::ErrorCode;
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::config::Role;
 use crate::identity::{Caller, ConnIdentity};
+use crate::metrics::RequestLabels;
 use crate::server::ConnInfo;
+use crate::state::AppState;
+use axum::extract::MatchedPath;
 pub use problem::ApiError;
 
 /// `POST /v1/lookup`.
@@ -52,7 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(VERIFY, post(lookup::verify))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::protect::quota::layer,
+            crate::api::quota::layer,
         ));
     Router::new()
         .route(WHOAMI, get(whoami))
@@ -73,7 +76,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// a clone of the service behind it on every request.
 async fn front_door(State(body_limit): State<usize>, req: Request, next: Next) -> Response {
     request_id::with_id(req, |req| {
-        crate::metrics::tracked(req, |req| async move {
+        let labels = RequestLabels {
+            endpoint: endpoint_label(&req),
+            role: role_label(&req),
+        };
+        crate::metrics::tracked(labels, req, |req| async move {
             match unknown_caller_refusal(&req) {
                 Some(refusal) => refusal,
                 None => json::refuse_oversized(body_limit, req, next).await,
@@ -81,6 +88,34 @@ async fn front_door(State(body_limit): State<usize>, req: Request, next: Next) -
         })
     })
     .await
+}
+
+/// The `endpoint` label of a request: its route template, or `unmatched`. The API's
+/// routes come from [`ROUTES`] without an allocation.
+fn endpoint_label(req: &Request) -> metrics::SharedString {
+    match req.extensions().get::<MatchedPath>() {
+        Some(p) => match ROUTES.iter().find(|r| **r == p.as_str()) {
+            Some(route) => metrics::SharedString::const_str(route),
+            None => metrics::SharedString::from(p.as_str().to_owned()),
+        },
+        None => metrics::SharedString::const_str("unmatched"),
+    }
+}
+
+/// The `role` label: the acting role (a peer's on-behalf-of role, capped), or `unknown`.
+fn role_label(req: &Request) -> &'static str {
+    match req.extensions().get::<ConnInfo>().map(|c| &c.identity) {
+        Some(ConnIdentity::Known(caller)) => {
+            let header = req
+                .headers()
+                .get(hcgw_core::federation::ON_BEHALF_OF)
+                .and_then(|v| v.to_str().ok());
+            acting::effective_role(caller, header)
+                .unwrap_or(caller.role)
+                .as_str()
+        }
+        _ => "unknown",
+    }
 }
 
 /// The refusal of a request whose certificate no `[[clients]]` entry names (on every path).
@@ -116,11 +151,14 @@ pub fn known_caller(parts: &Parts) -> Result<Arc<Caller>, ApiError> {
     caller_of(&parts.extensions)
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+/// Extracts the known caller of a request, or refuses it (see [`caller_of`]).
+pub struct KnownCaller(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for KnownCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        known_caller(parts).map(|c| (*c).clone())
+        known_caller(parts).map(|c| KnownCaller((*c).clone()))
     }
 }
 
@@ -139,7 +177,7 @@ pub fn require_role(caller: &Caller, allowed: &[Role]) -> Result<(), ApiError> {
 /// `GET /v1/whoami`: the identity the gateway derived from the caller's certificate (for
 /// integrators checking their set-up).
 #[utoipa::path(get, path = "/v1/whoami", tag = "regions", responses((status = 200, body = Caller)))]
-pub async fn whoami(caller: Caller) -> Json<Caller> {
+pub async fn whoami(KnownCaller(caller): KnownCaller) -> Json<Caller> {
     Json(caller)
 }
 
@@ -149,7 +187,7 @@ pub async fn whoami(caller: Caller) -> Json<Caller> {
         (status = 200, description = "Prometheus text exposition format (labels hold no personal data)", content_type = "text/plain"),
         (status = 403, description = "forbidden: any role but ops", body = problem::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn metrics(caller: Caller) -> Response {
+pub async fn metrics(KnownCaller(caller): KnownCaller) -> Response {
     match require_role(&caller, &[Role::Ops]) {
         Ok(()) => crate::metrics::response(),
         Err(e) => e.into_response(),
@@ -162,7 +200,7 @@ pub struct RegionsBody {
     /// This gateway instance.
     pub served_by: String,
     /// Every region.
-    pub regions: Vec<crate::regions::RegionView>,
+    pub regions: Vec<crate::registry::RegionView>,
     /// The recognition agreements in force.
     pub agreements: Vec<crate::recognition::Agreement>,
     /// The shared Redis tier, when configured.
@@ -180,12 +218,15 @@ pub struct SharedTierView {
 /// `GET /v1/regions`: every region, how it is served and its state, and the agreements in
 /// force.
 #[utoipa::path(get, path = "/v1/regions", tag = "regions", responses((status = 200, body = RegionsBody)))]
-pub async fn regions(State(state): State<Arc<AppState>>, _caller: Caller) -> Json<RegionsBody> {
+pub async fn regions(
+    State(state): State<Arc<AppState>>,
+    _caller: KnownCaller,
+) -> Json<RegionsBody> {
     let regions = state.lookups.views();
     Json(RegionsBody {
         served_by: state.config.gateway.name.clone(),
         regions,
-        agreements: state.policy.agreements().to_vec(),
+        agreements: state.lookups.policy().agreements().to_vec(),
         shared_tier: state.shared.as_ref().map(|s| SharedTierView {
             degraded: s.degraded(),
         }),

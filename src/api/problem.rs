@@ -4,61 +4,55 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hcgw_adapters::{AdapterError, ErrorCode, RegionId};
+use hcgw_adapters::{ErrorCode, RegionId};
+use hcgw_core::lookup::{DEFAULT_RETRY_AFTER, LookupError};
 use serde::Serialize;
 
 use super::request_id;
 
-/// An API error: one of the spec's codes, a detail without personal data, and optionally
-/// the region and how long to wait.
+/// An API error: a [`LookupError`] (one of the spec's codes, a detail without personal
+/// data, optionally the region and how long to wait) rendered as problem+json.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {detail}")]
-pub struct ApiError {
-    /// The error code (decides the HTTP status).
-    pub code: ErrorCode,
-    /// A human-readable explanation, free of personal data.
-    pub detail: String,
-    /// The region concerned.
-    pub region: Option<RegionId>,
-    /// How long the caller should wait before retrying.
-    pub retry_after: Option<Duration>,
-    /// The peer gateway the lookup was forwarded to, when the error came from or through
-    /// it (for the audit trail; not shown to the caller).
-    pub via_peer: Option<String>,
+#[error(transparent)]
+pub struct ApiError(pub LookupError);
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = LookupError;
+    fn deref(&self) -> &LookupError {
+        &self.0
+    }
 }
 
 impl ApiError {
     /// An error with a detail.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            detail: detail.into(),
-            region: None,
-            retry_after: None,
-            via_peer: None,
-        }
+        ApiError(LookupError::new(code, detail))
     }
 
     /// `invalid_request`.
     pub fn invalid(detail: impl Into<String>) -> Self {
-        ApiError::new(ErrorCode::InvalidRequest, detail)
+        ApiError(LookupError::invalid(detail))
     }
 
     /// `forbidden`.
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        ApiError::new(ErrorCode::Forbidden, detail)
+        ApiError(LookupError::forbidden(detail))
     }
 
     /// Attaches the region.
-    pub fn with_region(mut self, region: RegionId) -> Self {
-        self.region = Some(region);
-        self
+    pub fn with_region(self, region: RegionId) -> Self {
+        ApiError(self.0.with_region(region))
     }
 
     /// Attaches a retry delay.
-    pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
-        self
+    pub fn with_retry_after(self, after: Duration) -> Self {
+        ApiError(self.0.with_retry_after(after))
     }
 
     /// The problem body.
@@ -73,15 +67,6 @@ impl ApiError {
             region: self.region,
             retry_after_s: self.retry_after.map(|d| d.as_secs().max(1)),
         }
-    }
-
-    /// The error of a failed region call.
-    pub fn from_adapter(region: RegionId, e: &AdapterError) -> Self {
-        let mut err = ApiError::new(e.code(), e.to_string()).with_region(region);
-        err.retry_after = e
-            .retry_after()
-            .or_else(|| (e.code().http_status() == 503).then(|| Duration::from_secs(30)));
-        err
     }
 }
 
@@ -123,10 +108,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Some(s) = problem.retry_after_s {
+        let retry_after = problem.retry_after_s.or_else(|| {
+            matches!(problem.status, 429 | 503).then_some(DEFAULT_RETRY_AFTER.as_secs())
+        });
+        if let Some(s) = retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
-        } else if matches!(problem.status, 429 | 503) {
-            h.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         }
         resp
     }

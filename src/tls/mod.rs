@@ -4,8 +4,7 @@
 //! open connections are never dropped by a reload; [`TlsReloader::current_verifier`] lets
 //! the listener re-check an open connection's certificate against the settings in force.
 
-pub mod crl;
-pub mod pem;
+pub use hcgw_core::pki::{crl, pem, provider};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,11 +86,6 @@ impl TlsFiles {
         }
         h.finalize().into()
     }
-}
-
-/// The ring provider with the cipher suites rustls offers (all AEAD).
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Builds the listener's server settings from the files.

@@ -28,9 +28,12 @@ const EVENT_ONLY: &[(&str, &str)] = &[
         "adapters/src/unmapped.rs",
     ),
     // The ops world has no peers; federation::a_peer_down_… checks the series for real.
-    ("hcgw_peer_requests_total", "src/metrics.rs"),
+    ("hcgw_peer_requests_total", "core/src/telemetry.rs"),
     // The ops world has no Redis; shared_tier::forged_entries_… checks the series for real.
-    ("hcgw_shared_cache_rejected_total", "src/protect/shared.rs"),
+    (
+        "hcgw_shared_cache_rejected_total",
+        "core/src/protect/shared.rs",
+    ),
 ];
 
 /// The ops world: simulators plus the real binary.
@@ -432,6 +435,8 @@ fn label_allowed(key: &str, value: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         }
         "le" | "quantile" => value == "+Inf" || value.parse::<f64>().is_ok(),
+        // hcgw_circuit_state: one series per state.
+        "state" => ["closed", "half_open", "open"].contains(&value),
         // hcgw_build_info: the crate's version and the commit (hex, or "unknown").
         "version" => value == env!("CARGO_PKG_VERSION"),
         "commit" => {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use x509_parser::prelude::{CertificateRevocationList, FromDer};
 
+use super::dn::DistinguishedName;
 use super::pem;
-use crate::identity::DistinguishedName;
 
 /// One CRL of a configured file.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,32 +15,25 @@
 //! its rate (plus one burst).
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use super::limiter::RateLimiter;
 use hcgw_adapters::ErrorCode;
 
 use super::retry_secs;
-use crate::api::ApiError;
-use crate::app::AppState;
 use crate::config::{Config, Role};
-use crate::identity::ConnIdentity;
-use crate::server::ConnInfo;
+use crate::pipeline::LookupError;
 
-/// The longest a batch may be held for its caller's quota: a batch needing more than this
-/// (from a full bucket) is refused at once; the same bound as a batch item's wait for its
-/// region's rate.
-pub const BATCH_PACING: Duration = crate::api::lookup::BATCH_PATIENCE;
+/// How long a batch may wait, in all: for its caller's quota (a batch needing more than
+/// this from a full bucket is refused at once) and, for each item, for its region's rate.
+pub const BATCH_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The longest a batch may be held for its caller's quota (see [`BATCH_PATIENCE`]).
+pub const BATCH_PACING: Duration = BATCH_PATIENCE;
 
 struct Limiter {
-    limiter: DefaultDirectRateLimiter,
+    limiter: RateLimiter,
     /// This instance's share of the rate (all of it without Redis).
     local_per_s: u32,
     /// The most one cell may cost here: this instance's burst.
@@ -65,9 +58,8 @@ fn limiter(per_s: u32, burst_s: u32, share: f64) -> Limiter {
     let global_burst = per_s.saturating_mul(burst_s);
     let local = ((f64::from(per_s) * share).round() as u32).max(1);
     let burst = local.saturating_mul(burst_s);
-    let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
     Limiter {
-        limiter: RateLimiter::direct(Quota::per_second(nz(local)).allow_burst(nz(burst))),
+        limiter: RateLimiter::per_second(local, burst),
         local_per_s: local,
         burst,
         burst_s,
@@ -111,9 +103,9 @@ pub enum Refusal {
 
 impl Refusal {
     /// The 429 answer.
-    pub fn into_error(self) -> ApiError {
+    pub fn into_error(self) -> LookupError {
         match self {
-            Refusal::Spent(wait) => ApiError::new(
+            Refusal::Spent(wait) => LookupError::new(
                 ErrorCode::RateLimited,
                 "this client's request quota is spent; retry later",
             )
@@ -123,7 +115,7 @@ impl Refusal {
                 max_items,
                 per_s,
                 burst_s,
-            } => ApiError::new(
+            } => LookupError::new(
                 ErrorCode::RateLimited,
                 format!(
                     "a batch costs one unit of this client's quota per item: {items} items at \
@@ -172,12 +164,7 @@ impl Quotas {
         {
             return r;
         }
-        let n = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN);
-        match l.limiter.check_n(n) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
-            Err(_) => Err(Duration::from_secs(1)),
-        }
+        l.limiter.try_take(cost)
     }
 
     /// Takes `cost` (at most the burst), waiting for the quota to refill until `deadline`;
@@ -236,81 +223,9 @@ impl Quotas {
     }
 }
 
-/// The cost of a request: the item count of a batch, else 1.
-fn cost(path: &str, body: &[u8]) -> u32 {
-    #[derive(serde::Deserialize)]
-    struct Items {
-        items: Vec<serde::de::IgnoredAny>,
-    }
-    if path.ends_with("/batch") {
-        // An envelope the handler refuses (over 1,000 items, malformed) costs 1.
-        serde_json::from_slice::<Items>(body)
-            .ok()
-            .map(|b| b.items.len())
-            .filter(|n| (1..=1000).contains(n))
-            .map(|n| n as u32)
-            .unwrap_or(1)
-    } else {
-        1
-    }
-}
-
-fn refused(caller: &str, refusal: Refusal) -> Response {
-    metrics::counter!("hcgw_rate_limited_total", "scope" => "caller", "name" => caller.to_owned())
-        .increment(1);
-    refusal.into_error().into_response()
-}
-
-/// The middleware of the lookup, batch and verify routes. A batch that must be paced
-/// carries its [`BatchPacing`] to the handler as a request extension.
-pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(ConnIdentity::Known(caller)) = req
-        .extensions()
-        .get::<ConnInfo>()
-        .map(|c| c.identity.clone())
-    else {
-        return next.run(req).await;
-    };
-    if !req.uri().path().ends_with("/batch") {
-        return match state.quotas.check(&caller.name, 1).await {
-            Ok(()) => next.run(req).await,
-            Err(wait) => refused(&caller.name, Refusal::Spent(wait)),
-        };
-    }
-    let (parts, body) = req.into_parts();
-    let limit = state.config.listener.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(ErrorCode::PayloadTooLarge, "request body over the limit")
-                .into_response();
-        }
-    };
-    let cost = cost(parts.uri.path(), &bytes);
-    let mut req = Request::from_parts(parts, Body::from(bytes));
-    match state.quotas.admit_batch(&caller.name, cost).await {
-        Ok(pacing) => {
-            if let Some(p) = pacing {
-                req.extensions_mut().insert(p);
-            }
-            next.run(req).await
-        }
-        Err(refusal) => refused(&caller.name, refusal),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_cost_their_items() {
-        assert_eq!(cost("/v1/lookup/batch", br#"{"items":[1,{"a":2},"x"]}"#), 3);
-        assert_eq!(cost("/v1/lookup/batch", b"not json"), 1);
-        assert_eq!(cost("/v1/lookup", br#"{"items":[1,2]}"#), 1);
-        let too_many = format!("{{\"items\":[{}1]}}", "1,".repeat(1000));
-        assert_eq!(cost("/v1/lookup/batch", too_many.as_bytes()), 1);
-    }
 
     #[test]
     fn redis_down_share_is_applied_locally() {

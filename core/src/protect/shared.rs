@@ -235,7 +235,7 @@ impl EntrySealer {
         let sound_peer = match (&entry.via_peer, entry.peer_view) {
             (None, None) => true,
             (Some(p), view) => {
-                crate::federation::valid_gateway_name(p)
+                crate::config::valid_gateway_name(p)
                     && matches!(view, None | Some(Role::Platform | Role::Checkpoint))
             }
             (None, Some(_)) => false,

@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::{Config, Problem, Revocation, Role};
-use crate::identity::{DistinguishedName, issuer_of, normalise_fingerprint};
-use crate::regions::auth::RegionAuth;
-use crate::tls::{crl, pem};
+use crate::pki::{DistinguishedName, issuer_of, normalise_fingerprint};
+use crate::pki::{crl, pem};
+use crate::registry::auth::RegionAuth;
 
 /// Which required sections parsed (semantic checks skip the others).
 pub(super) struct Parsed {
@@ -123,8 +123,8 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
         .collect();
         // The issuer the entry is bound to (checked only when the CA bundles parsed).
         let issuer = if parsed.tls && (client.issuer.is_some() || client.subject.is_some()) {
-            match issuer_of(client, &c.tls.client_ca) {
-                Some(Ok(issuer)) => Some(crate::identity::fingerprint(issuer.der())),
+            match issuer_of(client.issuer.as_deref(), &c.tls.client_ca) {
+                Some(Ok(issuer)) => Some(crate::pki::fingerprint(issuer.der())),
                 Some(Err(e)) => {
                     add(problems, &at("issuer"), e.to_string());
                     None
@@ -443,7 +443,7 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "must be between 50 and 30000".into(),
             );
         }
-        if peer.name.trim().is_empty() || !crate::federation::valid_gateway_name(&peer.name) {
+        if peer.name.trim().is_empty() || !crate::config::valid_gateway_name(&peer.name) {
             add(
                 problems,
                 &at("name"),
@@ -694,7 +694,7 @@ pub fn warnings(c: &Config) -> Vec<Problem> {
         if client.subject.is_none() || client.issuer.is_some() {
             continue;
         }
-        if let Some(Ok(issuer)) = issuer_of(client, &c.tls.client_ca)
+        if let Some(Ok(issuer)) = issuer_of(client.issuer.as_deref(), &c.tls.client_ca)
             && issuer.is_root()
         {
             add(

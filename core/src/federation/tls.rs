@@ -11,8 +11,8 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 
 use crate::config::PeerEntry;
-use crate::identity::normalise_fingerprint;
-use crate::tls::pem;
+use crate::pki::normalise_fingerprint;
+use crate::pki::pem;
 
 /// Verifies a peer's server certificate: webpki chain and name checks against the peer's
 /// own CA and expected name, then the optional pin on the leaf.
@@ -90,7 +90,7 @@ pub fn expected_name(peer: &PeerEntry) -> Result<ServerName<'static>, String> {
 
 /// The verifier of one peer.
 pub fn verifier(peer: &PeerEntry) -> Result<PeerVerifier, String> {
-    let provider = crate::tls::provider();
+    let provider = crate::pki::provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in pem::load_certs(&peer.ca).map_err(|e| e.to_string())? {
         roots
@@ -121,7 +121,7 @@ pub fn client_config(peer: &PeerEntry) -> Result<rustls::ClientConfig, String> {
     let verifier = verifier(peer)?;
     let chain = pem::load_certs(&peer.client_cert).map_err(|e| e.to_string())?;
     let key = pem::load_key(&peer.client_key).map_err(|e| e.to_string())?;
-    let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+    let mut config = rustls::ClientConfig::builder_with_provider(crate::pki::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .dangerous()

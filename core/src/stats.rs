@@ -1,8 +1,9 @@
 //! Recent per-region figures for the status page: answers, region faults, cache hits and
 //! upstream latency over the last few minutes, in a small rolling window of time slots.
 //!
-//! Fed by [`crate::lookup::LookupService`]: every answer (hit, miss or error) and every
-//! upstream call's latency. Holds counts only: no subject, no token, no caller.
+//! Fed by the lookup pipeline (as its outermost [`crate::pipeline::Layer`]): every answer
+//! (hit, miss or error); and by the local route:
+//! every upstream call's latency. Holds counts only: no subject, no token, no caller.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -264,6 +265,24 @@ fn quantile(buckets: &[u64], total: u64, q: f64) -> u64 {
         }
     }
     LATENCY_BOUNDS_MS[LATENCY_BOUNDS_MS.len() - 1] * 2
+}
+
+/// As a layer of the lookup pipeline (the outermost): records every answer's outcome.
+#[async_trait::async_trait]
+impl crate::pipeline::Layer for Stats {
+    async fn call(
+        &self,
+        ask: &crate::pipeline::Ask<'_>,
+        next: crate::pipeline::Next<'_>,
+    ) -> crate::pipeline::FetchResult {
+        let result = next.run(ask).await;
+        let outcome = Outcome::from_parts(
+            result.as_ref().is_ok_and(|f| f.cache_hit),
+            result.as_ref().err().map(|e| e.code),
+        );
+        self.answer(ask.region, outcome);
+        result
+    }
 }
 
 #[cfg(test)]

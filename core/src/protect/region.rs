@@ -3,42 +3,20 @@
 //! recent latency and error figures for `GET /v1/regions`.
 
 use std::collections::VecDeque;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hcgw_adapters::{AdapterError, ErrorCode, RegionId};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::breaker::{Admission, CircuitBreaker, Refused};
+use super::limiter::RateLimiter;
 use super::{Clock, retry_secs};
-use crate::api::ApiError;
 use crate::config::{BreakerSection, RegionEntry};
+use crate::pipeline::LookupError;
 
-/// A circuit's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CircuitState {
-    /// Calls go through.
-    Closed,
-    /// Probing whether the region is back.
-    HalfOpen,
-    /// Calls fail fast with `region_unavailable`.
-    Open,
-}
-
-impl CircuitState {
-    /// The `hcgw_circuit_state` gauge value.
-    pub fn gauge(self) -> f64 {
-        match self {
-            CircuitState::Closed => 0.0,
-            CircuitState::HalfOpen => 1.0,
-            CircuitState::Open => 2.0,
-        }
-    }
-}
+pub use super::breaker::CircuitState;
 
 /// A region's protection figures, as `GET /v1/regions` shows them.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -65,27 +43,7 @@ pub struct ProtectionView {
 }
 
 #[derive(Debug)]
-enum Breaker {
-    Closed,
-    Open {
-        until: Instant,
-    },
-    /// `round` tells this half-open spell from earlier ones, so that a probe slot of an
-    /// earlier spell never frees (or counts in) a later one.
-    HalfOpen {
-        probes: u32,
-        successes: u32,
-        round: u64,
-    },
-}
-
-#[derive(Debug)]
 struct Health {
-    breaker: Breaker,
-    /// Half-open spells so far (the `round` of the next one).
-    rounds: u64,
-    consecutive: u32,
-    window: VecDeque<bool>,
     recent: VecDeque<(Duration, bool)>,
     hold_until: Option<Instant>,
 }
@@ -94,52 +52,24 @@ struct Health {
 pub struct RegionGuard {
     region: RegionId,
     rate: u32,
-    limiter: DefaultDirectRateLimiter,
+    limiter: RateLimiter,
     concurrency: Arc<Semaphore>,
     max_concurrency: usize,
     queue: Duration,
-    thresholds: BreakerSection,
+    breaker: CircuitBreaker,
     health: Mutex<Health>,
     clock: Arc<dyn Clock>,
     shared: Option<Arc<super::shared::Shared>>,
 }
 
-/// Permission to make one upstream call: holds a concurrency slot and, when half-open, a
-/// probe slot. Both are released when the permit is dropped — after [`Permit::finish`], or
-/// when the call is abandoned (an error path, or the request's future dropped mid-flight).
+/// Permission to make one upstream call: holds a concurrency slot and the breaker's
+/// admission (when half-open, a probe slot). Both are released when the permit is dropped —
+/// after [`Permit::finish`], or when the call is abandoned (an error path, or the request's
+/// future dropped mid-flight).
 pub struct Permit<'a> {
-    probe: ProbeSlot<'a>,
-    _slot: OwnedSemaphorePermit,
-}
-
-/// A half-open probe slot of one spell (or none, when the circuit was closed). Taken before
-/// the admission's awaits (rate, concurrency), it frees itself on drop unless the call's
-/// outcome was recorded, so a cancelled admission or call never leaves the region "being
-/// probed".
-struct ProbeSlot<'a> {
     guard: &'a RegionGuard,
-    /// The half-open round the slot belongs to; `None`: not a probe.
-    round: Option<u64>,
-}
-
-impl ProbeSlot<'_> {
-    /// The slot's half-open round, consumed: from here on the outcome accounts for it.
-    fn take(&mut self) -> Option<u64> {
-        self.round.take()
-    }
-}
-
-impl Drop for ProbeSlot<'_> {
-    fn drop(&mut self) {
-        if let Some(round) = self.round.take()
-            && let Breaker::HalfOpen {
-                probes, round: r, ..
-            } = &mut self.guard.health().breaker
-            && *r == round
-        {
-            *probes = probes.saturating_sub(1);
-        }
-    }
+    admission: Admission<'a>,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl RegionGuard {
@@ -155,7 +85,6 @@ impl RegionGuard {
             .unwrap_or_else(|| region.published_rate_per_s())
             .clamp(1, region.published_rate_per_s());
         let max_concurrency = entry.max_concurrency.max(1);
-        metrics::gauge!("hcgw_circuit_state", "target" => region.as_str()).set(0.0);
         RegionGuard {
             region,
             rate,
@@ -163,12 +92,12 @@ impl RegionGuard {
             concurrency: Arc::new(Semaphore::new(max_concurrency)),
             max_concurrency,
             queue: Duration::from_millis(entry.queue_ms),
-            thresholds: entry.breaker.unwrap_or(default_breaker),
+            breaker: CircuitBreaker::new(
+                region.as_str(),
+                entry.breaker.unwrap_or(default_breaker).into(),
+                clock.clone(),
+            ),
             health: Mutex::new(Health {
-                breaker: Breaker::Closed,
-                rounds: 0,
-                consecutive: 0,
-                window: VecDeque::new(),
                 recent: VecDeque::new(),
                 hold_until: None,
             }),
@@ -186,7 +115,11 @@ impl RegionGuard {
     }
 
     /// The global pace through Redis: `None` when Redis is unavailable.
-    async fn global_pace(&self, started: Instant, queue: Duration) -> Option<Result<(), ApiError>> {
+    async fn global_pace(
+        &self,
+        started: Instant,
+        queue: Duration,
+    ) -> Option<Result<(), LookupError>> {
         let shared = self.shared.as_ref()?;
         let key = format!("hcgw:r:{}", self.region.as_str());
         loop {
@@ -211,42 +144,39 @@ impl RegionGuard {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn throttled(&self, wait: Duration, detail: &str) -> ApiError {
+    fn throttled(&self, wait: Duration, detail: &str) -> LookupError {
         metrics::counter!("hcgw_rate_limited_total", "scope" => "region", "name" => self.region.as_str())
             .increment(1);
-        ApiError::new(ErrorCode::UpstreamRateLimited, detail.to_owned())
+        LookupError::new(ErrorCode::UpstreamRateLimited, detail.to_owned())
             .with_region(self.region)
             .with_retry_after(retry_secs(wait))
     }
 
     /// The circuit's state now (an open circuit whose time is up reads half-open).
     pub fn circuit(&self) -> CircuitState {
-        let now = self.clock.now();
-        match self.health().breaker {
-            Breaker::Closed => CircuitState::Closed,
-            Breaker::Open { until } if now < until => CircuitState::Open,
-            _ => CircuitState::HalfOpen,
-        }
+        self.breaker.circuit()
     }
 
     /// Waits (at most the configured queue time) for the region's circuit, hold-off, rate
     /// and concurrency limits; refuses with `region_unavailable` (circuit open) or
     /// `upstream_rate_limited`.
-    pub async fn admit(&self) -> Result<Permit<'_>, ApiError> {
+    pub async fn admit(&self) -> Result<Permit<'_>, LookupError> {
         self.admit_within(None).await
     }
 
     /// [`Self::admit`], waiting up to `patience` (instead of the region's `queue_ms`) for
     /// the rate limit and a concurrency slot: batch items are paced, not refused.
-    pub async fn admit_within(&self, patience: Option<Duration>) -> Result<Permit<'_>, ApiError> {
+    pub async fn admit_within(
+        &self,
+        patience: Option<Duration>,
+    ) -> Result<Permit<'_>, LookupError> {
         let queue = patience.unwrap_or(self.queue).max(self.queue);
         let now = self.clock.now();
-        let round = {
-            let mut guard = self.health();
-            let h = &mut *guard;
+        {
+            let mut h = self.health();
             if let Some(until) = h.hold_until {
                 if now < until {
-                    drop(guard);
+                    drop(h);
                     return Err(self.throttled(
                         until - now,
                         "the region asked the gateway to hold off; try again later",
@@ -254,44 +184,23 @@ impl RegionGuard {
                 }
                 h.hold_until = None;
             }
-            match &mut h.breaker {
-                Breaker::Closed => None,
-                Breaker::Open { until } if now < *until => {
-                    let wait = *until - now;
-                    return Err(ApiError::new(
-                        ErrorCode::RegionUnavailable,
-                        "the region's circuit is open after repeated failures",
-                    )
-                    .with_region(self.region)
-                    .with_retry_after(retry_secs(wait)));
-                }
-                Breaker::Open { .. } => {
-                    h.rounds += 1;
-                    h.breaker = Breaker::HalfOpen {
-                        probes: 1,
-                        successes: 0,
-                        round: h.rounds,
-                    };
-                    self.set_gauge(CircuitState::HalfOpen);
-                    Some(h.rounds)
-                }
-                Breaker::HalfOpen { probes, round, .. } => {
-                    if *probes >= self.thresholds.half_open_probes {
-                        return Err(ApiError::new(
-                            ErrorCode::RegionUnavailable,
-                            "the region is being probed after an outage",
-                        )
-                        .with_region(self.region)
-                        .with_retry_after(Duration::from_secs(1)));
-                    }
-                    *probes += 1;
-                    Some(*round)
-                }
-            }
-        };
+        }
         // From here on every return — and the future being dropped at any await — frees
-        // the probe slot through this guard.
-        let probe = ProbeSlot { guard: self, round };
+        // a probe slot through the admission.
+        let admission = self.breaker.admit().map_err(|refused| match refused {
+            Refused::Open { wait } => LookupError::new(
+                ErrorCode::RegionUnavailable,
+                "the region's circuit is open after repeated failures",
+            )
+            .with_region(self.region)
+            .with_retry_after(retry_secs(wait)),
+            Refused::Probing => LookupError::new(
+                ErrorCode::RegionUnavailable,
+                "the region is being probed after an outage",
+            )
+            .with_region(self.region)
+            .with_retry_after(Duration::from_secs(1)),
+        })?;
         let started = Instant::now();
         let global = self.global_pace(started, queue).await;
         if let Some(Err(e)) = global {
@@ -300,20 +209,8 @@ impl RegionGuard {
         // Rate: fail at once when the wait is beyond the queue time, else queue.
         if global.is_some() {
             // Paced globally through Redis.
-        } else if let Err(not_until) = self.limiter.check() {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            if wait > queue {
-                return Err(self.throttled(wait, "the region's request rate is reached"));
-            }
-            if tokio::time::timeout(queue, self.limiter.until_ready())
-                .await
-                .is_err()
-            {
-                return Err(self.throttled(
-                    Duration::from_secs(1),
-                    "the region's request rate is reached",
-                ));
-            }
+        } else if let Err(wait) = self.limiter.take_within(queue).await {
+            return Err(self.throttled(wait, "the region's request rate is reached"));
         }
         let left = queue.saturating_sub(started.elapsed());
         let slot = match self.concurrency.clone().try_acquire_owned() {
@@ -330,18 +227,17 @@ impl RegionGuard {
                 }
             }
         };
-        Ok(Permit { probe, _slot: slot })
+        Ok(Permit {
+            guard: self,
+            admission,
+            _slot: slot,
+        })
     }
 
-    fn set_gauge(&self, state: CircuitState) {
-        metrics::gauge!("hcgw_circuit_state", "target" => self.region.as_str()).set(state.gauge());
-    }
-
-    fn record(&self, latency: Duration, result: Result<(), &AdapterError>, probe: Option<u64>) {
+    fn record(&self, latency: Duration, result: Result<(), &AdapterError>) -> bool {
         let failed = matches!(result, Err(e) if e.is_upstream_failure());
         let now = self.clock.now();
-        let mut guard = self.health();
-        let h = &mut *guard;
+        let mut h = self.health();
         if let Err(AdapterError::RateLimited { retry_after }) = result {
             h.hold_until = Some(now + retry_after.unwrap_or(Duration::from_secs(1)));
         }
@@ -349,65 +245,7 @@ impl RegionGuard {
         while h.recent.len() > 100 {
             h.recent.pop_front();
         }
-        h.window.push_back(failed);
-        while h.window.len() > self.thresholds.window_calls as usize {
-            h.window.pop_front();
-        }
-        h.consecutive = if failed { h.consecutive + 1 } else { 0 };
-        let open_for = Duration::from_secs(self.thresholds.open_s);
-        let next = match &mut h.breaker {
-            Breaker::HalfOpen {
-                probes,
-                successes,
-                round,
-            } if probe == Some(*round) => {
-                *probes = probes.saturating_sub(1);
-                if failed {
-                    Some(Breaker::Open {
-                        until: now + open_for,
-                    })
-                } else {
-                    *successes += 1;
-                    (*successes >= self.thresholds.half_open_probes).then_some(Breaker::Closed)
-                }
-            }
-            Breaker::Closed if failed => {
-                let failures = h.window.iter().filter(|f| **f).count() as f64;
-                let calls = h.window.len();
-                let ratio_trips = calls >= self.thresholds.min_calls as usize
-                    && failures / calls as f64 >= self.thresholds.failure_ratio;
-                (h.consecutive >= self.thresholds.consecutive_failures || ratio_trips).then_some(
-                    Breaker::Open {
-                        until: now + open_for,
-                    },
-                )
-            }
-            _ => None,
-        };
-        if let Some(next) = next {
-            let state = match next {
-                Breaker::Closed => {
-                    h.window.clear();
-                    h.consecutive = 0;
-                    tracing::info!(
-                        region = self.region.as_str(),
-                        "circuit closed: the region answers again"
-                    );
-                    CircuitState::Closed
-                }
-                _ => {
-                    tracing::warn!(
-                        region = self.region.as_str(),
-                        open_s = self.thresholds.open_s,
-                        "circuit opened after upstream failures"
-                    );
-                    CircuitState::Open
-                }
-            };
-            h.breaker = next;
-            drop(guard);
-            self.set_gauge(state);
-        }
+        failed
     }
 
     /// The figures of `GET /v1/regions`.
@@ -442,9 +280,9 @@ impl RegionGuard {
 impl Permit<'_> {
     /// Records the call's outcome (feeds the breaker and the figures); the slots are freed
     /// as the permit goes.
-    pub fn finish(mut self, latency: Duration, result: Result<(), &AdapterError>) {
-        let probe = self.probe.take();
-        self.probe.guard.record(latency, result, probe);
+    pub fn finish(self, latency: Duration, result: Result<(), &AdapterError>) {
+        let failed = self.guard.record(latency, result);
+        self.admission.finish(failed);
     }
 }
 
@@ -467,11 +305,8 @@ fn margin_cost(rate: u32) -> (u32, u32) {
 
 /// A limiter spacing calls [`pace_interval`] apart (burst 1), so no one-second window ever
 /// holds more than `rate` calls.
-fn paced(rate: u32) -> DefaultDirectRateLimiter {
-    let quota = Quota::with_period(pace_interval(rate))
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN);
-    RateLimiter::direct(quota)
+fn paced(rate: u32) -> RateLimiter {
+    RateLimiter::spaced(pace_interval(rate))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::api::ApiError;
+use crate::pipeline::LookupError;
 
 /// A subject as sent on the API: `{ "qr": "…" }` or
 /// `{ "id_type": "resident_id", "id_number": "…", "name": "…" }`.
@@ -45,13 +45,13 @@ fn plain_text(s: &str) -> bool {
 
 impl SubjectIn {
     /// Validates the subject for `region` and turns it into what the adapter takes.
-    pub fn validate(&self, region: RegionId) -> Result<Subject, ApiError> {
+    pub fn validate(&self, region: RegionId) -> Result<Subject, LookupError> {
         match (&self.qr, &self.id_type, &self.id_number, &self.name) {
             (Some(text), None, None, None) => {
                 let detected = qr::detect(text)
-                    .map_err(|e| ApiError::new(ErrorCode::UnrecognizedQr, e.to_string()))?;
+                    .map_err(|e| LookupError::new(ErrorCode::UnrecognizedQr, e.to_string()))?;
                 if detected.region != region {
-                    return Err(ApiError::invalid(format!(
+                    return Err(LookupError::invalid(format!(
                         "the QR code was issued by {}, not {region}",
                         detected.region
                     ))
@@ -62,13 +62,13 @@ impl SubjectIn {
             (None, Some(id_type), Some(number), Some(name)) => {
                 let number = match id_type {
                     IdType::ResidentId => validate_resident_id(number)
-                        .map_err(|e| ApiError::invalid(format!("subject.id_number: {e}")))?,
+                        .map_err(|e| LookupError::invalid(format!("subject.id_number: {e}")))?,
                     _ => {
                         let n = number.trim();
                         if !(5..=20).contains(&n.len())
                             || !n.bytes().all(|b| b.is_ascii_alphanumeric())
                         {
-                            return Err(ApiError::invalid(
+                            return Err(LookupError::invalid(
                                 "subject.id_number: a document number is 5 to 20 letters or digits",
                             ));
                         }
@@ -77,7 +77,7 @@ impl SubjectIn {
                 };
                 let name = name.trim();
                 if name.is_empty() || name.chars().count() > 64 || !plain_text(name) {
-                    return Err(ApiError::invalid(
+                    return Err(LookupError::invalid(
                         "subject.name: 1 to 64 characters, no control characters",
                     ));
                 }
@@ -87,13 +87,13 @@ impl SubjectIn {
                     name: name.to_owned(),
                 }))
             }
-            (None, None, None, None) => Err(ApiError::invalid(
+            (None, None, None, None) => Err(LookupError::invalid(
                 "subject: give `qr`, or `id_type`, `id_number` and `name`",
             )),
-            (Some(_), ..) => Err(ApiError::invalid(
+            (Some(_), ..) => Err(LookupError::invalid(
                 "subject: give either `qr` or an identity, not both",
             )),
-            _ => Err(ApiError::invalid(
+            _ => Err(LookupError::invalid(
                 "subject: an identity needs `id_type`, `id_number` and `name`",
             )),
         }

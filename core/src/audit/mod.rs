@@ -15,6 +15,7 @@
 //! No record holds a raw identity number, name or QR token: there is no field for one,
 //! and `subject_hash` must be the keyed hash (HMAC-SHA256) computed by the caller.
 
+pub mod audited;
 mod sink;
 mod verify;
 mod writer;

@@ -2,37 +2,26 @@
 //! identity-type support checked before any call, and the deadline. The cache, rate limits
 //! and circuit breakers wrap [`LookupService::fetch`].
 
+mod answer;
+
+pub use crate::pipeline::{Ask, Layer, Next, Route};
+pub use crate::pipeline::{DEFAULT_RETRY_AFTER, Fetched, LookupError};
+pub use answer::{BATCH_CONCURRENCY, Decided, Endpoint, Query, Validated};
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hcgw_adapters::{AdapterError, ErrorCode, HealthStatus, RegionId, Subject};
+use hcgw_adapters::{AdapterError, ErrorCode, RegionId, Subject};
 
-use crate::api::ApiError;
+use crate::audit::audited::Auditor;
 use crate::config::Config;
 use crate::federation::{ForwardContext, Peers};
 use crate::protect::cache::StatusCache;
 use crate::protect::region::RegionGuard;
 use crate::protect::{Clock, SystemClock};
-use crate::regions::{RegionState, RegionView, Registry, Served};
+use crate::recognition::{Agreement, Policy};
+use crate::registry::{RegionState, RegionView, Registry, Served};
 use crate::subject::SubjectHasher;
-
-/// A status and where it came from.
-#[derive(Clone, Debug)]
-pub struct Fetched {
-    /// The normalised status (shared with the cache entry it came from).
-    pub status: std::sync::Arc<HealthStatus>,
-    /// Whether it came from the cache.
-    pub cache_hit: bool,
-    /// How old the cached answer is (zero when fresh from the region).
-    pub age: Duration,
-    /// How long the region took, when it was asked.
-    pub upstream_latency: Option<Duration>,
-    /// The peer gateway that answered, when the region is served by a peer.
-    pub via_peer: Option<String>,
-    /// For answers of a peer: the view the peer returned (`checkpoint` when it withheld
-    /// reasons and source). A checkpoint view must not be served to a platform caller.
-    pub peer_view: Option<crate::config::Role>,
-}
 
 /// Region settings the lookups need.
 #[derive(Clone, Copy, Debug)]
@@ -50,19 +39,23 @@ pub struct LookupService {
     cache: StatusCache,
     guards: BTreeMap<RegionId, RegionGuard>,
     stats: crate::stats::Stats,
+    policy: Policy,
+    auditor: Auditor,
 }
 
 impl LookupService {
-    /// Builds the adapters of the configured regions, with their cache and protection;
-    /// `hasher` makes the cache keys.
-    pub fn from_config(config: &Config, hasher: SubjectHasher) -> Self {
-        Self::with_clock(config, hasher, std::sync::Arc::new(SystemClock))
+    /// Builds the adapters of the configured regions, with their cache and protection and
+    /// the recognition agreements; `hasher` makes the cache keys and audit hashes, every
+    /// answer is recorded by `auditor`.
+    pub fn from_config(config: &Config, hasher: SubjectHasher, auditor: Auditor) -> Self {
+        Self::with_clock(config, hasher, auditor, std::sync::Arc::new(SystemClock))
     }
 
     /// As [`LookupService::from_config`], with the clock of the cache and breakers.
     pub fn with_clock(
         config: &Config,
         hasher: SubjectHasher,
+        auditor: Auditor,
         clock: std::sync::Arc<dyn Clock>,
     ) -> Self {
         let settings = config
@@ -100,6 +93,15 @@ impl LookupService {
             ),
             guards,
             stats: crate::stats::Stats::new(),
+            policy: Policy::new(
+                config
+                    .recognition
+                    .agreements
+                    .iter()
+                    .map(Agreement::from)
+                    .collect(),
+            ),
+            auditor,
         }
     }
 
@@ -149,6 +151,21 @@ impl LookupService {
         self.cache.entry_count()
     }
 
+    /// The recognition policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The audit trail and its policy.
+    pub fn auditor(&self) -> &Auditor {
+        &self.auditor
+    }
+
+    /// The keyed hashes of subjects.
+    pub fn hasher(&self) -> &SubjectHasher {
+        &self.hasher
+    }
+
     /// The regions and their adapters.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -187,34 +204,37 @@ impl LookupService {
         region: RegionId,
         subject: &Subject,
         ctx: &ForwardContext,
-    ) -> Result<Fetched, ApiError> {
+    ) -> Result<Fetched, LookupError> {
         let mut key = self.hasher.cache_key(region, subject);
         if matches!(self.registry.served(region), Served::Peer { .. }) {
             key.push(':');
             key.push_str(ctx.role.as_str());
         }
-        let result = self
-            .cache
-            .get_or_fetch(region, &key, || self.fetch_uncached(region, subject, ctx))
-            .await;
-        let outcome = crate::stats::Outcome::from_parts(
-            result.as_ref().is_ok_and(|f| f.cache_hit),
-            result.as_ref().err().map(|e| e.code),
-        );
-        self.stats.answer(region, outcome);
-        result
+        let ask = Ask {
+            region,
+            subject,
+            ctx,
+            key: &key,
+        };
+        Next::new(&self.layers(), self).run(&ask).await
     }
 
-    /// Asks the region (or its peer), without the cache.
+    /// The layers every fetch passes, outermost first, in front of the routing to the
+    /// region's adapter or its peers — the one place they are stacked.
+    fn layers(&self) -> [&dyn Layer; 2] {
+        [&self.stats, &self.cache]
+    }
+
+    /// Asks the region (or its peer), without any layer.
     async fn fetch_uncached(
         &self,
         region: RegionId,
         subject: &Subject,
         ctx: &ForwardContext,
-    ) -> Result<Fetched, ApiError> {
+    ) -> Result<Fetched, LookupError> {
         match self.registry.served(region) {
             Served::None => {
-                return Err(ApiError::new(
+                return Err(LookupError::new(
                     ErrorCode::UnknownRegion,
                     format!("{region} is not served by this gateway nor by its peers"),
                 )
@@ -226,7 +246,7 @@ impl LookupService {
             Served::Local => {}
         }
         let Some(adapter) = self.registry.adapter(region) else {
-            return Err(ApiError::new(
+            return Err(LookupError::new(
                 ErrorCode::RegionUnavailable,
                 format!("{region} has no working adapter here"),
             )
@@ -236,7 +256,7 @@ impl LookupService {
         if let Some(id_type) = subject.id_type()
             && !adapter.supports_id_type(id_type)
         {
-            return Err(ApiError::from_adapter(
+            return Err(LookupError::from_adapter(
                 region,
                 &AdapterError::UnsupportedIdType(id_type),
             ));
@@ -268,7 +288,7 @@ impl LookupService {
                 Err(_) => Err(AdapterError::Timeout(deadline)),
             };
             let took = attempt.elapsed();
-            crate::metrics::upstream_call(region, took, r.as_ref().err().map(AdapterError::code));
+            crate::telemetry::upstream_call(region, took, r.as_ref().err().map(AdapterError::code));
             if let Some(p) = permit {
                 p.finish(took, r.as_ref().map(|_| ()));
             }
@@ -305,8 +325,16 @@ impl LookupService {
                 if e.is_upstream_failure() {
                     tracing::warn!(region = region.as_str(), code = %e.code(), error = %e, "region call failed");
                 }
-                Err(ApiError::from_adapter(region, &e))
+                Err(LookupError::from_adapter(region, &e))
             }
         }
+    }
+}
+
+/// The end of the layer stack: routing to the local adapter or the peers.
+#[async_trait::async_trait]
+impl Route for LookupService {
+    async fn route(&self, ask: &Ask<'_>) -> crate::pipeline::FetchResult {
+        self.fetch_uncached(ask.region, ask.subject, ask.ctx).await
     }
 }

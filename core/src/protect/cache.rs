@@ -19,9 +19,9 @@ use hcgw_adapters::{Color, ErrorCode, HealthStatus, RegionId};
 use moka::Expiry;
 
 use super::{Clock, SystemClock};
-use crate::api::ApiError;
 use crate::config::{Config, TtlSection};
-use crate::lookup::Fetched;
+use crate::pipeline::Fetched;
+use crate::pipeline::LookupError;
 
 /// What a cache entry holds: a status, or "the region has no code for this subject".
 #[derive(Clone, Debug)]
@@ -170,7 +170,7 @@ impl StatusCache {
     }
 
     /// A fresh entry, when there is one (an expired one is removed).
-    pub async fn get(&self, region: RegionId, key: &str) -> Option<Result<Fetched, ApiError>> {
+    pub async fn get(&self, region: RegionId, key: &str) -> Option<Result<Fetched, LookupError>> {
         let entry = self.inner.get(key).await?;
         let age = entry.age(self.clock.now());
         if age >= entry.ttl {
@@ -187,10 +187,10 @@ impl StatusCache {
         region: RegionId,
         key: &str,
         fetch: F,
-    ) -> Result<Fetched, ApiError>
+    ) -> Result<Fetched, LookupError>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<Fetched, ApiError>>,
+        Fut: Future<Output = Result<Fetched, LookupError>>,
     {
         let label = region.as_str();
         // Twice at most: a stale entry found by the coalescing call is dropped and asked
@@ -284,7 +284,7 @@ impl StatusCache {
             metrics::gauge!("hcgw_cache_entries").set(self.inner.entry_count() as f64);
             let entry = match result {
                 Ok(e) => e,
-                Err(e) => return Err(ApiError::clone(&e)),
+                Err(e) => return Err(LookupError::clone(&e)),
             };
             if entry.left_at_insert().is_zero() {
                 self.inner.invalidate(key).await;
@@ -311,13 +311,13 @@ impl StatusCache {
     }
 }
 
-fn not_found(region: RegionId, via_peer: Option<String>) -> ApiError {
-    let mut e = ApiError::from_adapter(region, &hcgw_adapters::AdapterError::SubjectNotFound);
+fn not_found(region: RegionId, via_peer: Option<String>) -> LookupError {
+    let mut e = LookupError::from_adapter(region, &hcgw_adapters::AdapterError::SubjectNotFound);
     e.via_peer = via_peer;
     e
 }
 
-fn served(region: RegionId, entry: &Entry, age: Duration) -> Result<Fetched, ApiError> {
+fn served(region: RegionId, entry: &Entry, age: Duration) -> Result<Fetched, LookupError> {
     match &entry.outcome {
         Outcome::Status(s) => Ok(Fetched {
             status: s.clone(),
@@ -328,6 +328,20 @@ fn served(region: RegionId, entry: &Entry, age: Duration) -> Result<Fetched, Api
             peer_view: entry.peer_view,
         }),
         Outcome::NotFound => Err(not_found(region, entry.via_peer.clone())),
+    }
+}
+
+/// As a layer of the lookup pipeline: a fresh entry answers, else the rest of the stack is
+/// asked (once for all concurrent identical questions) and its answer cached when cacheable.
+#[async_trait::async_trait]
+impl crate::pipeline::Layer for StatusCache {
+    async fn call(
+        &self,
+        ask: &crate::pipeline::Ask<'_>,
+        next: crate::pipeline::Next<'_>,
+    ) -> crate::pipeline::FetchResult {
+        self.get_or_fetch(ask.region, ask.key, || next.run(ask))
+            .await
     }
 }
 
@@ -376,8 +390,8 @@ mod tests {
     async fn ask(
         c: &StatusCache,
         key: &str,
-        answer: impl Fn() -> Result<Fetched, ApiError>,
-    ) -> (Result<Fetched, ApiError>, u32) {
+        answer: impl Fn() -> Result<Fetched, LookupError>,
+    ) -> (Result<Fetched, LookupError>, u32) {
         let calls = AtomicU32::new(0);
         let r = c
             .get_or_fetch(RegionId::Huzhou, key, || {
@@ -427,7 +441,7 @@ mod tests {
         let clock = Arc::new(ManualClock::default());
         let c = cache(clock.clone());
         let nf = || {
-            Err(ApiError::from_adapter(
+            Err(LookupError::from_adapter(
                 RegionId::Huzhou,
                 &AdapterError::SubjectNotFound,
             ))
@@ -459,7 +473,7 @@ mod tests {
             for _ in 0..2 {
                 let e2 = e.clone();
                 let (r, calls) = ask(&c, "e", move || {
-                    Err(ApiError::from_adapter(RegionId::Huzhou, &e2))
+                    Err(LookupError::from_adapter(RegionId::Huzhou, &e2))
                 })
                 .await;
                 assert!(r.is_err());

@@ -2,7 +2,9 @@
 //! quotas ([`quota`]) and per-region outbound limits, retries and circuit breakers
 //! ([`region`]).
 
+pub mod breaker;
 pub mod cache;
+pub mod limiter;
 pub mod quota;
 pub mod region;
 pub mod shared;

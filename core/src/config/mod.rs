@@ -24,6 +24,14 @@ pub use secret::{SecretError, SecretRef};
 pub(crate) use validate::valid_jurisdiction;
 pub use validate::warnings;
 
+/// A gateway name as it travels in `X-Hcgw-Via`: 1 to 64 letters, digits, `.`, `_`, `-`.
+pub fn valid_gateway_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
