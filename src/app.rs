@@ -50,7 +50,7 @@ pub struct Gateway {
     pub api_addr: SocketAddr,
     /// Where the admin port listens.
     pub admin_addr: SocketAddr,
-    /// Shared state.
+    /// RedisTier state.
     pub state: Arc<AppState>,
     /// The API listener's open connections.
     pub connections: Arc<Connections>,
@@ -86,7 +86,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let hasher = SubjectHasher::new(key);
     let shared = if config.redis.enabled {
         Some(
-            crate::protect::shared::Shared::start(&config.redis)
+            crate::protect::redis_tier::RedisTier::start(&config.redis)
                 .map_err(|e| StartError::Secret(e.to_string()))?,
         )
     } else {

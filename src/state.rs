@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use hcgw_core::config::Config;
 use hcgw_core::lookup::LookupService;
 use hcgw_core::protect::quota::Quotas;
-use hcgw_core::protect::shared::Shared;
+use hcgw_core::protect::redis_tier::RedisTier;
 
 use crate::tls::TlsReloader;
 
@@ -22,7 +22,7 @@ pub struct AppState {
     /// Per-caller quotas.
     pub quotas: Arc<Quotas>,
     /// The Redis tier, when configured.
-    pub shared: Option<Arc<Shared>>,
+    pub shared: Option<Arc<RedisTier>>,
     /// Whether the API listener accepts connections.
     pub listener_up: AtomicBool,
 }

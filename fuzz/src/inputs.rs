@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 
 use arbitrary::Unstructured;
 use chrono::{Datelike, NaiveDate};
+use hcgw::api::endpoints::{BatchRequest, LookupRequest, VerifyRequest};
 use hcgw::api::json;
-use hcgw::api::lookup::{BatchRequest, LookupRequest, VerifyRequest};
 use hcgw::subject::SubjectIn;
 use hcgw_adapters::identity::{mask_id, mask_name, validate_resident_id_on};
 use hcgw_adapters::qr::{self, MAX_QR_BYTES};

@@ -1,8 +1,8 @@
 //! The HTTP API served over mTLS (`gateway-api.md`).
 
 pub mod acting;
+pub mod endpoints;
 pub mod json;
-pub mod lookup;
 pub mod openapi;
 pub mod problem;
 pub mod quota;
@@ -50,9 +50,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.listener.max_body_bytes;
     // Per-caller quotas on the lookup routes only (crate::protect::quota).
     let quota_limited = Router::new()
-        .route(LOOKUP, post(lookup::lookup))
-        .route(BATCH, post(lookup::batch))
-        .route(VERIFY, post(lookup::verify))
+        .route(LOOKUP, post(endpoints::lookup))
+        .route(BATCH, post(endpoints::batch))
+        .route(VERIFY, post(endpoints::verify))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::api::quota::layer,

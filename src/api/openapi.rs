@@ -14,9 +14,9 @@ use utoipa::OpenApi;
         version = "1",
     ),
     paths(
-        super::lookup::lookup,
-        super::lookup::batch,
-        super::lookup::verify,
+        super::endpoints::lookup,
+        super::endpoints::batch,
+        super::endpoints::verify,
         super::regions,
         super::whoami,
         super::metrics,

@@ -32,7 +32,7 @@ const EVENT_ONLY: &[(&str, &str)] = &[
     // The ops world has no Redis; shared_tier::forged_entries_… checks the series for real.
     (
         "hcgw_shared_cache_rejected_total",
-        "core/src/protect/shared.rs",
+        "core/src/protect/redis_tier.rs",
     ),
 ];
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hcgw::protect::shared::{EntrySealer, StoredEntry};
+use hcgw::protect::redis_tier::{EntrySealer, StoredEntry};
 use hcgw::simulator::{Fate, Intended, RegionSim, RunningSim, SimEnv, SimOptions, SimSubject};
 use hcgw_adapters::{Color, Level, RegionId, Secret, Subject};
 use serde_json::{Value, json};

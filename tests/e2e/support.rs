@@ -1,4 +1,4 @@
-//! Shared fixtures: the test PKI, generated configurations, and an mTLS client that keeps
+//! RedisTier fixtures: the test PKI, generated configurations, and an mTLS client that keeps
 //! one explicit connection (so keep-alive behaviour can be tested).
 #![allow(dead_code)]
 

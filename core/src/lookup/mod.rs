@@ -139,7 +139,10 @@ impl LookupService {
     }
 
     /// Puts the shared Redis tier under the cache.
-    pub fn set_shared(&mut self, shared: Option<std::sync::Arc<crate::protect::shared::Shared>>) {
+    pub fn set_shared(
+        &mut self,
+        shared: Option<std::sync::Arc<crate::protect::redis_tier::RedisTier>>,
+    ) {
         for g in self.guards.values_mut() {
             g.set_shared(shared.clone());
         }

@@ -96,7 +96,7 @@ pub struct StatusCache {
     inner: moka::future::Cache<String, Entry>,
     ttls: BTreeMap<RegionId, TtlSection>,
     clock: Arc<dyn Clock>,
-    l2: Option<Arc<super::shared::Shared>>,
+    l2: Option<Arc<super::redis_tier::RedisTier>>,
 }
 
 impl StatusCache {
@@ -134,7 +134,7 @@ impl StatusCache {
     }
 
     /// Adds the shared Redis tier under this cache.
-    pub fn set_l2(&mut self, l2: Option<Arc<super::shared::Shared>>) {
+    pub fn set_l2(&mut self, l2: Option<Arc<super::redis_tier::RedisTier>>) {
         self.l2 = l2;
     }
 
@@ -260,7 +260,7 @@ impl StatusCache {
                             Outcome::Status(s) => Some(s.as_ref()),
                             Outcome::NotFound => None,
                         };
-                        l2.put(super::shared::L2Put {
+                        l2.put(super::redis_tier::L2Put {
                             key,
                             region,
                             status,

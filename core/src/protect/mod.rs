@@ -6,8 +6,8 @@ pub mod breaker;
 pub mod cache;
 pub mod limiter;
 pub mod quota;
+pub mod redis_tier;
 pub mod region;
-pub mod shared;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -49,7 +49,7 @@ struct Limiter {
 /// and answering, else local (with Redis configured but down: `local_share` of each).
 pub struct Quotas {
     by_client: HashMap<String, Limiter>,
-    shared: Option<Arc<super::shared::Shared>>,
+    shared: Option<Arc<super::redis_tier::RedisTier>>,
 }
 
 fn limiter(per_s: u32, burst_s: u32, share: f64) -> Limiter {
@@ -131,7 +131,7 @@ impl Refusal {
 
 impl Quotas {
     /// One limiter per `[[clients]]` entry.
-    pub fn from_config(config: &Config, shared: Option<Arc<super::shared::Shared>>) -> Self {
+    pub fn from_config(config: &Config, shared: Option<Arc<super::redis_tier::RedisTier>>) -> Self {
         let l = &config.limits;
         let share = shared.as_ref().map(|s| s.local_share()).unwrap_or(1.0);
         let by_client = config

@@ -59,7 +59,7 @@ pub struct RegionGuard {
     breaker: CircuitBreaker,
     health: Mutex<Health>,
     clock: Arc<dyn Clock>,
-    shared: Option<Arc<super::shared::Shared>>,
+    shared: Option<Arc<super::redis_tier::RedisTier>>,
 }
 
 /// Permission to make one upstream call: holds a concurrency slot and the breaker's
@@ -108,7 +108,7 @@ impl RegionGuard {
 
     /// Uses the shared tier for a global rate across instances; while Redis is down, this
     /// instance paces at `local_share` of the rate.
-    pub fn set_shared(&mut self, shared: Option<Arc<super::shared::Shared>>) {
+    pub fn set_shared(&mut self, shared: Option<Arc<super::redis_tier::RedisTier>>) {
         let share = shared.as_ref().map(|s| s.local_share()).unwrap_or(1.0);
         self.limiter = paced(((f64::from(self.rate) * share).round() as u32).max(1));
         self.shared = shared;

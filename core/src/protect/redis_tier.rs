@@ -195,7 +195,7 @@ impl EntrySealer {
     }
 
     /// The entry stored under `key` for `region`, when the value is authentic and sound.
-    /// Expiry is not checked here (see [`Shared::get`]), but impossible times are.
+    /// Expiry is not checked here (see [`RedisTier::get`]), but impossible times are.
     pub fn open(
         &self,
         key: &str,
@@ -284,7 +284,7 @@ pub enum SharedError {
 }
 
 /// The connection to the shared tier and its health.
-pub struct Shared {
+pub struct RedisTier {
     conn: Mutex<Option<ConnectionManager>>,
     degraded: AtomicBool,
     last_probe_ms: AtomicU64,
@@ -301,7 +301,7 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl Shared {
+impl RedisTier {
     /// Connects in the background (the gateway starts degraded until Redis answers).
     /// Fails only when `redis.entry_key` cannot be had.
     pub fn start(config: &RedisSection) -> Result<Arc<Self>, SharedError> {
@@ -314,7 +314,7 @@ impl Shared {
             metrics::counter!("hcgw_shared_cache_rejected_total", "reason" => r.as_str())
                 .increment(0);
         }
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(RedisTier {
             conn: Mutex::new(None),
             degraded: AtomicBool::new(true),
             last_probe_ms: AtomicU64::new(0),

@@ -1,4 +1,5 @@
-//! `POST /v1/lookup`, `POST /v1/lookup/batch`, `POST /v1/verify`.
+//! The lookup endpoints: `POST /v1/lookup`, `POST /v1/lookup/batch`, `POST /v1/verify` — each
+//! parses its body, calls the core's [`hcgw_core::lookup::LookupService`] and renders the answer.
 
 use std::sync::Arc;
 
