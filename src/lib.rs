@@ -15,6 +15,7 @@
 //! - [`audit`]: the tamper-evident audit trail (hash-chained JSON lines) and its verifier;
 //! - [`app`]: starting and stopping a gateway; [`cli`]: the `hcgw` command.
 
+pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod app;

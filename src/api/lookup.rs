@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::response::Response;
 use axum::{Extension, Json};
 use futures_util::StreamExt;
 use hcgw_adapters::{Color, ErrorCode, HealthStatus, Level, RegionId, Subject};
@@ -246,7 +247,7 @@ pub async fn lookup(
     State(state): State<Arc<AppState>>,
     acting: Acting,
     ApiJson(req): ApiJson<LookupRequest>,
-) -> Result<Json<LookupResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     acting.require(&[Role::Platform, Role::Peer])?;
     let v = validate(&state, &req)?;
     // Strict audit: refused before any region or peer is asked when the trail is failing.
@@ -268,7 +269,11 @@ pub async fn lookup(
     )
     .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
     state.audit(vec![audited]).await?;
-    Ok(Json(response?))
+    let note = crate::access_log::LookupNote {
+        region: Some(v.region),
+        cache_hit: result.as_ref().ok().map(|f| f.cache_hit),
+    };
+    Ok(crate::access_log::noted(response.map(Json), note))
 }
 
 /// `POST /v1/lookup/batch` (platform, peer).
@@ -479,7 +484,7 @@ pub async fn verify(
     State(state): State<Arc<AppState>>,
     acting: Acting,
     ApiJson(req): ApiJson<VerifyRequest>,
-) -> Result<Json<LookupResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     acting.require(&[Role::Checkpoint, Role::Platform, Role::Peer])?;
     check_short_text("checkpoint", &req.checkpoint)?;
     let detected = hcgw_adapters::qr::detect(&req.qr)
@@ -527,7 +532,11 @@ pub async fn verify(
     )
     .outcome(&result, response.as_ref().ok().map(|r| &r.recognition));
     state.audit(vec![audited]).await?;
-    Ok(Json(response?))
+    let note = crate::access_log::LookupNote {
+        region: Some(region),
+        cache_hit: result.as_ref().ok().map(|f| f.cache_hit),
+    };
+    Ok(crate::access_log::noted(response.map(Json), note))
 }
 
 /// A batch result's retry hint (for documentation).

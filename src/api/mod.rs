@@ -63,6 +63,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(body_limit, front_door))
+        .layer(middleware::from_fn_with_state(
+            crate::access_log::AccessLog::new(&state.config.access_log),
+            crate::access_log::layer,
+        ))
         .with_state(state)
 }
 
