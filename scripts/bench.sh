@@ -12,11 +12,20 @@
 #
 #   scripts/bench.sh            # full run (ROUNDS=3, DURATION=10s)
 #   scripts/bench.sh --smoke    # a few seconds, for CI: checks the harness works
+#   scripts/bench.sh --access-log-off   # the same with [access_log] enabled = false, to
+#                                       # report the access log's cost (it is on by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SMOKE=0
-[[ ${1:-} == --smoke ]] && SMOKE=1
+ACCESS_LOG=true
+for arg in "$@"; do
+  case $arg in
+    --smoke) SMOKE=1 ;;
+    --access-log-off) ACCESS_LOG=false ;;
+    *) echo "usage: scripts/bench.sh [--smoke] [--access-log-off]" >&2; exit 2 ;;
+  esac
+done
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONC=${CONC:-64}
@@ -76,6 +85,9 @@ subject_key = { file = "$PKI/secrets/subject_hash_key" }
 [audit]
 dir = "$OUT/audit"
 fsync = "interval"
+# One line per request into hcgw.log (JSON off: the default pretty format, no colour).
+[access_log]
+enabled = $ACCESS_LOG
 TOML
 "$BIN/hcgw" serve --config "$OUT/hcgw.toml" >"$OUT/hcgw.log" 2>&1 &
 PIDS+=($!)
@@ -173,7 +185,10 @@ for n in $MEM_SIZES; do "$BIN/examples/bench-memory" "$n" >"$OUT/e-$n.json"; don
 mkdir -p bench-results
 SUFFIX=""
 ((SMOKE)) && SUFFIX=-smoke
+[[ $ACCESS_LOG == false ]] && SUFFIX=$SUFFIX-no-access-log
 REPORT=bench-results/$(date -u +%Y-%m-%d)$SUFFIX.md
 python3 scripts/bench-report.py "$OUT" "$ROUNDS" "$SMOKE" >"$REPORT"
+printf '\nAccess log: %s (one line per request into the gateway log; `--access-log-off` measures without it).\n' \
+  "$([[ $ACCESS_LOG == true ]] && echo on || echo off)" >>"$REPORT"
 cat "$REPORT"
 echo "report: $REPORT"

@@ -1,6 +1,6 @@
 //! The plain-HTTP admin listener (loopback by default): `/healthz` (the process is alive),
 //! `/readyz` (configuration loaded, server certificate valid, no CRL past its nextUpdate,
-//! listener up), `/metrics`
+//! listener up, not draining), `/metrics`
 //! (Prometheus text format) and the status page `/status` with its `/status.json`.
 
 use std::sync::Arc;
@@ -32,7 +32,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
     let cert_valid = cert_days.is_some_and(|d| d >= 0);
     let audit_ok = state.lookups.auditor().log().is_healthy();
     let crls_lapsed = state.tls.lapsed_crls(chrono::Utc::now().timestamp());
-    let ready = listener_up
+    let draining = state.draining.load(Ordering::Relaxed);
+    let ready = !draining
+        && listener_up
         && cert_valid
         && crls_lapsed.is_empty()
         && (audit_ok || !state.config.audit.strict);
@@ -45,6 +47,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<serde_j
         code,
         Json(json!({
             "ready": ready,
+            // Set on SIGTERM: serving on for `shutdown.drain_s`, so load balancers stop sending.
+            "reason": draining.then_some("draining"),
+            "draining": draining,
             "config": state.config.source.display().to_string(),
             "listener_up": listener_up,
             "server_certificate_days_left": cert_days,

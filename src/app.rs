@@ -102,6 +102,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         quotas: Arc::new(Quotas::from_config(&config, shared.clone())),
         shared,
         listener_up: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
     });
 
     let api_listener = bind(config.listener.addr).await?;
@@ -126,6 +127,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     let app = crate::api::router(state.clone());
     let mut rx = stopped.clone();
     let listener_settings = config.listener.clone();
+    let grace = Duration::from_secs(config.shutdown.grace_s);
     let api_connections = connections.clone();
     let api_task = tokio::spawn(async move {
         crate::server::serve_mtls(
@@ -138,7 +140,8 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             },
-            Duration::from_secs(10),
+            // In-flight requests get `grace_s` once the listener stopped accepting.
+            grace,
         )
         .await
     });
@@ -197,7 +200,20 @@ fn spawn_certificate_expiry(
 }
 
 impl Gateway {
-    /// Stops accepting, drains open connections, and returns when both listeners ended.
+    /// Begins the drain: `/readyz` answers 503 `draining` from now on, while both listeners
+    /// keep serving (so load balancers stop sending before the port closes). The caller
+    /// waits `shutdown.drain_s`, then calls [`Gateway::shutdown`].
+    pub fn begin_drain(&self) {
+        self.state.draining.store(true, Ordering::Relaxed);
+        tracing::info!(
+            drain_s = self.state.config.shutdown.drain_s,
+            grace_s = self.state.config.shutdown.grace_s,
+            "draining: /readyz answers 503 while the listeners keep serving"
+        );
+    }
+
+    /// Stops accepting, lets open connections finish their requests (up to
+    /// `shutdown.grace_s`), flushes the audit trail, and returns when all that is done.
     pub async fn shutdown(self) {
         self.state.listener_up.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);

@@ -284,17 +284,31 @@ async fn run(command: Command) -> Result<(), String> {
         } => {
             let config = crate::config::load(&config).map_err(|e| e.to_string())?;
             crate::logging::init(config.gateway.log_format, &config.gateway.log_level);
+            let drain = Duration::from_secs(config.shutdown.drain_s);
             let gw = crate::app::start(config).await.map_err(|e| e.to_string())?;
-            if stop_on_stdin_eof {
+            // Standard input closing (a supervising test harness gone) stops without the
+            // drain window: nobody routes traffic to that instance.
+            let signalled = if stop_on_stdin_eof {
                 tokio::select! {
-                    () = wait_for_signal() => {}
-                    () = stdin_closed() => {}
+                    () = wait_for_signal() => true,
+                    () = stdin_closed() => false,
                 }
             } else {
                 wait_for_signal().await;
+                true
+            };
+            if signalled && !drain.is_zero() {
+                gw.begin_drain();
+                // A second SIGTERM/SIGINT ends the drain window at once; in-flight requests
+                // still get their grace and the audit trail is still flushed.
+                tokio::select! {
+                    () = tokio::time::sleep(drain) => {}
+                    () = wait_for_signal() => tracing::warn!("second signal: drain window cut short"),
+                }
             }
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: the API listener stops accepting");
             gw.shutdown().await;
+            tracing::info!("stopped: audit trail flushed");
             Ok(())
         }
         Command::Demo { config } => crate::demo::run(&config).await,

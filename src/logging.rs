@@ -8,6 +8,7 @@ use crate::config::LogFormat;
 /// Installs the global subscriber (once; later calls are ignored).
 pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = with_access_log(filter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -19,4 +20,33 @@ pub fn init(format: LogFormat, level: &str) {
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+}
+
+/// `filter` with the access log's lines ([`crate::api::access_log::TARGET`]) at `info`, whatever
+/// the general level, unless the filter names that target itself (`hcgw::access=off`).
+/// `[access_log] enabled` decides whether they are written.
+fn with_access_log(filter: EnvFilter) -> EnvFilter {
+    if filter.to_string().contains(crate::api::access_log::TARGET) {
+        return filter;
+    }
+    match format!("{}=info", crate::api::access_log::TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_lines_pass_a_warn_filter_unless_it_names_them() {
+        assert!(
+            with_access_log(EnvFilter::new("warn"))
+                .to_string()
+                .contains("hcgw::access=info")
+        );
+        let off = with_access_log(EnvFilter::new("warn,hcgw::access=off")).to_string();
+        assert!(off.contains("hcgw::access=off") && !off.contains("hcgw::access=info"));
+    }
 }

@@ -25,4 +25,6 @@ pub struct AppState {
     pub shared: Option<Arc<RedisTier>>,
     /// Whether the API listener accepts connections.
     pub listener_up: AtomicBool,
+    /// Set when the drain began (`/readyz` answers 503 `draining`; both listeners serve on).
+    pub draining: AtomicBool,
 }

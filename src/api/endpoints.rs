@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::response::Response;
 use axum::{Extension, Json};
 use hcgw_adapters::{Color, HealthStatus, Level, RegionId};
 
@@ -14,7 +15,7 @@ use super::acting::{Acting, ActingOf};
 use super::json::ApiJson;
 use super::{ApiError, request_id};
 use crate::config::Role;
-use crate::lookup::{Decided, LookupError, Query};
+use crate::lookup::{Decided, LookupError, Query, Validated};
 use crate::protect::quota::BatchPacing;
 use crate::recognition::Recognition;
 use crate::state::AppState;
@@ -208,11 +209,28 @@ pub async fn lookup(
     State(state): State<Arc<AppState>>,
     ActingOf(acting): ActingOf,
     ApiJson(req): ApiJson<LookupRequest>,
-) -> Result<Json<LookupResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     acting.require(&[Role::Platform, Role::Peer])?;
     let q = state.lookups.validate(lookup_query(&req), false)?;
-    let decided = state.lookups.answer(&acting, q).await?;
-    Ok(Json(respond(&state, &acting, decided)))
+    Ok(answered(&state, &acting, q).await)
+}
+
+/// Answers a validated question and renders it, noting region and cache hit for the
+/// access log (on errors too).
+async fn answered(state: &AppState, acting: &Acting, q: Validated) -> Response {
+    let region = q.region;
+    let decided = state.lookups.answer(acting, q).await;
+    let note = crate::api::access_log::LookupNote {
+        region: Some(region),
+        cache_hit: decided
+            .as_ref()
+            .ok()
+            .and_then(|d| d.fetched.as_ref().map(|f| f.cache_hit)),
+    };
+    let response = decided
+        .map(|d| Json(respond(state, acting, d)))
+        .map_err(ApiError::from);
+    crate::api::access_log::noted(response, note)
 }
 
 /// `POST /v1/lookup/batch` (platform, peer).
@@ -277,7 +295,7 @@ pub async fn verify(
     State(state): State<Arc<AppState>>,
     ActingOf(acting): ActingOf,
     ApiJson(req): ApiJson<VerifyRequest>,
-) -> Result<Json<LookupResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     acting.require(&[Role::Checkpoint, Role::Platform, Role::Peer])?;
     let q = state.lookups.validate(
         Query::Verify {
@@ -286,8 +304,7 @@ pub async fn verify(
         },
         false,
     )?;
-    let decided = state.lookups.answer(&acting, q).await?;
-    Ok(Json(respond(&state, &acting, decided)))
+    Ok(answered(&state, &acting, q).await)
 }
 
 #[cfg(test)]

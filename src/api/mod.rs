@@ -1,5 +1,6 @@
 //! The HTTP API served over mTLS (`gateway-api.md`).
 
+pub mod access_log;
 pub mod acting;
 pub mod endpoints;
 pub mod json;
@@ -66,6 +67,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(body_limit, front_door))
+        .layer(middleware::from_fn_with_state(
+            crate::api::access_log::AccessLog::new(&state.config.access_log),
+            crate::api::access_log::layer,
+        ))
         .with_state(state)
 }
 
@@ -92,7 +97,7 @@ async fn front_door(State(body_limit): State<usize>, req: Request, next: Next) -
 
 /// The `endpoint` label of a request: its route template, or `unmatched`. The API's
 /// routes come from [`ROUTES`] without an allocation.
-fn endpoint_label(req: &Request) -> metrics::SharedString {
+pub(crate) fn endpoint_label(req: &Request) -> metrics::SharedString {
     match req.extensions().get::<MatchedPath>() {
         Some(p) => match ROUTES.iter().find(|r| **r == p.as_str()) {
             Some(route) => metrics::SharedString::const_str(route),
@@ -103,7 +108,7 @@ fn endpoint_label(req: &Request) -> metrics::SharedString {
 }
 
 /// The `role` label: the acting role (a peer's on-behalf-of role, capped), or `unknown`.
-fn role_label(req: &Request) -> &'static str {
+pub(crate) fn role_label(req: &Request) -> &'static str {
     match req.extensions().get::<ConnInfo>().map(|c| &c.identity) {
         Some(ConnIdentity::Known(caller)) => {
             let header = req

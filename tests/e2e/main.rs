@@ -2,10 +2,12 @@
 //! script, real servers on real ports, the real `hcgw` binary where processes matter.
 //! One test binary; one module per concern.
 
+mod access_log;
 mod audit;
 mod cli_tools;
 mod config_errors;
 mod connections;
+mod drain;
 mod federation;
 mod lookup;
 mod mtls;

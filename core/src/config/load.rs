@@ -144,7 +144,7 @@ fn load_table(
         }
     };
     overrides::apply(&mut table, found, &mut problems);
-    const KNOWN: [&str; 14] = [
+    const KNOWN: [&str; 16] = [
         "gateway",
         "listener",
         "admin",
@@ -159,6 +159,8 @@ fn load_table(
         "audit",
         "limits",
         "breaker",
+        "access_log",
+        "shutdown",
     ];
     for key in table.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
         problems.push(Problem::new(
@@ -177,6 +179,8 @@ fn load_table(
     let audit: Option<AuditSection> = required(&table, "audit", &mut problems);
     let limits: Option<LimitsSection> = optional(&table, "limits", &mut problems);
     let breaker: Option<BreakerSection> = optional(&table, "breaker", &mut problems);
+    let access_log: Option<super::AccessLogSection> = optional(&table, "access_log", &mut problems);
+    let shutdown: Option<super::ShutdownSection> = optional(&table, "shutdown", &mut problems);
     let recognition: Option<RecognitionSection> = optional(&table, "recognition", &mut problems);
     let clients: Vec<ClientEntry> = array(&table, "clients", &mut problems);
     let peers: Vec<PeerEntry> = array(&table, "peers", &mut problems);
@@ -247,6 +251,8 @@ fn load_table(
         }),
         limits: limits.unwrap_or_default(),
         breaker: breaker.unwrap_or_default(),
+        access_log: access_log.unwrap_or_default(),
+        shutdown: shutdown.unwrap_or_default(),
     };
     resolve_paths(&mut config, &base);
     // Semantic checks run on every section that parsed, so one run reports everything.

@@ -65,6 +65,10 @@ pub struct Config {
     pub limits: LimitsSection,
     /// Default circuit-breaker thresholds (regions may override them).
     pub breaker: BreakerSection,
+    /// The access log (one line per API request).
+    pub access_log: AccessLogSection,
+    /// The drain on SIGTERM.
+    pub shutdown: ShutdownSection,
 }
 
 /// `[gateway]`.
@@ -789,5 +793,63 @@ impl ClientEntry {
         self.acts_for
             .clone()
             .unwrap_or_else(|| vec![self.jurisdiction.clone()])
+    }
+}
+
+/// `[access_log]`: one structured line per API request (see `crate::access_log`).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSection {
+    /// Whether requests are logged (default on).
+    #[serde(default = "access_log_enabled")]
+    pub enabled: bool,
+    /// Log one of every N lookups answered from the cache (1: every one; default 1).
+    #[serde(default = "access_log_sample")]
+    pub sample_cache_hits: u32,
+}
+
+fn access_log_enabled() -> bool {
+    true
+}
+fn access_log_sample() -> u32 {
+    1
+}
+
+impl Default for AccessLogSection {
+    fn default() -> Self {
+        AccessLogSection {
+            enabled: access_log_enabled(),
+            sample_cache_hits: access_log_sample(),
+        }
+    }
+}
+
+/// `[shutdown]`: what SIGTERM does. First `/readyz` answers 503 `draining` while both
+/// listeners keep serving for `drain_s`; then the API listener stops accepting and open
+/// connections finish their requests for up to `grace_s`; then the audit trail is flushed.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSection {
+    /// Seconds of serving while unready, so load balancers stop sending (default 5; 0: none).
+    #[serde(default = "shutdown_drain")]
+    pub drain_s: u64,
+    /// Seconds in-flight requests get once the listener stopped accepting (default 25).
+    #[serde(default = "shutdown_grace")]
+    pub grace_s: u64,
+}
+
+fn shutdown_drain() -> u64 {
+    5
+}
+fn shutdown_grace() -> u64 {
+    25
+}
+
+impl Default for ShutdownSection {
+    fn default() -> Self {
+        ShutdownSection {
+            drain_s: shutdown_drain(),
+            grace_s: shutdown_grace(),
+        }
     }
 }

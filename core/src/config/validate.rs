@@ -526,6 +526,7 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
         }
     }
     breaker(problems, "breaker", &c.breaker);
+    access_log_and_shutdown(c, problems);
     for (name, v) in [
         ("platform_per_s", c.limits.platform_per_s),
         ("checkpoint_per_s", c.limits.checkpoint_per_s),
@@ -889,6 +890,31 @@ fn breaker(problems: &mut Vec<Problem>, at: &str, b: &crate::config::BreakerSect
             problems,
             &format!("{at}.half_open_probes"),
             "must be between 1 and 100".into(),
+        );
+    }
+}
+
+/// `[access_log]` and `[shutdown]`: values in range.
+fn access_log_and_shutdown(c: &Config, problems: &mut Vec<Problem>) {
+    if !(1..=1_000_000).contains(&c.access_log.sample_cache_hits) {
+        add(
+            problems,
+            "access_log.sample_cache_hits",
+            "must be between 1 (log every cached hit) and 1000000".into(),
+        );
+    }
+    if c.shutdown.drain_s > 3600 {
+        add(
+            problems,
+            "shutdown.drain_s",
+            "must be between 0 and 3600 seconds".into(),
+        );
+    }
+    if !(1..=3600).contains(&c.shutdown.grace_s) {
+        add(
+            problems,
+            "shutdown.grace_s",
+            "must be between 1 and 3600 seconds".into(),
         );
     }
 }
