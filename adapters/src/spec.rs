@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::adapter::RegionAdapter;
-use crate::model::RegionId;
+use crate::decode::{DecodeContext, RawAnswer};
+use crate::error::AdapterError;
+use crate::model::{HealthStatus, RegionId};
 use crate::secret::{Secret, SecretRef};
 use crate::upstream::{UpstreamConfig, UpstreamTls};
 
@@ -111,6 +113,9 @@ pub type ParseCredentials = fn(serde_json::Value, &Path) -> Result<Box<dyn Crede
 pub type BuildAdapter =
     fn(&dyn Credentials, UpstreamConfig, &BuiltAdapters) -> Result<Arc<dyn RegionAdapter>, String>;
 
+/// Decodes a raw answer of the region into its status (`crate::decode`, for fuzzing).
+pub type DecodeAnswer = fn(&RawAnswer, &DecodeContext<'_>) -> Result<HealthStatus, AdapterError>;
+
 /// Everything about one region that is not the adapter's protocol code.
 pub struct RegionSpec {
     /// The region.
@@ -131,6 +136,8 @@ pub struct RegionSpec {
     pub parse_credentials: ParseCredentials,
     /// The adapter's constructor.
     pub build: BuildAdapter,
+    /// The pure decoding of a raw answer (`crate::decode::decode_answer`).
+    pub decode: DecodeAnswer,
 }
 
 impl std::fmt::Debug for RegionSpec {

@@ -376,6 +376,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<GuangdongAuth>,
     build,
+    decode: |answer, _| crate::decode::decode_guangdong(answer),
 };
 
 #[cfg(test)]

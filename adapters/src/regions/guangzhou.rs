@@ -483,6 +483,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<GuangzhouAuth>,
     build,
+    decode: crate::decode::decode_guangzhou,
 };
 
 #[cfg(test)]

@@ -372,6 +372,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<HangzhouAuth>,
     build,
+    decode: |answer, _| crate::decode::decode_hangzhou(answer),
 };
 
 #[cfg(test)]

@@ -364,6 +364,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<HuzhouAuth>,
     build,
+    decode: crate::decode::decode_huzhou,
 };
 
 #[cfg(test)]

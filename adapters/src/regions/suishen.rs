@@ -772,6 +772,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<SuishenAuth>,
     build,
+    decode: crate::decode::decode_suishen,
 };
 
 #[cfg(test)]

@@ -509,6 +509,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<SukangAuth>,
     build,
+    decode: crate::decode::decode_sukang,
 };
 
 #[cfg(test)]

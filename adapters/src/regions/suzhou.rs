@@ -501,6 +501,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<SuzhouAuth>,
     build,
+    decode: |answer, _| crate::decode::decode_suzhou(answer),
 };
 
 #[cfg(test)]

@@ -443,6 +443,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[RegionId::Sukang],
     parse_credentials: crate::spec::parse_credentials::<XuzhouAuth>,
     build,
+    decode: crate::decode::decode_xuzhou,
 };
 
 #[cfg(test)]
