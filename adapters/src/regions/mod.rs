@@ -139,4 +139,71 @@ mod tests {
             assert!(e.message.contains("missing field"), "{}: {e:?}", spec.id);
         }
     }
+
+    #[test]
+    fn auth_tables_parse_with_paths_resolved_and_problems_located() {
+        use crate::secret::SecretRef;
+        use serde_json::json;
+        use std::path::Path;
+        let base = Path::new("/etc/hcgw");
+        // An inline secret is refused at its field, without echoing the value.
+        let e = (suzhou::SPEC.parse_credentials)(
+            json!({"app_id": "x", "app_secret": "hunter2-inline"}),
+            base,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.path, "app_secret");
+        assert!(!e.message.contains("hunter2"), "{e:?}");
+        // Unknown fields are refused.
+        let e = (huzhou::SPEC.parse_credentials)(json!({"token": {"env": "T"}, "tokn": 1}), base)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("tokn"), "{e:?}");
+        // Relative paths are resolved against the configuration's directory.
+        let c = (suishen::SPEC.parse_credentials)(
+            json!({
+                "client_id": "c",
+                "client_secret": {"file": "secrets/s"},
+                "signing_keys": [{"key_id": "k1", "public_key": "keys/k1.pem"}],
+            }),
+            base,
+        )
+        .unwrap();
+        assert_eq!(
+            c.secrets(),
+            vec![(
+                "client_secret",
+                &SecretRef::File("/etc/hcgw/secrets/s".into())
+            )]
+        );
+        assert_eq!(
+            c.files(),
+            vec![(
+                "signing_keys[0].public_key".to_owned(),
+                Path::new("/etc/hcgw/keys/k1.pem")
+            )]
+        );
+        assert!(c.problems().is_empty());
+        // Suishen needs at least one signing key.
+        let c = (suishen::SPEC.parse_credentials)(
+            json!({"client_id": "c", "client_secret": {"env": "S"}, "signing_keys": []}),
+            base,
+        )
+        .unwrap();
+        assert_eq!(c.problems().len(), 1);
+        assert_eq!(c.problems()[0].0, "signing_keys");
+        // Each constructor refuses another region's credentials.
+        let e = (sukang::SPEC.build)(
+            c.as_ref(),
+            crate::upstream::UpstreamConfig::new(
+                "http://127.0.0.1:1",
+                std::time::Duration::from_secs(1),
+            ),
+            &Default::default(),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("another region"), "{e}");
+    }
 }
