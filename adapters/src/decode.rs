@@ -64,16 +64,7 @@ pub fn decode_answer(
     answer: &RawAnswer,
     ctx: &DecodeContext<'_>,
 ) -> Result<HealthStatus, AdapterError> {
-    match region {
-        RegionId::Suzhou => decode_suzhou(answer),
-        RegionId::Suishen => decode_suishen(answer, ctx),
-        RegionId::Sukang => decode_sukang(answer, ctx),
-        RegionId::Xuzhou => decode_xuzhou(answer, ctx),
-        RegionId::Hangzhou => decode_hangzhou(answer),
-        RegionId::Huzhou => decode_huzhou(answer, ctx),
-        RegionId::Guangzhou => decode_guangzhou(answer, ctx),
-        RegionId::Guangdong => decode_guangdong(answer),
-    }
+    (region.spec().decode)(answer, ctx)
 }
 
 /// Suzhou: `parse_answer` then `normalise` with the answer's `Retry-After`.

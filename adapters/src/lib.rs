@@ -11,7 +11,9 @@
 //! - [`time`]: conversions from each region's time format to RFC 3339;
 //! - [`token`]: the single-flight access-token cache of regions with tokens;
 //! - [`regions`]: one module per region, each implementing its published contract;
-//! - [`decode`]: one pure function per region from a raw answer to a status (for fuzzing).
+//! - [`decode`]: one pure function per region from a raw answer to a status (for fuzzing);
+//! - [`spec`]: the [`RegionSpec`] of each region (id, jurisdiction, rate, deadline, QR
+//!   format, credentials, constructor), listed once in [`regions::REGIONS`].
 
 pub mod adapter;
 pub mod decode;
@@ -21,6 +23,7 @@ pub mod model;
 pub mod qr;
 pub mod regions;
 pub mod secret;
+pub mod spec;
 pub mod strict_json;
 pub mod time;
 pub mod token;
@@ -30,4 +33,5 @@ pub mod upstream;
 pub use adapter::{RegionAdapter, Subject};
 pub use error::{AdapterError, ErrorCode};
 pub use model::{Action, Color, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
-pub use secret::Secret;
+pub use secret::{Secret, SecretRef};
+pub use spec::RegionSpec;

@@ -7,117 +7,27 @@ use std::str::FromStr;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A code system that issues health statuses (one adapter each).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum RegionId {
-    /// 苏城码 Suzhou Code.
-    Suzhou,
-    /// 随申码 Suishen Code (Shanghai).
-    Suishen,
-    /// 苏康码 Sukang Code (Jiangsu).
-    Sukang,
-    /// 徐州健康宝 Xuzhou Health Treasure (relays Sukang colours).
-    Xuzhou,
-    /// 杭州健康码 Hangzhou Health Code.
-    Hangzhou,
-    /// 湖州健康码 Huzhou Health Code.
-    Huzhou,
-    /// 穗康码 Suikang Code (Guangzhou).
-    Guangzhou,
-    /// 粤康码 Yuekang Code (Guangdong).
-    Guangdong,
-}
+pub use crate::regions::RegionId;
 
 impl RegionId {
-    /// Every region, in the order of the spec's table.
-    pub const ALL: [RegionId; 8] = [
-        RegionId::Suzhou,
-        RegionId::Suishen,
-        RegionId::Sukang,
-        RegionId::Xuzhou,
-        RegionId::Hangzhou,
-        RegionId::Huzhou,
-        RegionId::Guangzhou,
-        RegionId::Guangdong,
-    ];
-
-    /// The API id (`suzhou`, `suishen`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegionId::Suzhou => "suzhou",
-            RegionId::Suishen => "suishen",
-            RegionId::Sukang => "sukang",
-            RegionId::Xuzhou => "xuzhou",
-            RegionId::Hangzhou => "hangzhou",
-            RegionId::Huzhou => "huzhou",
-            RegionId::Guangzhou => "guangzhou",
-            RegionId::Guangdong => "guangdong",
-        }
-    }
-
     /// The issuing jurisdiction of this code system.
     pub fn jurisdiction(self) -> &'static str {
-        match self {
-            RegionId::Suzhou => "jiangsu/suzhou",
-            RegionId::Suishen => "shanghai",
-            RegionId::Sukang => "jiangsu",
-            RegionId::Xuzhou => "jiangsu/xuzhou",
-            RegionId::Hangzhou => "zhejiang/hangzhou",
-            RegionId::Huzhou => "zhejiang/huzhou",
-            RegionId::Guangzhou => "guangdong/guangzhou",
-            RegionId::Guangdong => "guangdong",
-        }
+        self.spec().jurisdiction
     }
 
     /// The request rate the region publishes for the federation (requests per second).
     pub fn published_rate_per_s(self) -> u32 {
-        match self {
-            RegionId::Suzhou => 200,
-            RegionId::Suishen => 500,
-            RegionId::Sukang => 300,
-            RegionId::Xuzhou => 100,
-            RegionId::Hangzhou => 1000,
-            RegionId::Huzhou => 100,
-            RegionId::Guangzhou => 50,
-            RegionId::Guangdong => 800,
-        }
+        self.spec().published_rate_per_s
     }
 
     /// The deadline the federation agreed for one call to the region.
     pub fn agreed_deadline(self) -> std::time::Duration {
-        match self {
-            RegionId::Suishen | RegionId::Hangzhou | RegionId::Guangdong => {
-                std::time::Duration::from_millis(1500)
-            }
-            _ => std::time::Duration::from_secs(2),
-        }
+        self.spec().agreed_deadline
     }
 
     /// The code system's own name, for people.
     pub fn display_name(self) -> &'static str {
-        match self {
-            RegionId::Suzhou => "苏城码 Suzhou Code",
-            RegionId::Suishen => "随申码 Suishen Code",
-            RegionId::Sukang => "苏康码 Sukang Code",
-            RegionId::Xuzhou => "徐州健康宝 Xuzhou Health Treasure",
-            RegionId::Hangzhou => "杭州健康码 Hangzhou Health Code",
-            RegionId::Huzhou => "湖州健康码 Huzhou Health Code",
-            RegionId::Guangzhou => "穗康码 Suikang Code",
-            RegionId::Guangdong => "粤康码 Yuekang Code",
-        }
+        self.spec().display_name
     }
 }
 

@@ -3,6 +3,7 @@
 //! including near-misses, oversize text and control characters, is unrecognised.
 
 use crate::model::RegionId;
+use crate::regions::REGIONS;
 
 /// Longest QR text accepted (gateway-api.md).
 pub const MAX_QR_BYTES: usize = 512;
@@ -36,44 +37,8 @@ pub enum QrError {
     Unrecognized,
 }
 
-#[derive(Clone, Copy)]
-enum Alphabet {
-    LowerHex,
-    Base64Url,
-    UpperAlnum,
-    Digits,
-    Alnum,
-}
-
-impl Alphabet {
-    fn admits(self, c: u8) -> bool {
-        match self {
-            Alphabet::LowerHex => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
-            Alphabet::Base64Url => c.is_ascii_alphanumeric() || c == b'_' || c == b'-',
-            Alphabet::UpperAlnum => c.is_ascii_digit() || c.is_ascii_uppercase(),
-            Alphabet::Digits => c.is_ascii_digit(),
-            Alphabet::Alnum => c.is_ascii_alphanumeric(),
-        }
-    }
-}
-
-/// Each region's QR format: prefix, shortest and longest token length, and alphabet.
-///
-/// Guangdong's contract says 30 characters but its own example has 29; both are accepted
-/// (docs/decisions.md): recognising a format only routes the token to the region, which
-/// remains the judge of whether the token is valid.
-const FORMATS: [(RegionId, &str, usize, usize, Alphabet); 8] = [
-    (RegionId::Suzhou, "SCM:", 32, 32, Alphabet::LowerHex),
-    (RegionId::Suishen, "ssm://v1/", 32, 32, Alphabet::Base64Url),
-    (RegionId::Sukang, "SKM|", 24, 24, Alphabet::UpperAlnum),
-    (RegionId::Xuzhou, "XZJKB:", 32, 32, Alphabet::LowerHex),
-    (RegionId::Hangzhou, "HZJKM1", 20, 20, Alphabet::Digits),
-    (RegionId::Huzhou, "HUZJKM-", 24, 24, Alphabet::LowerHex),
-    (RegionId::Guangzhou, "SUIKANG/", 28, 28, Alphabet::Alnum),
-    (RegionId::Guangdong, "YKM:", 29, 30, Alphabet::Alnum),
-];
-
-/// Detects the issuing region of a scanned QR text.
+/// Detects the issuing region of a scanned QR text, from each region's
+/// [`QrFormat`](crate::spec::QrFormat) in [`REGIONS`].
 pub fn detect(text: &str) -> Result<DetectedQr, QrError> {
     if text.len() > MAX_QR_BYTES {
         return Err(QrError::TooLong);
@@ -81,27 +46,20 @@ pub fn detect(text: &str) -> Result<DetectedQr, QrError> {
     if text.chars().any(char::is_control) {
         return Err(QrError::ControlCharacters);
     }
-    FORMATS
+    REGIONS
         .iter()
-        .find_map(|(region, prefix, min, max, alphabet)| {
-            let token = text.strip_prefix(prefix)?;
-            ((*min..=*max).contains(&token.len()) && token.bytes().all(|c| alphabet.admits(c)))
-                .then(|| DetectedQr {
-                    region: *region,
-                    token: token.to_owned(),
-                })
+        .find_map(|spec| {
+            spec.qr.token_of(text).map(|token| DetectedQr {
+                region: spec.id,
+                token: token.to_owned(),
+            })
         })
         .ok_or(QrError::Unrecognized)
 }
 
 /// The QR text a region would print for `token` (used by simulators and tests).
 pub fn qr_text(region: RegionId, token: &str) -> String {
-    let prefix = FORMATS
-        .iter()
-        .find(|f| f.0 == region)
-        .map(|f| f.1)
-        .unwrap_or_default();
-    format!("{prefix}{token}")
+    format!("{}{token}", region.spec().qr.prefix)
 }
 
 #[cfg(test)]

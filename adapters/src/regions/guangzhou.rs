@@ -428,6 +428,64 @@ pub fn until_next_shanghai_midnight(now: DateTime<Utc>) -> Duration {
     Duration::from_secs(ms.div_ceil(1000))
 }
 
+/// Guangzhou's credentials (`[regions.guangzhou.auth]`): access token from appid and secret.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuangzhouAuth {
+    /// The app id.
+    pub appid: String,
+    /// The app secret.
+    pub secret: crate::secret::SecretRef,
+}
+
+impl crate::spec::Credentials for GuangzhouAuth {
+    fn resolve(&mut self, base: &std::path::Path) {
+        self.secret.resolve_against(base);
+    }
+    fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
+        vec![("secret", &self.secret)]
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The adapter's constructor (the spec's `build`).
+fn build(
+    creds: &dyn crate::spec::Credentials,
+    upstream: crate::upstream::UpstreamConfig,
+    _built: &crate::spec::BuiltAdapters,
+) -> Result<std::sync::Arc<dyn RegionAdapter>, String> {
+    let a = crate::spec::downcast::<GuangzhouAuth>(creds)?;
+    let adapter = GuangzhouAdapter::new(GuangzhouConfig {
+        upstream,
+        appid: a.appid.clone(),
+        secret: crate::spec::load_secret(&a.secret)?,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(adapter))
+}
+
+/// 穗康码 Suikang Code's spec: what the gateway knows of the region besides its protocol.
+pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
+    id: RegionId::Guangzhou,
+    jurisdiction: "guangdong/guangzhou",
+    published_rate_per_s: 50,
+    agreed_deadline: DEADLINE,
+    display_name: "穗康码 Suikang Code",
+    qr: crate::spec::QrFormat {
+        prefix: "SUIKANG/",
+        min_len: 28,
+        max_len: 28,
+        alphabet: crate::spec::Alphabet::Alnum,
+        example: "SUIKANG/a1B2c3D4e5F6g7H8i9J0k1L2m3N4",
+    },
+    depends_on: &[],
+    parse_credentials: crate::spec::parse_credentials::<GuangzhouAuth>,
+    build,
+    decode: crate::decode::decode_guangzhou,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

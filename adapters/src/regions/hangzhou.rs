@@ -320,6 +320,61 @@ impl RegionAdapter for HangzhouAdapter {
     }
 }
 
+/// Hangzhou's credentials (`[regions.hangzhou.auth]`): APPCODE.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HangzhouAuth {
+    /// `Authorization: APPCODE …`.
+    pub appcode: crate::secret::SecretRef,
+}
+
+impl crate::spec::Credentials for HangzhouAuth {
+    fn resolve(&mut self, base: &std::path::Path) {
+        self.appcode.resolve_against(base);
+    }
+    fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
+        vec![("appcode", &self.appcode)]
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The adapter's constructor (the spec's `build`).
+fn build(
+    creds: &dyn crate::spec::Credentials,
+    upstream: crate::upstream::UpstreamConfig,
+    _built: &crate::spec::BuiltAdapters,
+) -> Result<std::sync::Arc<dyn RegionAdapter>, String> {
+    let a = crate::spec::downcast::<HangzhouAuth>(creds)?;
+    let adapter = HangzhouAdapter::new(HangzhouConfig {
+        upstream,
+        appcode: crate::spec::load_secret(&a.appcode)?,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(adapter))
+}
+
+/// 杭州健康码 Hangzhou Health Code's spec: what the gateway knows of the region besides its protocol.
+pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
+    id: RegionId::Hangzhou,
+    jurisdiction: "zhejiang/hangzhou",
+    published_rate_per_s: 1000,
+    agreed_deadline: std::time::Duration::from_millis(1500),
+    display_name: "杭州健康码 Hangzhou Health Code",
+    qr: crate::spec::QrFormat {
+        prefix: "HZJKM1",
+        min_len: 20,
+        max_len: 20,
+        alphabet: crate::spec::Alphabet::Digits,
+        example: "HZJKM120200211000000012345",
+    },
+    depends_on: &[],
+    parse_credentials: crate::spec::parse_credentials::<HangzhouAuth>,
+    build,
+    decode: |answer, _| crate::decode::decode_hangzhou(answer),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

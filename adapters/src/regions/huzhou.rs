@@ -312,6 +312,61 @@ impl RegionAdapter for HuzhouAdapter {
     }
 }
 
+/// Huzhou's credentials (`[regions.huzhou.auth]`): static bearer token.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HuzhouAuth {
+    /// `Authorization: Bearer …`.
+    pub token: crate::secret::SecretRef,
+}
+
+impl crate::spec::Credentials for HuzhouAuth {
+    fn resolve(&mut self, base: &std::path::Path) {
+        self.token.resolve_against(base);
+    }
+    fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
+        vec![("token", &self.token)]
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The adapter's constructor (the spec's `build`).
+fn build(
+    creds: &dyn crate::spec::Credentials,
+    upstream: crate::upstream::UpstreamConfig,
+    _built: &crate::spec::BuiltAdapters,
+) -> Result<std::sync::Arc<dyn RegionAdapter>, String> {
+    let a = crate::spec::downcast::<HuzhouAuth>(creds)?;
+    let adapter = HuzhouAdapter::new(HuzhouConfig {
+        upstream,
+        token: crate::spec::load_secret(&a.token)?,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(adapter))
+}
+
+/// 湖州健康码 Huzhou Health Code's spec: what the gateway knows of the region besides its protocol.
+pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
+    id: RegionId::Huzhou,
+    jurisdiction: "zhejiang/huzhou",
+    published_rate_per_s: 100,
+    agreed_deadline: std::time::Duration::from_secs(2),
+    display_name: "湖州健康码 Huzhou Health Code",
+    qr: crate::spec::QrFormat {
+        prefix: "HUZJKM-",
+        min_len: 24,
+        max_len: 24,
+        alphabet: crate::spec::Alphabet::LowerHex,
+        example: "HUZJKM-9a8b7c6d5e4f3a2b1c0d9e8f",
+    },
+    depends_on: &[],
+    parse_credentials: crate::spec::parse_credentials::<HuzhouAuth>,
+    build,
+    decode: crate::decode::decode_huzhou,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

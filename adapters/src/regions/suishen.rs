@@ -673,6 +673,108 @@ fn plausible(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     earliest.is_some_and(|e| t >= e) && t <= now + chrono::Duration::days(1)
 }
 
+/// One of Suishen's published SM2 keys.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKey {
+    /// `X-Suishen-Key-Id`.
+    pub key_id: String,
+    /// The SM2 public key (PEM).
+    pub public_key: std::path::PathBuf,
+}
+
+/// Suishen's credentials (`[regions.suishen.auth]`): OAuth2 client credentials and the
+/// response-signing keys.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuishenAuth {
+    /// OAuth2 client id.
+    pub client_id: String,
+    /// OAuth2 client secret.
+    pub client_secret: crate::secret::SecretRef,
+    /// The region's published keys (two during a rotation).
+    pub signing_keys: Vec<SigningKey>,
+}
+
+impl crate::spec::Credentials for SuishenAuth {
+    fn resolve(&mut self, base: &std::path::Path) {
+        self.client_secret.resolve_against(base);
+        for k in &mut self.signing_keys {
+            crate::spec::resolve_path(&mut k.public_key, base);
+        }
+    }
+    fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
+        vec![("client_secret", &self.client_secret)]
+    }
+    fn files(&self) -> Vec<(String, &std::path::Path)> {
+        self.signing_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    format!("signing_keys[{i}].public_key"),
+                    k.public_key.as_path(),
+                )
+            })
+            .collect()
+    }
+    fn problems(&self) -> Vec<(String, String)> {
+        if self.signing_keys.is_empty() {
+            vec![(
+                "signing_keys".into(),
+                "at least one key is required".into(),
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The adapter's constructor (the spec's `build`).
+fn build(
+    creds: &dyn crate::spec::Credentials,
+    upstream: crate::upstream::UpstreamConfig,
+    _built: &crate::spec::BuiltAdapters,
+) -> Result<std::sync::Arc<dyn RegionAdapter>, String> {
+    let a = crate::spec::downcast::<SuishenAuth>(creds)?;
+    let signing_keys = a
+        .signing_keys
+        .iter()
+        .map(|k| Ok((k.key_id.clone(), crate::spec::read_file(&k.public_key)?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let adapter = SuishenAdapter::new(SuishenConfig {
+        upstream,
+        client_id: a.client_id.clone(),
+        client_secret: crate::spec::load_secret(&a.client_secret)?,
+        signing_keys,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(adapter))
+}
+
+/// 随申码 Suishen Code's spec: what the gateway knows of the region besides its protocol.
+pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
+    id: RegionId::Suishen,
+    jurisdiction: "shanghai",
+    published_rate_per_s: 500,
+    agreed_deadline: DEADLINE,
+    display_name: "随申码 Suishen Code",
+    qr: crate::spec::QrFormat {
+        prefix: "ssm://v1/",
+        min_len: 32,
+        max_len: 32,
+        alphabet: crate::spec::Alphabet::Base64Url,
+        example: "ssm://v1/Qm9vdHN0cmFwLXRva2VuLTAwMDAwMDAx",
+    },
+    depends_on: &[],
+    parse_credentials: crate::spec::parse_credentials::<SuishenAuth>,
+    build,
+    decode: crate::decode::decode_suishen,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -446,6 +446,72 @@ impl RegionAdapter for SukangAdapter {
     }
 }
 
+/// Sukang's credentials (`[regions.sukang.auth]`): mTLS with a private CA.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SukangAuth {
+    /// The region's server CA bundle.
+    pub ca: std::path::PathBuf,
+    /// Our client certificate chain for the region.
+    pub client_cert: std::path::PathBuf,
+    /// Its key (a secret: keep the file private).
+    pub client_key: std::path::PathBuf,
+}
+
+impl crate::spec::Credentials for SukangAuth {
+    fn resolve(&mut self, base: &std::path::Path) {
+        crate::spec::resolve_path(&mut self.ca, base);
+        crate::spec::resolve_path(&mut self.client_cert, base);
+        crate::spec::resolve_path(&mut self.client_key, base);
+    }
+    fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
+        Vec::new()
+    }
+    fn files(&self) -> Vec<(String, &std::path::Path)> {
+        vec![
+            ("ca".into(), self.ca.as_path()),
+            ("client_cert".into(), self.client_cert.as_path()),
+            ("client_key".into(), self.client_key.as_path()),
+        ]
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The adapter's constructor (the spec's `build`).
+fn build(
+    creds: &dyn crate::spec::Credentials,
+    upstream: crate::upstream::UpstreamConfig,
+    _built: &crate::spec::BuiltAdapters,
+) -> Result<std::sync::Arc<dyn RegionAdapter>, String> {
+    let a = crate::spec::downcast::<SukangAuth>(creds)?;
+    let mut upstream = upstream;
+    upstream.tls = crate::spec::mtls(&a.ca, &a.client_cert, &a.client_key)?;
+    let adapter = SukangAdapter::new(SukangConfig { upstream }).map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(adapter))
+}
+
+/// 苏康码 Sukang Code's spec: what the gateway knows of the region besides its protocol.
+pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
+    id: RegionId::Sukang,
+    jurisdiction: "jiangsu",
+    published_rate_per_s: 300,
+    agreed_deadline: std::time::Duration::from_secs(2),
+    display_name: "苏康码 Sukang Code",
+    qr: crate::spec::QrFormat {
+        prefix: "SKM|",
+        min_len: 24,
+        max_len: 24,
+        alphabet: crate::spec::Alphabet::UpperAlnum,
+        example: "SKM|7Q2KX9D4M1PZ8R6T3V5W0Y1A",
+    },
+    depends_on: &[],
+    parse_credentials: crate::spec::parse_credentials::<SukangAuth>,
+    build,
+    decode: crate::decode::decode_sukang,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -446,6 +446,64 @@ impl RegionAdapter for SuzhouAdapter {
     }
 }
 
+/// Suzhou's credentials (`[regions.suzhou.auth]`): HMAC request signing.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuzhouAuth {
+    /// `X-SCM-AppId`.
+    pub app_id: String,
+    /// The HMAC key.
+    pub app_secret: crate::secret::SecretRef,
+}
+
+impl crate::spec::Credentials for SuzhouAuth {
+    fn resolve(&mut self, base: &std::path::Path) {
+        self.app_secret.resolve_against(base);
+    }
+    fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
+        vec![("app_secret", &self.app_secret)]
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The adapter's constructor (the spec's `build`).
+fn build(
+    creds: &dyn crate::spec::Credentials,
+    upstream: crate::upstream::UpstreamConfig,
+    _built: &crate::spec::BuiltAdapters,
+) -> Result<std::sync::Arc<dyn RegionAdapter>, String> {
+    let a = crate::spec::downcast::<SuzhouAuth>(creds)?;
+    let adapter = SuzhouAdapter::new(SuzhouConfig {
+        upstream,
+        app_id: a.app_id.clone(),
+        app_secret: crate::spec::load_secret(&a.app_secret)?,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(adapter))
+}
+
+/// 苏城码 Suzhou Code's spec: what the gateway knows of the region besides its protocol.
+pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
+    id: RegionId::Suzhou,
+    jurisdiction: "jiangsu/suzhou",
+    published_rate_per_s: 200,
+    agreed_deadline: std::time::Duration::from_secs(2),
+    display_name: "苏城码 Suzhou Code",
+    qr: crate::spec::QrFormat {
+        prefix: "SCM:",
+        min_len: 32,
+        max_len: 32,
+        alphabet: crate::spec::Alphabet::LowerHex,
+        example: "SCM:5f2b9c0e8d7a41b3a6c2e9f0d1b4a7c8",
+    },
+    depends_on: &[],
+    parse_credentials: crate::spec::parse_credentials::<SuzhouAuth>,
+    build,
+    decode: |answer, _| crate::decode::decode_suzhou(answer),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -379,6 +379,73 @@ impl RegionAdapter for XuzhouAdapter {
     }
 }
 
+/// Xuzhou's credentials (`[regions.xuzhou.auth]`): API key, optional fallback to Sukang.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XuzhouAuth {
+    /// `X-Api-Key`.
+    pub api_key: crate::secret::SecretRef,
+    /// Fall back to Sukang for identity lookups when Xuzhou is unavailable.
+    #[serde(default)]
+    pub fallback_to_sukang: bool,
+}
+
+impl crate::spec::Credentials for XuzhouAuth {
+    fn resolve(&mut self, base: &std::path::Path) {
+        self.api_key.resolve_against(base);
+    }
+    fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
+        vec![("api_key", &self.api_key)]
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The adapter's constructor (the spec's `build`).
+fn build(
+    creds: &dyn crate::spec::Credentials,
+    upstream: crate::upstream::UpstreamConfig,
+    built: &crate::spec::BuiltAdapters,
+) -> Result<std::sync::Arc<dyn RegionAdapter>, String> {
+    let a = crate::spec::downcast::<XuzhouAuth>(creds)?;
+    let fallback = if a.fallback_to_sukang {
+        built.get(&RegionId::Sukang).cloned()
+    } else {
+        None
+    };
+    let adapter = XuzhouAdapter::new(
+        XuzhouConfig {
+            upstream,
+            api_key: crate::spec::load_secret(&a.api_key)?,
+            fallback_to_sukang: a.fallback_to_sukang,
+        },
+        fallback,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(adapter))
+}
+
+/// 徐州健康宝 Xuzhou Health Treasure's spec: what the gateway knows of the region besides its protocol.
+pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
+    id: RegionId::Xuzhou,
+    jurisdiction: "jiangsu/xuzhou",
+    published_rate_per_s: 100,
+    agreed_deadline: std::time::Duration::from_secs(2),
+    display_name: "徐州健康宝 Xuzhou Health Treasure",
+    qr: crate::spec::QrFormat {
+        prefix: "XZJKB:",
+        min_len: 32,
+        max_len: 32,
+        alphabet: crate::spec::Alphabet::LowerHex,
+        example: "XZJKB:0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f",
+    },
+    depends_on: &[RegionId::Sukang],
+    parse_credentials: crate::spec::parse_credentials::<XuzhouAuth>,
+    build,
+    decode: crate::decode::decode_xuzhou,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use hcgw_adapters::RegionId;
 use serde::Deserialize;
 
-pub(crate) use load::parse as parse_value;
 pub use load::{LoadError, Problem, load, load_effective, load_str, load_str_with_env};
 pub use secret::{SecretError, SecretRef};
 pub(crate) use validate::valid_jurisdiction;

@@ -337,13 +337,8 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                     ));
                 }
             }
-            if let RegionAuth::Suishen(a) = &auth
-                && a.signing_keys.is_empty()
-            {
-                sub.push(Problem::new(
-                    at("auth.signing_keys"),
-                    "at least one key is required",
-                ));
+            for (field, message) in auth.problems() {
+                sub.push(Problem::new(at(&format!("auth.{field}")), message));
             }
         }
         problems.extend(sub);

@@ -8,10 +8,8 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use hcgw_adapters::regions::{
-    guangdong, guangzhou, hangzhou, huzhou, suishen, sukang, suzhou, xuzhou,
-};
-use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
+use hcgw_adapters::spec::BuiltAdapters;
+use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{RegionAdapter, RegionId};
 use serde::Serialize;
 
@@ -78,12 +76,9 @@ impl Registry {
     /// reported `down` with the reason (never served with made-up statuses).
     pub fn from_config(config: &Config) -> Self {
         let mut served = BTreeMap::new();
-        let mut adapters: BTreeMap<RegionId, Arc<dyn RegionAdapter>> = BTreeMap::new();
+        let mut adapters: BuiltAdapters = BTreeMap::new();
         let mut notes = BTreeMap::new();
-        // Sukang first: Xuzhou may fall back to it.
-        let mut order = RegionId::ALL.to_vec();
-        order.sort_by_key(|r| *r != RegionId::Sukang);
-        for region in order {
+        for region in build_order() {
             let peers: Vec<String> = config
                 .peers
                 .iter()
@@ -91,8 +86,7 @@ impl Registry {
                 .map(|p| p.name.clone())
                 .collect();
             let s = if let Some(entry) = config.region(region) {
-                let sukang = adapters.get(&RegionId::Sukang).cloned();
-                match build_adapter(region, entry, config, sukang) {
+                match build_adapter(region, entry, config, &adapters) {
                     Ok(a) => {
                         adapters.insert(region, a);
                     }
@@ -163,21 +157,26 @@ pub fn upstream_config(region: RegionId, entry: &RegionEntry) -> UpstreamConfig 
     up
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))
-}
-
-fn mtls(
-    ca: &std::path::Path,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<UpstreamTls, String> {
-    let key = String::from_utf8(read(key)?).map_err(|_| format!("{} is not PEM", key.display()))?;
-    Ok(UpstreamTls {
-        ca_pem: Some(read(ca)?),
-        client_cert_pem: Some(read(cert)?),
-        client_key_pem: Some(hcgw_adapters::Secret::new(key)),
-    })
+/// Every region, each after the regions its adapter depends on (`RegionSpec::depends_on`),
+/// otherwise in the order of `RegionId::ALL`.
+fn build_order() -> Vec<RegionId> {
+    fn depth(region: RegionId, seen: usize) -> usize {
+        // A dependency cycle cannot be built; the spec tests refuse self-dependencies and
+        // the depth is bounded so that a longer cycle cannot recurse forever.
+        if seen > RegionId::ALL.len() {
+            return seen;
+        }
+        region
+            .spec()
+            .depends_on
+            .iter()
+            .map(|d| 1 + depth(*d, seen + 1))
+            .max()
+            .unwrap_or(0)
+    }
+    let mut order = RegionId::ALL.to_vec();
+    order.sort_by_key(|r| depth(*r, 0));
+    order
 }
 
 /// Builds the adapter of one configured region. Errors are short and free of secrets.
@@ -185,7 +184,7 @@ fn build_adapter(
     region: RegionId,
     entry: &RegionEntry,
     config: &Config,
-    sukang: Option<Arc<dyn RegionAdapter>>,
+    built: &BuiltAdapters,
 ) -> Result<Arc<dyn RegionAdapter>, String> {
     let mut problems = Vec::new();
     let auth = RegionAuth::parse(region, &entry.auth, config.base_dir(), &mut problems)
@@ -196,86 +195,22 @@ fn build_adapter(
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
-    let mut upstream = upstream_config(region, entry);
-    let secret = |s: &crate::config::SecretRef| s.load().map_err(|e| e.to_string());
-    let built: Arc<dyn RegionAdapter> = match auth {
-        RegionAuth::Suzhou(a) => Arc::new(
-            suzhou::SuzhouAdapter::new(suzhou::SuzhouConfig {
-                upstream,
-                app_id: a.app_id,
-                app_secret: secret(&a.app_secret)?,
-            })
-            .map_err(|e| e.to_string())?,
-        ),
-        RegionAuth::Huzhou(a) => Arc::new(
-            huzhou::HuzhouAdapter::new(huzhou::HuzhouConfig {
-                upstream,
-                token: secret(&a.token)?,
-            })
-            .map_err(|e| e.to_string())?,
-        ),
-        RegionAuth::Xuzhou(a) => {
-            let fallback = if a.fallback_to_sukang { sukang } else { None };
-            Arc::new(
-                xuzhou::XuzhouAdapter::new(
-                    xuzhou::XuzhouConfig {
-                        upstream,
-                        api_key: secret(&a.api_key)?,
-                        fallback_to_sukang: a.fallback_to_sukang,
-                    },
-                    fallback,
-                )
-                .map_err(|e| e.to_string())?,
-            )
+    (region.spec().build)(auth.credentials(), upstream_config(region, entry), built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_are_built_first() {
+        let order = build_order();
+        assert_eq!(order.len(), RegionId::ALL.len());
+        for (i, r) in order.iter().enumerate() {
+            for d in r.spec().depends_on {
+                let j = order.iter().position(|x| x == d).unwrap();
+                assert!(j < i, "{d} must be built before {r}");
+            }
         }
-        RegionAuth::Sukang(a) => {
-            upstream.tls = mtls(&a.ca, &a.client_cert, &a.client_key)?;
-            Arc::new(
-                sukang::SukangAdapter::new(sukang::SukangConfig { upstream })
-                    .map_err(|e| e.to_string())?,
-            )
-        }
-        RegionAuth::Guangdong(a) => {
-            upstream.tls = mtls(&a.ca, &a.client_cert, &a.client_key)?;
-            Arc::new(
-                guangdong::GuangdongAdapter::new(guangdong::GuangdongConfig {
-                    upstream,
-                    paas_id: secret(&a.paas_id)?,
-                })
-                .map_err(|e| e.to_string())?,
-            )
-        }
-        RegionAuth::Hangzhou(a) => Arc::new(
-            hangzhou::HangzhouAdapter::new(hangzhou::HangzhouConfig {
-                upstream,
-                appcode: secret(&a.appcode)?,
-            })
-            .map_err(|e| e.to_string())?,
-        ),
-        RegionAuth::Suishen(a) => {
-            let signing_keys = a
-                .signing_keys
-                .iter()
-                .map(|k| Ok((k.key_id.clone(), read(&k.public_key)?)))
-                .collect::<Result<Vec<_>, String>>()?;
-            Arc::new(
-                suishen::SuishenAdapter::new(suishen::SuishenConfig {
-                    upstream,
-                    client_id: a.client_id,
-                    client_secret: secret(&a.client_secret)?,
-                    signing_keys,
-                })
-                .map_err(|e| e.to_string())?,
-            )
-        }
-        RegionAuth::Guangzhou(a) => Arc::new(
-            guangzhou::GuangzhouAdapter::new(guangzhou::GuangzhouConfig {
-                upstream,
-                appid: a.appid,
-                secret: secret(&a.secret)?,
-            })
-            .map_err(|e| e.to_string())?,
-        ),
-    };
-    Ok(built)
+    }
 }
