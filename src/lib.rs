@@ -11,7 +11,8 @@
 //!   `/metrics` ([`metrics`]) and the status page ([`status_page`], [`stats`]);
 //! - [`regions`]: the adapters of the regions served here; [`federation`]: forwarding to
 //!   peer gateways;
-//! - [`simulator`]: runnable simulators of every region; [`demo`]: the one-command demo;
+//! - `demo`: the one-command demo (feature `sim`, default; the simulators are the
+//!   `hcgw-sim` crate, and a build without the feature has none of their code);
 //! - [`audit`]: the tamper-evident audit trail (hash-chained JSON lines) and its verifier;
 //! - [`app`]: starting and stopping a gateway; [`cli`]: the `hcgw` command.
 
@@ -23,6 +24,7 @@ pub mod audit_hook;
 pub mod cli;
 pub mod config;
 pub mod connections;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod federation;
 pub mod hexfmt;
@@ -30,13 +32,11 @@ pub mod identity;
 pub mod logging;
 pub mod lookup;
 pub mod metrics;
-pub mod net;
 pub mod protect;
 pub mod recognition;
 pub mod redact;
 pub mod regions;
 pub mod server;
-pub mod simulator;
 pub mod stats;
 pub mod status_page;
 pub mod subject;
