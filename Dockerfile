@@ -14,6 +14,10 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/base-debian12:nonroot
 FROM ${BUILD_IMAGE} AS build
 # `release` for images people run; CI passes a faster-to-build profile (Cargo.toml).
 ARG CARGO_PROFILE=release
+# Default features: the image keeps `hcgw simulate` and `hcgw demo` (deploy/compose runs
+# its simulators from this same image). `--build-arg CARGO_FEATURE_FLAGS=--no-default-features`
+# builds a gateway with no simulator code.
+ARG CARGO_FEATURE_FLAGS=
 WORKDIR /src
 COPY . .
 # The crate registry and the target directory are cached between builds (BuildKit,
@@ -21,7 +25,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     set -eu; \
-    cargo build --locked --profile "$CARGO_PROFILE" -p hcgw --bin hcgw; \
+    cargo build --locked --profile "$CARGO_PROFILE" $CARGO_FEATURE_FLAGS -p hcgw --bin hcgw; \
     case "$CARGO_PROFILE" in dev) dir=debug ;; *) dir="$CARGO_PROFILE" ;; esac; \
     mkdir -p /out/etc/hcgw/certs /out/var/lib/hcgw/audit /out/usr/share/hcgw; \
     install -m 0755 "target/$dir/hcgw" /out/hcgw; \

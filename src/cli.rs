@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "sim")]
 use hcgw_adapters::RegionId;
 
-use crate::simulator::{SimEnv, SimOptions};
+#[cfg(feature = "sim")]
+use hcgw_sim::{SimEnv, SimOptions};
 
 /// hcgw: federated health-code interoperability gateway.
 #[derive(Parser, Debug)]
@@ -60,6 +62,7 @@ pub enum Command {
     Man,
     /// The demo: create the dev PKI if missing, start the region simulators and the gateway
     /// with `config/dev.toml`, and print copy-paste curl commands.
+    #[cfg(feature = "sim")]
     Demo {
         /// Configuration file.
         #[arg(long, default_value = "config/dev.toml")]
@@ -72,6 +75,7 @@ pub enum Command {
         command: AuditCommand,
     },
     /// Run region simulators (for integrators, tests and benchmarks).
+    #[cfg(feature = "sim")]
     Simulate {
         /// Regions to simulate (default: all).
         #[arg(long, value_delimiter = ',')]
@@ -311,7 +315,9 @@ async fn run(command: Command) -> Result<(), String> {
             tracing::info!("stopped: audit trail flushed");
             Ok(())
         }
+        #[cfg(feature = "sim")]
         Command::Demo { config } => crate::demo::run(&config).await,
+        #[cfg(feature = "sim")]
         Command::Simulate {
             regions,
             base_port,
@@ -348,13 +354,12 @@ async fn run(command: Command) -> Result<(), String> {
             let env = SimEnv { pki_dir: pki };
             let mut running = Vec::new();
             for region in regions {
-                let Some(sim) = crate::simulator::for_region(region) else {
+                let Some(sim) = hcgw_sim::for_region(region) else {
                     return Err(format!("no simulator for {region} in this build"));
                 };
                 let port =
                     base_port + RegionId::ALL.iter().position(|r| *r == region).unwrap_or(0) as u16;
-                let r = crate::simulator::spawn(sim, &options, env.clone(), (host, port).into())
-                    .await?;
+                let r = hcgw_sim::spawn(sim, &options, env.clone(), (host, port).into()).await?;
                 println!("{:<10} {}", region.as_str(), r.base_url());
                 running.push(r);
             }

@@ -2,12 +2,13 @@
 //! creates the dev PKI if missing (`certs/dev-pki.sh`), starts a simulator for every region
 //! of `config/dev.toml` on the port of its `base_url`, starts the gateway, and prints
 //! copy-paste curl commands with a client certificate. Regions without a simulator are
-//! reported `down`: the demo never invents statuses.
+//! reported `down`: the demo never invents statuses. Only with the `sim` feature (default):
+//! the simulators are the `hcgw-sim` crate.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::simulator::{SimEnv, SimOptions};
+use hcgw_sim::{SimEnv, SimOptions};
 
 /// The repository root: the current directory when it holds `certs/dev-pki.sh`, else the
 /// source tree the binary was built from.
@@ -22,32 +23,8 @@ pub fn repo_root() -> PathBuf {
 /// Runs `certs/dev-pki.sh` into `<root>/certs/dev` (idempotent).
 pub fn ensure_dev_pki(root: &Path) -> Result<PathBuf, String> {
     let out = root.join("certs/dev");
-    run_pki_script(root, &out, true)?;
+    hcgw_sim::dev_pki::run(root, &out, true)?;
     Ok(out)
-}
-
-/// Runs `<root>/certs/dev-pki.sh OUT` quietly (idempotent; it locks against concurrent
-/// runs). Tests use it with their own output directory.
-pub fn run_dev_pki(root: &Path, out: &Path) -> Result<(), String> {
-    run_pki_script(root, out, false)
-}
-
-fn run_pki_script(root: &Path, out: &Path, show_summary: bool) -> Result<(), String> {
-    let stdout = if show_summary {
-        std::process::Stdio::inherit()
-    } else {
-        std::process::Stdio::null()
-    };
-    let status = std::process::Command::new("bash")
-        .arg(root.join("certs/dev-pki.sh"))
-        .arg(out)
-        .stdout(stdout)
-        .status()
-        .map_err(|e| format!("cannot run certs/dev-pki.sh: {e}"))?;
-    if !status.success() {
-        return Err("certs/dev-pki.sh failed (is the openssl CLI installed?)".into());
-    }
-    Ok(())
 }
 
 /// Runs the demo until Ctrl-C.
@@ -64,7 +41,7 @@ pub async fn run(config_path: &Path) -> Result<(), String> {
 
     let mut sims = Vec::new();
     for (region, entry) in config.regions.iter().filter(|(_, e)| e.enabled) {
-        let Some(sim) = crate::simulator::for_region(*region) else {
+        let Some(sim) = hcgw_sim::for_region(*region) else {
             tracing::warn!(
                 region = region.as_str(),
                 "no simulator for this region in this build: it will be reported down"
@@ -75,7 +52,7 @@ pub async fn run(config_path: &Path) -> Result<(), String> {
             .map_err(|e| format!("regions.{region}.base_url: {e}"))?;
         let port = url.port_or_known_default().unwrap_or(0);
         let addr = ([127, 0, 0, 1], port).into();
-        let running = crate::simulator::spawn(
+        let running = hcgw_sim::spawn(
             sim,
             &SimOptions::default(),
             SimEnv {
@@ -94,7 +71,7 @@ pub async fn run(config_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn print_banner(gw: &crate::app::Gateway, pki: &Path, sims: &[crate::simulator::RunningSim]) {
+fn print_banner(gw: &crate::app::Gateway, pki: &Path, sims: &[hcgw_sim::RunningSim]) {
     let pki = pki.display();
     let url = format!("https://localhost:{}", gw.api_addr.port());
     // The dev PKI writes a curl config file per client (CA bundle, certificate, key).

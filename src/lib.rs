@@ -17,12 +17,11 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod connections;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod logging;
 pub mod metrics;
-pub mod net;
 pub mod server;
-pub mod simulator;
 pub mod state;
 pub mod status_page;
 pub mod tls;

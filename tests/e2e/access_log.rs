@@ -1,8 +1,8 @@
 //! The access log of the real binary: one JSON line per API request with its fields, no
 //! subject, token, name or certificate subject in it, and one cached hit in N logged.
 
-use hcgw::simulator::Fate;
 use hcgw_adapters::RegionId;
+use hcgw_sim::Fate;
 use serde_json::{Value, json};
 
 use crate::drain::{Spawned, spawn_gateway};

@@ -323,7 +323,7 @@ fn inline_or_misplaced_secrets_never_appear_in_messages() {
 #[test]
 fn check_config_accepts_the_shipped_dev_configuration() {
     // config/dev.toml points at certs/dev; make sure it exists for this check.
-    hcgw::demo::run_dev_pki(&repo(), &repo().join("certs/dev")).expect("certs/dev-pki.sh");
+    hcgw_sim::dev_pki::run_quiet(&repo(), &repo().join("certs/dev")).expect("certs/dev-pki.sh");
     let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
         .arg("check-config")
         .arg(repo().join("config/dev.toml"))

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hcgw::simulator::Fate;
 use hcgw_adapters::RegionId;
+use hcgw_sim::Fate;
 use serde_json::{Value, json};
 
 use crate::world::{World, fresh_client, start_world};

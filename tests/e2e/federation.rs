@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use hcgw::simulator::{Fate, Intended, RegionSim, SimContext, SimEnv, SimOptions, SimSubject};
 use hcgw_adapters::{Action, Color, Level, RegionId};
+use hcgw_sim::{Fate, Intended, RegionSim, SimContext, SimEnv, SimOptions, SimSubject};
 use serde_json::{Value, json};
 
 use crate::support::{CLIENTS, client, client_tls, eventually, pki};
@@ -72,8 +72,8 @@ fn sims() -> &'static BTreeMap<RegionId, Sim> {
                     ..SimOptions::default()
                 };
                 let mut out = Vec::new();
-                for sim in hcgw::simulator::all() {
-                    let running = hcgw::simulator::spawn(
+                for sim in hcgw_sim::all() {
+                    let running = hcgw_sim::spawn(
                         sim.clone(),
                         &options,
                         env.clone(),
@@ -1090,7 +1090,7 @@ async fn a_peer_down_affects_only_its_regions_and_a_second_peer_takes_over() {
 #[test]
 fn the_federation_demo_configurations_are_valid() {
     let repo = crate::support::repo();
-    hcgw::demo::run_dev_pki(&repo, &repo.join("certs/dev")).expect("certs/dev-pki.sh");
+    hcgw_sim::dev_pki::run_quiet(&repo, &repo.join("certs/dev")).expect("certs/dev-pki.sh");
     let mut names = Vec::new();
     for province in ["shanghai", "jiangsu", "zhejiang", "guangdong"] {
         let file = repo.join(format!("config/federation/{province}.toml"));
@@ -1170,7 +1170,7 @@ async fn fake_peer() -> (u16, Arc<FakePeer>) {
             },
         ),
     );
-    let tls = hcgw::net::mtls_server_config(
+    let tls = hcgw_sim::net::mtls_server_config(
         &pki().join("gateways/hcgw-jiangsu/cert.pem"),
         &pki().join("gateways/hcgw-jiangsu/key.pem"),
         &pki().join("ca-bundle.pem"),
@@ -1178,7 +1178,7 @@ async fn fake_peer() -> (u16, Arc<FakePeer>) {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    hcgw::net::spawn_https(listener, Arc::new(tls), app);
+    hcgw_sim::net::spawn_https(listener, Arc::new(tls), app);
     (port, state)
 }
 

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use hcgw::simulator::{Fate, Intended, SimSubject};
 use hcgw_adapters::{Action, Color, ErrorCode, IdType, Level, RegionId};
+use hcgw_sim::{Fate, Intended, SimSubject};
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
 

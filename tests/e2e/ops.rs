@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hcgw::simulator::{Fate, SimSubject};
 use hcgw_adapters::{ErrorCode, RegionId};
+use hcgw_sim::{Fate, SimSubject};
 use serde_json::{Value, json};
 
 use crate::support::{CLIENTS, pki, repo};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hcgw::simulator::{Fate, RunningSim, SimEnv, SimOptions, SimSubject};
 use hcgw_adapters::RegionId;
+use hcgw_sim::{Fate, RunningSim, SimEnv, SimOptions, SimSubject};
 use serde_json::{Value, json};
 
 use crate::support::{TlsPaths, config_text, pki, start_gateway};
@@ -145,14 +145,13 @@ async fn setup_with(
         pki_dir: pki.clone(),
     };
     let mut sims = BTreeMap::new();
-    for sim in hcgw::simulator::all()
+    for sim in hcgw_sim::all()
         .into_iter()
         .filter(|s| matches!(s.region(), RegionId::Huzhou | RegionId::Hangzhou))
     {
-        let running =
-            hcgw::simulator::spawn(sim, &options, env.clone(), "127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
+        let running = hcgw_sim::spawn(sim, &options, env.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         sims.insert(running.region, running);
     }
     let p = |rel: &str| format!("{:?}", pki.join(rel).display().to_string());
@@ -725,7 +724,7 @@ async fn two_instances_share_cache_and_quota_through_redis_and_survive_its_outag
     let env = SimEnv {
         pki_dir: pki.clone(),
     };
-    let sim = hcgw::simulator::all()
+    let sim = hcgw_sim::all()
         .into_iter()
         .find(|s| s.region() == RegionId::Hangzhou)
         .unwrap();
@@ -733,7 +732,7 @@ async fn two_instances_share_cache_and_quota_through_redis_and_survive_its_outag
         population: 300,
         ..SimOptions::default()
     };
-    let sim = hcgw::simulator::spawn(sim, &options, env, "127.0.0.1:0".parse().unwrap())
+    let sim = hcgw_sim::spawn(sim, &options, env, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let subjects: Vec<SimSubject> = sim

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hcgw::protect::redis_tier::{EntrySealer, StoredEntry};
-use hcgw::simulator::{Fate, Intended, RegionSim, RunningSim, SimEnv, SimOptions, SimSubject};
 use hcgw_adapters::{Color, Level, RegionId, Secret, Subject};
+use hcgw_sim::{Fate, Intended, RegionSim, RunningSim, SimEnv, SimOptions, SimSubject};
 use serde_json::{Value, json};
 
 use crate::protect::{Redis, base_url, sim_client};
@@ -25,7 +25,7 @@ struct Sim {
 
 impl Sim {
     async fn start(region: RegionId) -> Sim {
-        let sim = hcgw::simulator::all()
+        let sim = hcgw_sim::all()
             .into_iter()
             .find(|s| s.region() == region)
             .unwrap();
@@ -34,10 +34,9 @@ impl Sim {
             ..SimOptions::default()
         };
         let env = SimEnv { pki_dir: pki() };
-        let running =
-            hcgw::simulator::spawn(sim.clone(), &options, env, "127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
+        let running = hcgw_sim::spawn(sim.clone(), &options, env, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         Sim { sim, running }
     }
 

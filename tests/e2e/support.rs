@@ -24,7 +24,7 @@ pub fn pki() -> PathBuf {
     static PKI: OnceLock<PathBuf> = OnceLock::new();
     PKI.get_or_init(|| {
         let out = repo().join("target/test-pki");
-        hcgw::demo::run_dev_pki(&repo(), &out).expect("certs/dev-pki.sh");
+        hcgw_sim::dev_pki::run_quiet(&repo(), &out).expect("certs/dev-pki.sh");
         out
     })
     .clone()

@@ -11,8 +11,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use hcgw::simulator::{Intended, RegionSim, SimContext, SimEnv, SimOptions, SimSubject};
 use hcgw_adapters::RegionId;
+use hcgw_sim::{Intended, RegionSim, SimContext, SimEnv, SimOptions, SimSubject};
 
 use crate::support::{CLIENTS, pki, repo};
 
@@ -130,8 +130,8 @@ pub fn start_world(label: &str, log_level: &str, population: usize) -> World {
                 ..SimOptions::default()
             };
             let mut out = Vec::new();
-            for sim in hcgw::simulator::all() {
-                let running = hcgw::simulator::spawn(
+            for sim in hcgw_sim::all() {
+                let running = hcgw_sim::spawn(
                     sim.clone(),
                     &options,
                     env.clone(),

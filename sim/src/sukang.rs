@@ -259,9 +259,9 @@ mod tests {
     use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
     use hcgw_adapters::{ErrorCode, RegionAdapter, Subject};
 
-    use super::super::hangzhou::testkit::{drive_all, test_pki, upstream_tls};
     use super::*;
-    use crate::simulator::{SimOptions, spawn};
+    use crate::testkit::{drive_all, test_pki, upstream_tls};
+    use crate::{SimOptions, spawn};
 
     fn tls(env: &SimEnv, client_region: Option<&str>) -> UpstreamTls {
         upstream_tls(env, "sukang", client_region)
@@ -310,14 +310,11 @@ mod tests {
         }
 
         // Busy.
-        running
-            .context
-            .control
-            .set(&crate::simulator::ControlRequest {
-                down: Some(true),
-                latency_ms: None,
-                error_rate: None,
-            });
+        running.context.control.set(&crate::ControlRequest {
+            down: Some(true),
+            latency_ms: None,
+            error_rate: None,
+        });
         let e = a.lookup(&token).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         assert!(e.is_retryable());
@@ -326,12 +323,12 @@ mod tests {
 
     #[test]
     fn xml_is_shuffled_deterministically_per_subject() {
-        let env_less = crate::simulator::Population::generate(
+        let env_less = crate::Population::generate(
             RegionId::Sukang,
             10,
             table().len(),
             1,
-            crate::simulator::Shares {
+            crate::Shares {
                 expired: 0.0,
                 not_found: 0.0,
             },

@@ -216,7 +216,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::simulator::suzhou::tests::{drive_all_cases, identity, spawn_sim};
+    use crate::testkit::{drive_all_cases, identity, spawn_sim};
 
     /// A stand-in Sukang adapter that always answers green.
     struct GreenSukang;
@@ -275,14 +275,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         // Xuzhou busy (50001): identity lookups fall back to Sukang, QR lookups do not.
-        running
-            .context
-            .control
-            .set(&crate::simulator::ControlRequest {
-                down: Some(true),
-                latency_ms: None,
-                error_rate: None,
-            });
+        running.context.control.set(&crate::ControlRequest {
+            down: Some(true),
+            latency_ms: None,
+            error_rate: None,
+        });
         let e = plain.lookup(&identity(&subjects[0])).await.unwrap_err();
         assert!(e.is_retryable() && e.code() == ErrorCode::RegionUnavailable);
         let s = with_fallback.lookup(&identity(&subjects[0])).await.unwrap();

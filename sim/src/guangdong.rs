@@ -244,9 +244,9 @@ mod tests {
     use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
     use hcgw_adapters::{Color, ErrorCode, RegionAdapter, Secret, Subject};
 
-    use super::super::hangzhou::testkit::{drive_all, test_pki, upstream_tls};
     use super::*;
-    use crate::simulator::{SimOptions, spawn};
+    use crate::testkit::{drive_all, test_pki, upstream_tls};
+    use crate::{SimOptions, spawn};
 
     fn tls(env: &SimEnv, client_region: Option<&str>) -> UpstreamTls {
         upstream_tls(env, "guangdong", client_region)
@@ -323,14 +323,11 @@ mod tests {
             assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{client:?}");
         }
         // Busy.
-        running
-            .context
-            .control
-            .set(&crate::simulator::ControlRequest {
-                down: Some(true),
-                latency_ms: None,
-                error_rate: None,
-            });
+        running.context.control.set(&crate::ControlRequest {
+            down: Some(true),
+            latency_ms: None,
+            error_rate: None,
+        });
         let e = a.lookup(&token).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         assert!(e.is_retryable());

@@ -291,7 +291,7 @@ async fn query(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::{SimEnv, SimOptions, spawn};
+    use crate::{SimEnv, SimOptions, spawn};
     use hcgw_adapters::adapter::Identity;
     use hcgw_adapters::regions::guangzhou::{GuangzhouAdapter, GuangzhouConfig};
     use hcgw_adapters::upstream::UpstreamConfig;
@@ -299,7 +299,7 @@ mod tests {
     use std::collections::HashSet;
     use std::path::PathBuf;
 
-    use crate::simulator::testkit::test_pki_dir as test_pki;
+    use crate::testkit::test_pki_dir as test_pki;
 
     fn check(label: &str, got: Result<HealthStatus, hcgw_adapters::AdapterError>, want: &Intended) {
         match (&want.error, got) {
@@ -338,10 +338,7 @@ mod tests {
         }
     }
 
-    async fn start(
-        sim: GuangzhouSim,
-        pki: PathBuf,
-    ) -> (crate::simulator::RunningSim, GuangzhouAdapter) {
+    async fn start(sim: GuangzhouSim, pki: PathBuf) -> (crate::RunningSim, GuangzhouAdapter) {
         let env = SimEnv { pki_dir: pki };
         let secret = env.secret(SECRET_NAME).unwrap();
         let options = SimOptions {

@@ -2,6 +2,13 @@
 //! (auth, signatures, XML, error codes), backed by a deterministic synthetic population.
 //! `hcgw simulate` and `hcgw demo` run them; end-to-end tests and benchmarks call them.
 //!
+//! This crate depends on `hcgw-adapters` only, never on the gateway crate `hcgw`: the
+//! gateway uses it behind its default cargo feature `sim` (`hcgw simulate`, `hcgw demo`),
+//! and a gateway built with `--no-default-features` contains no simulator code (checked
+//! by `scripts/test.sh`: `cargo check -p hcgw --no-default-features --bins`). Besides the
+//! simulators: [`net`] (HTTPS serving and the simulators' mTLS settings, also used by test
+//! fixtures) and [`dev_pki`] (the runner of `certs/dev-pki.sh`).
+//!
 //! Every simulator also serves, outside its region's API:
 //! - `GET /_sim/subjects?offset=&limit=`: subjects with the status each is *intended* to
 //!   normalise to (synthetic data only), for tests and demos;
@@ -9,16 +16,18 @@
 //! - `POST /_sim/control`: `{"down": bool, "latency_ms": n, "error_rate": x}` to change
 //!   behaviour at run time (taking a region down in a test).
 
+pub mod dev_pki;
 pub mod guangdong;
 pub mod guangzhou;
 pub mod hangzhou;
 pub mod huzhou;
+pub mod net;
 pub mod population;
 pub mod suishen;
 pub mod sukang;
 pub mod suzhou;
 #[cfg(test)]
-pub(crate) mod testkit;
+mod testkit;
 pub mod xuzhou;
 
 use std::net::SocketAddr;

@@ -273,7 +273,7 @@ mod tests {
     use hcgw_adapters::{ErrorCode, RegionAdapter, Secret, Subject};
 
     use super::*;
-    use crate::simulator::suzhou::tests::{drive_all_cases, spawn_sim};
+    use crate::testkit::{drive_all_cases, spawn_sim};
 
     fn adapter(base_url: String, token: &str) -> HuzhouAdapter {
         HuzhouAdapter::new(HuzhouConfig {
@@ -310,14 +310,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         // Busy: 500 → region_unavailable.
-        running
-            .context
-            .control
-            .set(&crate::simulator::ControlRequest {
-                down: Some(true),
-                latency_ms: None,
-                error_rate: None,
-            });
+        running.context.control.set(&crate::ControlRequest {
+            down: Some(true),
+            latency_ms: None,
+            error_rate: None,
+        });
         let e = adapter
             .lookup(&Subject::QrToken(subjects[0].token.clone()))
             .await

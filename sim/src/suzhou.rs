@@ -357,150 +357,16 @@ impl RegionSim for SuzhouSim {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::net::SocketAddr;
+mod tests {
     use std::time::Duration;
 
-    use hcgw_adapters::adapter::Identity;
     use hcgw_adapters::regions::suzhou::{SuzhouAdapter, SuzhouConfig};
     use hcgw_adapters::upstream::UpstreamConfig;
-    use hcgw_adapters::{HealthStatus, RegionAdapter, Secret, Subject};
+    use hcgw_adapters::{RegionAdapter, Secret, Subject};
 
     use super::*;
-    use crate::simulator::{RunningSim, SimEnv, SimOptions, spawn};
-
-    pub(crate) use crate::simulator::testkit::test_pki_dir as test_pki;
-
-    /// Spawns `sim` on 127.0.0.1:0 with a small population.
-    pub(crate) async fn spawn_sim(sim: Arc<dyn RegionSim>) -> RunningSim {
-        let options = SimOptions {
-            population: 240,
-            ..SimOptions::default()
-        };
-        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        spawn(
-            sim,
-            &options,
-            SimEnv {
-                pki_dir: test_pki(),
-            },
-            addr,
-        )
-        .await
-        .expect("simulator starts")
-    }
-
-    /// Asserts an adapter result equals the intended outcome (colour, level, reasons and
-    /// actions as sets, proxy_applied, or the error code).
-    pub(crate) fn assert_intended(
-        what: &str,
-        got: &Result<HealthStatus, hcgw_adapters::AdapterError>,
-        want: &Intended,
-    ) {
-        match (got, want.error) {
-            (Err(e), Some(code)) => assert_eq!(e.code(), code, "{what}: {}", want.label),
-            (Ok(s), None) => {
-                let set = |v: &[Reason]| v.iter().copied().collect::<HashSet<_>>();
-                let aset = |v: &[Action]| v.iter().copied().collect::<HashSet<_>>();
-                assert_eq!(
-                    (s.color, s.level),
-                    (want.color, want.level),
-                    "{what}: {}",
-                    want.label
-                );
-                assert_eq!(
-                    set(&s.reasons),
-                    set(&want.reasons),
-                    "{what}: {}",
-                    want.label
-                );
-                assert_eq!(
-                    aset(&s.actions),
-                    aset(&want.actions),
-                    "{what}: {}",
-                    want.label
-                );
-                assert_eq!(
-                    s.proxy_applied, want.proxy_applied,
-                    "{what}: {}",
-                    want.label
-                );
-            }
-            (got, _) => panic!("{what}: {}: got {got:?}, want {want:?}", want.label),
-        }
-    }
-
-    /// The identity subject of a simulated person.
-    pub(crate) fn identity(s: &SimSubject) -> Subject {
-        Subject::Identity(Identity {
-            id_type: s.id_type,
-            id_number: s.id_number.clone(),
-            name: s.name.clone(),
-        })
-    }
-
-    /// Drives `adapter` against a running simulator for every case (by QR and by identity)
-    /// and for the not-found and expired fates.
-    pub(crate) async fn drive_all_cases(
-        sim: &Arc<dyn RegionSim>,
-        running: &RunningSim,
-        adapter: &dyn RegionAdapter,
-    ) {
-        let subjects = running.context.population.subjects();
-        let n = sim.cases().len();
-        for case in 0..n {
-            let s = subjects
-                .iter()
-                .find(|s| s.case == case && s.fate == Fate::Active)
-                .expect("every case present");
-            let got = adapter.lookup(&Subject::QrToken(s.token.clone())).await;
-            assert_intended(
-                &format!("case {case} by QR"),
-                &got,
-                &sim.intended_for(s, true),
-            );
-            let got = adapter.lookup(&identity(s)).await;
-            assert_intended(
-                &format!("case {case} by identity"),
-                &got,
-                &sim.intended_for(s, false),
-            );
-        }
-        // Passports (every 20th subject), not found and expired fates.
-        for fate in [Fate::NotFound, Fate::TokenExpired] {
-            let s = subjects
-                .iter()
-                .find(|s| s.fate == fate)
-                .expect("fate present");
-            for via_qr in [true, false] {
-                let subject = if via_qr {
-                    Subject::QrToken(s.token.clone())
-                } else {
-                    identity(s)
-                };
-                let got = adapter.lookup(&subject).await;
-                assert_intended(
-                    &format!("{fate:?} via_qr={via_qr}"),
-                    &got,
-                    &sim.intended_for(s, via_qr),
-                );
-            }
-        }
-        let passport = subjects
-            .iter()
-            .find(|s| s.id_type == IdType::Passport && s.fate == Fate::Active)
-            .expect("a passport holder");
-        let got = adapter.lookup(&identity(passport)).await;
-        assert_intended("passport", &got, &sim.intended_for(passport, false));
-        // An unknown token: the region has no code for it.
-        let got = adapter
-            .lookup(&Subject::QrToken("0".repeat(passport.token.len())))
-            .await;
-        assert_eq!(
-            got.unwrap_err().code(),
-            hcgw_adapters::ErrorCode::SubjectNotFound
-        );
-    }
+    use crate::RunningSim;
+    use crate::testkit::{drive_all_cases, spawn_sim};
 
     fn adapter(base_url: String, secret: &str) -> SuzhouAdapter {
         SuzhouAdapter::new(SuzhouConfig {
@@ -532,14 +398,11 @@ pub(crate) mod tests {
         let e = wrong.lookup(&Subject::QrToken(gp.token)).await.unwrap_err();
         assert_eq!(e.code(), hcgw_adapters::ErrorCode::RegionUnavailable);
         // Busy: 9999 → region_unavailable (retryable).
-        running
-            .context
-            .control
-            .set(&crate::simulator::ControlRequest {
-                down: Some(true),
-                latency_ms: None,
-                error_rate: None,
-            });
+        running.context.control.set(&crate::ControlRequest {
+            down: Some(true),
+            latency_ms: None,
+            error_rate: None,
+        });
         let e = adapter
             .lookup(&Subject::QrToken(gp_token(&running)))
             .await

@@ -251,113 +251,6 @@ impl RegionSim for HangzhouSim {
 }
 
 #[cfg(test)]
-pub(crate) mod testkit {
-    //! Shared by the end-to-end tests of this helper's simulators: the test PKI and the
-    //! comparison of an adapter's answer with a simulator's intended outcome.
-
-    use std::collections::HashSet;
-
-    use hcgw_adapters::adapter::Identity;
-    use hcgw_adapters::{AdapterError, HealthStatus, RegionAdapter, Subject};
-
-    use crate::simulator::{Intended, RegionSim, SimEnv, SimSubject};
-
-    /// The client-side TLS of an mTLS region: its CA, and the client certificate the PKI
-    /// issued for `client_region` (another region's, or none, to test refusals).
-    pub fn upstream_tls(
-        env: &SimEnv,
-        region: &str,
-        client_region: Option<&str>,
-    ) -> hcgw_adapters::upstream::UpstreamTls {
-        let read = |rel: &str| std::fs::read(env.path(rel)).unwrap();
-        hcgw_adapters::upstream::UpstreamTls {
-            ca_pem: Some(read(&format!("upstream/{region}/ca.pem"))),
-            client_cert_pem: client_region.map(|r| read(&format!("upstream/{r}/client/cert.pem"))),
-            client_key_pem: client_region.map(|r| {
-                hcgw_adapters::Secret::new(
-                    String::from_utf8(read(&format!("upstream/{r}/client/key.pem"))).unwrap(),
-                )
-            }),
-        }
-    }
-
-    /// The shared test PKI, as the simulators' environment.
-    pub fn test_pki() -> SimEnv {
-        SimEnv {
-            pki_dir: crate::simulator::testkit::test_pki_dir(),
-        }
-    }
-
-    /// Asserts that `got` is what `intended` says (colour, level, reasons and actions as
-    /// sets, proxy_applied, or the error code).
-    pub fn assert_matches(
-        what: &str,
-        intended: &Intended,
-        got: &Result<HealthStatus, AdapterError>,
-    ) {
-        match (&intended.error, got) {
-            (Some(code), Err(e)) => assert_eq!(e.code(), *code, "{what}: {}", intended.label),
-            (Some(code), Ok(s)) => panic!("{what}: {} expected {code}, got {s:?}", intended.label),
-            (None, Err(e)) => panic!("{what}: {} expected a status, got {e:?}", intended.label),
-            (None, Ok(s)) => {
-                let l = &intended.label;
-                assert_eq!(
-                    (s.color, s.level),
-                    (intended.color, intended.level),
-                    "{what}: {l}"
-                );
-                let set = |v: &[_]| v.iter().copied().collect::<HashSet<_>>();
-                assert_eq!(set(&s.reasons), set(&intended.reasons), "{what}: {l}");
-                assert_eq!(
-                    s.actions.iter().copied().collect::<HashSet<_>>(),
-                    intended.actions.iter().copied().collect::<HashSet<_>>(),
-                    "{what}: {l}"
-                );
-                assert_eq!(s.proxy_applied, intended.proxy_applied, "{what}: {l}");
-                assert!(s.as_of.is_some(), "{what}: {l}: as_of");
-            }
-        }
-    }
-
-    /// Looks every subject up by QR and by identity and checks the intended outcome.
-    /// Returns how many lookups ended in each error code (and "status").
-    pub async fn drive_all(
-        sim: &dyn RegionSim,
-        adapter: &dyn RegionAdapter,
-        subjects: &[SimSubject],
-    ) -> std::collections::BTreeMap<String, usize> {
-        let mut seen = std::collections::BTreeMap::new();
-        for s in subjects {
-            for via_qr in [true, false] {
-                let subject = if via_qr {
-                    Subject::QrToken(s.token.clone())
-                } else {
-                    Subject::Identity(Identity {
-                        id_type: s.id_type,
-                        id_number: s.id_number.clone(),
-                        name: s.name.clone(),
-                    })
-                };
-                let intended = sim.intended_for(s, via_qr);
-                let got = adapter.lookup(&subject).await;
-                let what = format!(
-                    "subject {} via {}",
-                    s.index,
-                    if via_qr { "QR" } else { "id" }
-                );
-                assert_matches(&what, &intended, &got);
-                let key = match &got {
-                    Ok(_) => "status".to_owned(),
-                    Err(e) => e.code().as_str().to_owned(),
-                };
-                *seen.entry(key).or_default() += 1;
-            }
-        }
-        seen
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use std::sync::Arc;
     use std::time::Duration;
@@ -367,9 +260,9 @@ mod tests {
     use hcgw_adapters::upstream::UpstreamConfig;
     use hcgw_adapters::{ErrorCode, IdType, RegionAdapter, Secret, Subject};
 
-    use super::testkit::{drive_all, test_pki};
     use super::*;
-    use crate::simulator::{SimOptions, spawn};
+    use crate::testkit::{drive_all, test_pki};
+    use crate::{SimOptions, spawn};
 
     #[tokio::test]
     async fn adapter_and_simulator_agree_on_every_case() {
@@ -415,14 +308,11 @@ mod tests {
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
 
         // The busy answer.
-        running
-            .context
-            .control
-            .set(&crate::simulator::ControlRequest {
-                down: Some(true),
-                latency_ms: None,
-                error_rate: None,
-            });
+        running.context.control.set(&crate::ControlRequest {
+            down: Some(true),
+            latency_ms: None,
+            error_rate: None,
+        });
         let e = adapter
             .lookup(&Subject::Identity(Identity {
                 id_type: s.id_type,

@@ -435,7 +435,7 @@ async fn verify(State(st): State<Arc<SimState>>, headers: HeaderMap, body: Bytes
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::{RunningSim, SimEnv, SimOptions, spawn};
+    use crate::{RunningSim, SimEnv, SimOptions, spawn};
     use hcgw_adapters::adapter::Identity;
     use hcgw_adapters::regions::suishen::{SuishenAdapter, SuishenConfig};
     use hcgw_adapters::upstream::{UpstreamConfig, build_client};
@@ -443,7 +443,7 @@ mod tests {
     use std::collections::HashSet;
     use std::path::PathBuf;
 
-    use crate::simulator::testkit::test_pki_dir as test_pki;
+    use crate::testkit::test_pki_dir as test_pki;
 
     fn check(label: &str, got: Result<HealthStatus, AdapterError>, want: &Intended) {
         let l = format!("{label}: {}", want.label);
@@ -495,7 +495,7 @@ mod tests {
         (running, adapter)
     }
 
-    fn identity(s: &crate::simulator::SimSubject) -> Subject {
+    fn identity(s: &crate::SimSubject) -> Subject {
         Subject::Identity(Identity {
             id_type: s.id_type,
             id_number: s.id_number.clone(),
