@@ -66,7 +66,7 @@ pub async fn run(config_path: &Path) -> Result<(), String> {
     let gw = crate::app::start(config).await.map_err(|e| e.to_string())?;
     tokio::time::sleep(Duration::from_millis(50)).await;
     print_banner(&gw, &pki, &sims);
-    crate::cli::wait_for_signal().await;
+    crate::signals::wait_for_signal().await;
     gw.shutdown().await;
     Ok(())
 }

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod server;
+pub mod signals;
 pub mod state;
 pub mod status_page;
 pub mod tls;

@@ -333,7 +333,7 @@ pub fn certificate_files(config: &Config) -> Vec<(String, std::path::PathBuf)> {
     }
     for (id, entry) in &config.regions {
         let mut problems = Vec::new();
-        if let Some(auth) = crate::registry::auth::RegionAuth::parse(
+        if let Some(auth) = crate::config::credentials::RegionAuth::parse(
             *id,
             &entry.auth,
             config.base_dir(),

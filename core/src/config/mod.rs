@@ -6,6 +6,7 @@
 //!
 //! `HCGW_<SECTION>__<KEY>` environment variables override the file ([`overrides`]).
 
+pub mod credentials;
 mod load;
 pub mod overrides;
 pub mod secret;

@@ -4,10 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use super::credentials::RegionAuth;
 use super::{Config, Problem, Revocation, Role};
 use crate::pki::{DistinguishedName, issuer_of, normalise_fingerprint};
 use crate::pki::{crl, pem};
-use crate::registry::auth::RegionAuth;
 
 /// Which required sections parsed (semantic checks skip the others).
 pub(super) struct Parsed {

@@ -1,8 +1,6 @@
 //! The regions this gateway serves: credentials from configuration, the adapters built
 //! from them, and their state as `GET /v1/regions` reports it.
 
-pub mod auth;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -13,8 +11,8 @@ use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{RegionAdapter, RegionId};
 use serde::Serialize;
 
+use crate::config::credentials::RegionAuth;
 use crate::config::{Config, RegionEntry};
-use auth::RegionAuth;
 
 /// How a region is served by this gateway.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
