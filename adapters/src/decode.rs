@@ -1,5 +1,6 @@
 //! One pure entry point per region from a raw answer (HTTP status, headers, body) to the
-//! normalised status, and [`decode_answer`] dispatching on the region. No network and no
+//! normalised status (each region module's `decode`, named by its spec), and
+//! [`crate::regions::decode_answer`] dispatching on the region. No network and no
 //! logic of its own: each function composes the region module's own pure steps
 //! (`parse_answer` + `normalise`, or `interpret`) exactly as its adapter does after the
 //! body is read. It exists so that fuzzing and property tests exercise the same code as
@@ -22,10 +23,8 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, StatusCode};
 
 use crate::error::AdapterError;
-use crate::model::{HealthStatus, IdType, RegionId};
-use crate::regions::suishen::SignatureVerifier;
-use crate::regions::{guangdong, guangzhou, hangzhou, huzhou, suishen, sukang, suzhou, xuzhou};
-use crate::upstream::{has_media_type, retry_after};
+use crate::model::IdType;
+use crate::sm2_signature::SignatureVerifier;
 
 /// A region's answer as it arrived: HTTP status, headers and the raw body bytes.
 #[derive(Clone, Debug, Default)]
@@ -49,117 +48,21 @@ pub struct DecodeContext<'a> {
     pub suishen_keys: Option<&'a SignatureVerifier>,
 }
 
-fn http_status(answer: &RawAnswer) -> Result<StatusCode, AdapterError> {
+pub(crate) fn http_status(answer: &RawAnswer) -> Result<StatusCode, AdapterError> {
     StatusCode::from_u16(answer.status)
         .map_err(|_| AdapterError::invalid_response("not an HTTP status code"))
 }
 
-fn token_refused() -> AdapterError {
+pub(crate) fn token_refused() -> AdapterError {
     AdapterError::credentials_refused("the region refused the access token")
-}
-
-/// Decodes a raw answer of `region` into its normalised status.
-pub fn decode_answer(
-    region: RegionId,
-    answer: &RawAnswer,
-    ctx: &DecodeContext<'_>,
-) -> Result<HealthStatus, AdapterError> {
-    (region.spec().decode)(answer, ctx)
-}
-
-/// Suzhou: `parse_answer` then `normalise` with the answer's `Retry-After`.
-pub fn decode_suzhou(answer: &RawAnswer) -> Result<HealthStatus, AdapterError> {
-    let parsed = suzhou::parse_answer(http_status(answer)?, &answer.headers, &answer.body)?;
-    suzhou::normalise(&parsed, retry_after(&answer.headers))
-}
-
-/// Suishen: non-empty body, SM2 signature, JSON media type, then `interpret`.
-pub fn decode_suishen(
-    answer: &RawAnswer,
-    ctx: &DecodeContext<'_>,
-) -> Result<HealthStatus, AdapterError> {
-    let keys = ctx.suishen_keys.ok_or_else(|| {
-        AdapterError::unavailable("no Suishen signing key to verify the answer with")
-    })?;
-    if answer.body.is_empty() {
-        return Err(if (500..600).contains(&answer.status) {
-            AdapterError::unavailable_retryable(format!("http {}", answer.status))
-        } else {
-            AdapterError::invalid_response(format!("http {} without a body", answer.status))
-        });
-    }
-    keys.check(&answer.headers, &answer.body)?;
-    if !has_media_type(&answer.headers, "application/json") {
-        return Err(AdapterError::invalid_response("content type is not JSON"));
-    }
-    match suishen::interpret(answer.status, &answer.headers, &answer.body, ctx.now)? {
-        suishen::Answer::Status(s) => Ok(*s),
-        suishen::Answer::TokenRejected => Err(token_refused()),
-    }
-}
-
-/// Sukang: `interpret` (HTTP status, XML media type, strict XML, normalise).
-pub fn decode_sukang(
-    answer: &RawAnswer,
-    ctx: &DecodeContext<'_>,
-) -> Result<HealthStatus, AdapterError> {
-    sukang::interpret(
-        ctx.id_type,
-        http_status(answer)?,
-        &answer.headers,
-        &answer.body,
-    )
-}
-
-/// Xuzhou (its own answer; the Sukang fallback is the adapter's, not the answer's).
-pub fn decode_xuzhou(
-    answer: &RawAnswer,
-    ctx: &DecodeContext<'_>,
-) -> Result<HealthStatus, AdapterError> {
-    let parsed = xuzhou::parse_answer(http_status(answer)?, &answer.headers, &answer.body)?;
-    xuzhou::normalise(&parsed, retry_after(&answer.headers), ctx.id_type)
-}
-
-/// Hangzhou: `interpret`.
-pub fn decode_hangzhou(answer: &RawAnswer) -> Result<HealthStatus, AdapterError> {
-    hangzhou::interpret(http_status(answer)?, &answer.headers, &answer.body)
-}
-
-/// Huzhou: `parse_answer` then `normalise`.
-pub fn decode_huzhou(
-    answer: &RawAnswer,
-    ctx: &DecodeContext<'_>,
-) -> Result<HealthStatus, AdapterError> {
-    let parsed = huzhou::parse_answer(
-        http_status(answer)?,
-        &answer.headers,
-        &answer.body,
-        ctx.id_type,
-    )?;
-    huzhou::normalise(&parsed)
-}
-
-/// Guangzhou: `interpret` of the body (status and media type are checked before the body
-/// is read, in the adapter).
-pub fn decode_guangzhou(
-    answer: &RawAnswer,
-    ctx: &DecodeContext<'_>,
-) -> Result<HealthStatus, AdapterError> {
-    match guangzhou::interpret(&answer.body, ctx.now)? {
-        guangzhou::Answer::Status(s) => Ok(*s),
-        guangzhou::Answer::TokenRejected => Err(token_refused()),
-    }
-}
-
-/// Guangdong: `interpret`.
-pub fn decode_guangdong(answer: &RawAnswer) -> Result<HealthStatus, AdapterError> {
-    guangdong::interpret(http_status(answer)?, &answer.headers, &answer.body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Color;
+    use crate::model::RegionId;
+    use crate::regions::{decode_answer, suishen};
     use http::HeaderValue;
     use http::header::CONTENT_TYPE;
 

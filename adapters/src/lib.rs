@@ -10,7 +10,10 @@
 //! - [`strict_json`]: one strict pass from JSON bytes to typed answers (duplicate keys refused);
 //! - [`time`]: conversions from each region's time format to RFC 3339;
 //! - [`token`]: the single-flight access-token cache of regions with tokens;
+//! - [`region_id`]: [`RegionId`] and the one list of regions it is generated from;
+//! - [`spec`]: the [`RegionSpec`] each region declares;
 //! - [`regions`]: one module per region, each implementing its published contract;
+//! - [`sm2_signature`]: Suishen's SM2 response signatures;
 //! - [`decode`]: one pure function per region from a raw answer to a status (for fuzzing);
 //! - [`spec`]: the [`RegionSpec`] of each region (id, jurisdiction, rate, deadline, QR
 //!   format, credentials, constructor), listed once in [`regions::REGIONS`].
@@ -21,8 +24,10 @@ pub mod error;
 pub mod identity;
 pub mod model;
 pub mod qr;
+pub mod region_id;
 pub mod regions;
 pub mod secret;
+pub mod sm2_signature;
 pub mod spec;
 pub mod strict_json;
 pub mod time;

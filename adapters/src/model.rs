@@ -2,55 +2,11 @@
 //! gateway's API.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::regions::RegionId;
-
-impl RegionId {
-    /// The issuing jurisdiction of this code system.
-    pub fn jurisdiction(self) -> &'static str {
-        self.spec().jurisdiction
-    }
-
-    /// The request rate the region publishes for the federation (requests per second).
-    pub fn published_rate_per_s(self) -> u32 {
-        self.spec().published_rate_per_s
-    }
-
-    /// The deadline the federation agreed for one call to the region.
-    pub fn agreed_deadline(self) -> std::time::Duration {
-        self.spec().agreed_deadline
-    }
-
-    /// The code system's own name, for people.
-    pub fn display_name(self) -> &'static str {
-        self.spec().display_name
-    }
-}
-
-impl fmt::Display for RegionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error of parsing an unknown region id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown region id")]
-pub struct UnknownRegion;
-
-impl FromStr for RegionId {
-    type Err = UnknownRegion;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RegionId::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(UnknownRegion)
-    }
-}
+pub use crate::region_id::{RegionId, UnknownRegion};
 
 /// The national three-colour scale, plus `unknown` when the gateway cannot be sure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -34,6 +34,19 @@ pub enum Alphabet {
 }
 
 impl Alphabet {
+    /// Every character of the alphabet, in a fixed order (digits, upper, lower, `-`, `_`).
+    pub fn chars(self) -> &'static [u8] {
+        match self {
+            Alphabet::LowerHex => b"0123456789abcdef",
+            Alphabet::Base64Url => {
+                b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
+            }
+            Alphabet::UpperAlnum => b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            Alphabet::Digits => b"0123456789",
+            Alphabet::Alnum => b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+        }
+    }
+
     /// Whether `c` belongs to the alphabet.
     pub fn admits(self, c: u8) -> bool {
         match self {

@@ -83,23 +83,12 @@ fn area_code(region: RegionId) -> &'static str {
     }
 }
 
-/// A random token in the region's QR alphabet and length.
+/// A random token in the region's QR alphabet, of the longest length its format accepts
+/// (the region's spec).
 fn token(region: RegionId, rng: &mut StdRng) -> String {
-    const LOWER_HEX: &[u8] = b"0123456789abcdef";
-    const UPPER_ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    const ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    const B64URL: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
-    const DIGITS: &[u8] = b"0123456789";
-    let (alphabet, len) = match region {
-        RegionId::Suzhou | RegionId::Xuzhou => (LOWER_HEX, 32),
-        RegionId::Suishen => (B64URL, 32),
-        RegionId::Sukang => (UPPER_ALNUM, 24),
-        RegionId::Hangzhou => (DIGITS, 20),
-        RegionId::Huzhou => (LOWER_HEX, 24),
-        RegionId::Guangzhou => (ALNUM, 28),
-        RegionId::Guangdong => (ALNUM, 30),
-    };
-    (0..len)
+    let qr = &region.spec().qr;
+    let alphabet = qr.alphabet.chars();
+    (0..qr.max_len)
         .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
         .collect()
 }

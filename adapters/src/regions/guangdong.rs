@@ -20,6 +20,7 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{RegionAdapter, Subject};
+use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
 use crate::identity::{mask_id, mask_name};
 use crate::model::{HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
@@ -356,6 +357,11 @@ fn build(
     Ok(std::sync::Arc::new(adapter))
 }
 
+/// The pure decoding of a raw answer (for fuzzing): Guangdong: `interpret`.
+pub fn decode(answer: &RawAnswer, _: &DecodeContext<'_>) -> Result<HealthStatus, AdapterError> {
+    interpret(crate::decode::http_status(answer)?, &answer.headers, &answer.body)
+}
+
 /// 粤康码 Yuekang Code's spec: what the gateway knows of the region besides its protocol.
 pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     id: RegionId::Guangdong,
@@ -376,7 +382,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<GuangdongAuth>,
     build,
-    decode: |answer, _| crate::decode::decode_guangdong(answer),
+    decode,
 };
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::{RegionAdapter, Subject};
+use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
 use crate::identity::{mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
@@ -355,6 +356,11 @@ fn build(
     Ok(std::sync::Arc::new(adapter))
 }
 
+/// The pure decoding of a raw answer (for fuzzing): Hangzhou: `interpret`.
+pub fn decode(answer: &RawAnswer, _: &DecodeContext<'_>) -> Result<HealthStatus, AdapterError> {
+    interpret(crate::decode::http_status(answer)?, &answer.headers, &answer.body)
+}
+
 /// 杭州健康码 Hangzhou Health Code's spec: what the gateway knows of the region besides its protocol.
 pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     id: RegionId::Hangzhou,
@@ -372,7 +378,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<HangzhouAuth>,
     build,
-    decode: |answer, _| crate::decode::decode_hangzhou(answer),
+    decode,
 };
 
 #[cfg(test)]

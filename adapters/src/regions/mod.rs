@@ -1,49 +1,21 @@
 //! One module per region, each implementing its published contract
 //! (`shared/spec/regions/<region>.md`) and declaring its [`RegionSpec`] (`<module>::SPEC`).
 //!
-//! The `regions!` list below is the only place regions are enumerated: it declares the
-//! modules, generates [`RegionId`] with [`RegionId::ALL`] and [`RegionId::spec`], and
-//! [`REGIONS`]. Adding a region is one line here (see `docs/adding-a-region.md`).
+//! The modules are declared from the one list of regions
+//! ([`crate::region_id::for_each_region`]), which also generates [`RegionId`]; here it
+//! gives [`RegionId::spec`] and [`REGIONS`]. Adding a region is one line in that list (see
+//! `docs/adding-a-region.md`).
 
 use crate::spec::RegionSpec;
 
-/// Declares the region modules, the [`RegionId`] enum and the [`REGIONS`] list from one
-/// list of `Variant => module` lines (the module name is the region's API id).
-macro_rules! regions {
+use crate::model::RegionId;
+
+/// Declares the region modules, [`RegionId::spec`] and [`REGIONS`] from the list.
+macro_rules! region_modules {
     ($( $(#[$doc:meta])* $variant:ident => $module:ident, )*) => {
         $( pub mod $module; )*
 
-        /// A code system that issues health statuses (one adapter each).
-        #[derive(
-            Clone,
-            Copy,
-            Debug,
-            PartialEq,
-            Eq,
-            Hash,
-            PartialOrd,
-            Ord,
-            serde::Serialize,
-            serde::Deserialize,
-            utoipa::ToSchema,
-        )]
-        #[serde(rename_all = "snake_case")]
-        pub enum RegionId {
-            $( $(#[$doc])* $variant, )*
-        }
-
         impl RegionId {
-            /// Every region, in the order of the spec's table.
-            pub const ALL: [RegionId; [$(stringify!($variant)),*].len()] =
-                [$(RegionId::$variant),*];
-
-            /// The API id (`suzhou`, `suishen`, …): the module's name.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $( RegionId::$variant => stringify!($module), )*
-                }
-            }
-
             /// The region's [`RegionSpec`].
             pub fn spec(self) -> &'static RegionSpec {
                 match self {
@@ -57,23 +29,37 @@ macro_rules! regions {
     };
 }
 
-regions! {
-    /// 苏城码 Suzhou Code.
-    Suzhou => suzhou,
-    /// 随申码 Suishen Code (Shanghai).
-    Suishen => suishen,
-    /// 苏康码 Sukang Code (Jiangsu).
-    Sukang => sukang,
-    /// 徐州健康宝 Xuzhou Health Treasure (relays Sukang colours).
-    Xuzhou => xuzhou,
-    /// 杭州健康码 Hangzhou Health Code.
-    Hangzhou => hangzhou,
-    /// 湖州健康码 Huzhou Health Code.
-    Huzhou => huzhou,
-    /// 穗康码 Suikang Code (Guangzhou).
-    Guangzhou => guangzhou,
-    /// 粤康码 Yuekang Code (Guangdong).
-    Guangdong => guangdong,
+crate::region_id::for_each_region!(region_modules);
+
+/// Decodes a raw answer of `region` into its normalised status (its module's `decode`).
+pub fn decode_answer(
+    region: RegionId,
+    answer: &crate::decode::RawAnswer,
+    ctx: &crate::decode::DecodeContext<'_>,
+) -> Result<crate::model::HealthStatus, crate::error::AdapterError> {
+    (region.spec().decode)(answer, ctx)
+}
+
+impl RegionId {
+    /// The issuing jurisdiction of this code system.
+    pub fn jurisdiction(self) -> &'static str {
+        self.spec().jurisdiction
+    }
+
+    /// The request rate the region publishes for the federation (requests per second).
+    pub fn published_rate_per_s(self) -> u32 {
+        self.spec().published_rate_per_s
+    }
+
+    /// The deadline the federation agreed for one call to the region.
+    pub fn agreed_deadline(self) -> std::time::Duration {
+        self.spec().agreed_deadline
+    }
+
+    /// The code system's own name, for people.
+    pub fn display_name(self) -> &'static str {
+        self.spec().display_name
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +67,24 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn an_alphabet_lists_exactly_the_characters_it_admits() {
+        use crate::spec::Alphabet;
+        for a in [
+            Alphabet::LowerHex,
+            Alphabet::Base64Url,
+            Alphabet::UpperAlnum,
+            Alphabet::Digits,
+            Alphabet::Alnum,
+        ] {
+            let listed: HashSet<u8> = a.chars().iter().copied().collect();
+            assert_eq!(listed.len(), a.chars().len(), "{a:?}: a character twice");
+            for c in 0..=127u8 {
+                assert_eq!(a.admits(c), listed.contains(&c), "{a:?}: {:?}", c as char);
+            }
+        }
+    }
 
     #[test]
     fn every_region_has_one_consistent_spec() {

@@ -28,6 +28,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 
 use crate::adapter::{RegionAdapter, Subject};
+use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
 use crate::identity::{mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
@@ -492,6 +493,19 @@ fn build(
     Ok(std::sync::Arc::new(adapter))
 }
 
+/// The pure decoding of a raw answer (for fuzzing): Sukang: `interpret` (HTTP status, XML media type, strict XML, normalise).
+pub fn decode(
+    answer: &RawAnswer,
+    ctx: &DecodeContext<'_>,
+) -> Result<HealthStatus, AdapterError> {
+    interpret(
+        ctx.id_type,
+        crate::decode::http_status(answer)?,
+        &answer.headers,
+        &answer.body,
+    )
+}
+
 /// 苏康码 Sukang Code's spec: what the gateway knows of the region besides its protocol.
 pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     id: RegionId::Sukang,
@@ -509,7 +523,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<SukangAuth>,
     build,
-    decode: crate::decode::decode_sukang,
+    decode,
 };
 
 #[cfg(test)]

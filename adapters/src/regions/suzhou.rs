@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::adapter::{RegionAdapter, Subject};
+use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
 use crate::identity::{mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
@@ -484,6 +485,12 @@ fn build(
     Ok(std::sync::Arc::new(adapter))
 }
 
+/// The pure decoding of a raw answer (for fuzzing): Suzhou: `parse_answer` then `normalise` with the answer's `Retry-After`.
+pub fn decode(answer: &RawAnswer, _: &DecodeContext<'_>) -> Result<HealthStatus, AdapterError> {
+    let parsed = parse_answer(crate::decode::http_status(answer)?, &answer.headers, &answer.body)?;
+    normalise(&parsed, retry_after(&answer.headers))
+}
+
 /// 苏城码 Suzhou Code's spec: what the gateway knows of the region besides its protocol.
 pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     id: RegionId::Suzhou,
@@ -501,7 +508,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
     depends_on: &[],
     parse_credentials: crate::spec::parse_credentials::<SuzhouAuth>,
     build,
-    decode: |answer, _| crate::decode::decode_suzhou(answer),
+    decode,
 };
 
 #[cfg(test)]
