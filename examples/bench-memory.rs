@@ -28,7 +28,7 @@ fn rss_bytes() -> u64 {
 fn status(i: usize) -> HealthStatus {
     let mut s = HealthStatus::new(
         RegionId::Xuzhou,
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             Level::Monitoring
         } else {
             Level::Clear
@@ -44,7 +44,7 @@ fn status(i: usize) -> HealthStatus {
         id_type: Some(IdType::ResidentId),
         id_masked: Some(format!("3203**********{:04}", i % 10_000)),
     };
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         s.push_action(Action::RegisterOnArrival);
     }
     s

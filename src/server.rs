@@ -204,11 +204,11 @@ async fn serve_connection(
     };
     // Settings reloaded since this handshake began, maybe after the reload's re-check of
     // the open connections: check this one against the settings now in force.
-    if shared.tls.reloads() != reloads_at_accept {
-        if let Err(reason) = verify_chain(&*shared.tls.current_verifier(), registration.chain()) {
-            reason.count();
-            return;
-        }
+    if shared.tls.reloads() != reloads_at_accept
+        && let Err(reason) = verify_chain(&*shared.tls.current_verifier(), registration.chain())
+    {
+        reason.count();
+        return;
     }
 
     let activity = Arc::new(Activity::new());

@@ -89,10 +89,10 @@ pub fn subject(data: &[u8]) -> Result<(), Finding> {
             let Ok(text) = std::str::from_utf8(rest) else {
                 return Ok(());
             };
-            if let Ok(n) = validate_resident_id_on(text, today()) {
-                if let Some(kind) = resident_id_flaw(&n, today()) {
-                    return bad(kind);
-                }
+            if let Ok(n) = validate_resident_id_on(text, today())
+                && let Some(kind) = resident_id_flaw(&n, today())
+            {
+                return bad(kind);
             }
         }
         1 => {
@@ -338,15 +338,15 @@ pub fn peer_answer(data: &[u8]) -> Result<(), Finding> {
         return bad("peer-colour-and-level-disagree");
     }
     let doc = Tree::from_json(&body).unwrap_or(Tree::Null);
-    if s.color == Color::Green {
-        if let Some(kind) = peer_green_flaw(&doc, region) {
-            return bad(kind);
-        }
+    if s.color == Color::Green
+        && let Some(kind) = peer_green_flaw(&doc, region)
+    {
+        return bad(kind);
     }
-    if passable(s) {
-        if let Some(kind) = peer_pass_flaw(&doc) {
-            return bad(kind);
-        }
+    if passable(s)
+        && let Some(kind) = peer_pass_flaw(&doc)
+    {
+        return bad(kind);
     }
     Ok(())
 }

@@ -233,19 +233,19 @@ pub fn mutate(tree: &mut Tree, pool: &Pool, u: &mut Unstructured) -> Result<()> 
             7 => {
                 let from = u.choose(&all)?.clone();
                 let copied = node_mut(tree, &from).map(|n| n.clone());
-                if let (Some(c), Some(n)) = (copied, node_mut(tree, &path)) {
-                    if depth(&c) < 8 {
-                        *n = c;
-                    }
+                if let (Some(c), Some(n)) = (copied, node_mut(tree, &path))
+                    && depth(&c) < 8
+                {
+                    *n = c;
                 }
             }
             // Nest: the value wrapped one level deeper.
             _ => {
-                if let Some(n) = node_mut(tree, &path) {
-                    if depth(n) < 8 {
-                        let k = key(pool, u)?;
-                        *n = Tree::Obj(vec![(k, n.clone())]);
-                    }
+                if let Some(n) = node_mut(tree, &path)
+                    && depth(n) < 8
+                {
+                    let k = key(pool, u)?;
+                    *n = Tree::Obj(vec![(k, n.clone())]);
                 }
             }
         }

@@ -156,7 +156,7 @@ fn success(subject: &SimSubject, case: &Case) -> Response {
             "maskedName": mask_name(&subject.name),
             "maskedCertNo": mask_id(&subject.id_number),
             "certType": cert_type(subject.id_type),
-            "employeeCode": {"bound": subject.index % 2 == 0, "lastCheckInDate": super::status_time(subject).format("%Y-%m-%d").to_string()},
+            "employeeCode": {"bound": subject.index.is_multiple_of(2), "lastCheckInDate": super::status_time(subject).format("%Y-%m-%d").to_string()},
             "overseas": subject.id_type != IdType::ResidentId,
             "appealStatus": if case.appeal_pending { "PENDING" } else { "NONE" },
         }

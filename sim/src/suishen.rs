@@ -225,11 +225,11 @@ impl SuishenSim {
         );
         if let Some((id, signer)) = self.keys.get().and_then(|k| k.get(key)) {
             let covered = serde_json::to_vec(signed_body).unwrap_or_default();
-            if let Ok(sig) = signer.sign(&covered) {
-                if let (Ok(id), Ok(sig)) = (id.parse(), BASE64.encode(sig).parse()) {
-                    headers.insert(KEY_ID_HEADER, id);
-                    headers.insert(SIGNATURE_HEADER, sig);
-                }
+            if let Ok(sig) = signer.sign(&covered)
+                && let (Ok(id), Ok(sig)) = (id.parse(), BASE64.encode(sig).parse())
+            {
+                headers.insert(KEY_ID_HEADER, id);
+                headers.insert(SIGNATURE_HEADER, sig);
             }
         }
         (status, headers, bytes).into_response()

@@ -68,7 +68,9 @@ impl AccessLog {
         if every == 1 || note.and_then(|n| n.cache_hit) != Some(true) {
             return true;
         }
-        self.cache_hits.fetch_add(1, Ordering::Relaxed) % every == 0
+        self.cache_hits
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(every)
     }
 }
 

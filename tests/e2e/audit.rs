@@ -37,12 +37,12 @@ fn rec(i: usize) -> AuditRecord {
     r.region = Some(RegionId::Hangzhou);
     r.subject_hash = Some(subject_hash(RAW_ID));
     r.checkpoint = Some("hongqiao-gate-3".into());
-    r.color = Some(if i % 7 == 0 {
+    r.color = Some(if i.is_multiple_of(7) {
         Color::Yellow
     } else {
         Color::Green
     });
-    r.decision = Some(if i % 7 == 0 { "deny" } else { "pass" }.into());
+    r.decision = Some(if i.is_multiple_of(7) { "deny" } else { "pass" }.into());
     r.upstream_latency_ms = Some(20 + (i % 30) as u64);
     r
 }

@@ -254,11 +254,10 @@ pub fn parse_xml(body: &[u8]) -> Result<SukangAnswer, AdapterError> {
                     if !value.trim().is_empty() {
                         return Err(bad("text outside the root element"));
                     }
-                } else if in_leaf {
-                    if let Some(Some(slot)) = answer.slot(&path) {
+                } else if in_leaf
+                    && let Some(Some(slot)) = answer.slot(&path) {
                         slot.push_str(&value);
                     }
-                }
             }
             Event::CData(c) => {
                 if path.is_empty() {

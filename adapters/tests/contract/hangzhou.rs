@@ -522,10 +522,10 @@ fn mutations_of_the_green_fixture_never_turn_green_unless_still_green() {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let check = |name: &str, bytes: &[u8], still_green: bool| {
         let r = hangzhou::interpret(StatusCode::OK, &headers, bytes);
-        if let Ok(s) = &r {
-            if s.color == Color::Green {
-                assert!(still_green, "mutation {name} gave green: {s:?}");
-            }
+        if let Ok(s) = &r
+            && s.color == Color::Green
+        {
+            assert!(still_green, "mutation {name} gave green: {s:?}");
         }
     };
     let mutations = json_mutations(&doc);

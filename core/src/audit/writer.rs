@@ -259,7 +259,7 @@ impl Writer {
                 if let Some(c) = current.as_mut() {
                     c.len += line.len() as u64 + 1;
                 }
-                if seq % CHECKPOINT_EVERY == 0 {
+                if seq.is_multiple_of(CHECKPOINT_EVERY) {
                     checkpoints.push((seq, hash.clone()));
                 }
                 tip = Some(ChainTip { seq, hash });

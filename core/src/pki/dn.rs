@@ -304,7 +304,7 @@ fn decode_value(tag: Tag, data: &[u8]) -> Option<String> {
             .all(|b| b.is_ascii_digit() || *b == b' ')
             .then(|| String::from_utf8(data.to_vec()).ok())??,
         Tag::BmpString => {
-            if data.len() % 2 != 0 {
+            if !data.len().is_multiple_of(2) {
                 return None;
             }
             let units: Vec<u16> = data
@@ -314,7 +314,7 @@ fn decode_value(tag: Tag, data: &[u8]) -> Option<String> {
             String::from_utf16(&units).ok()?
         }
         Tag::UniversalString => {
-            if data.len() % 4 != 0 {
+            if !data.len().is_multiple_of(4) {
                 return None;
             }
             data.chunks_exact(4)
