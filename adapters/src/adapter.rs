@@ -67,8 +67,8 @@ pub trait RegionAdapter: Send + Sync + 'static {
         true
     }
 
-    /// Looks the subject up and returns its normalised status.
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError>;
+    /// Asks the region for the subject's status, normalised (the one call of an adapter).
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError>;
 }
 
 #[cfg(test)]

@@ -298,7 +298,7 @@ mod tests {
             .find(|s| table()[s.case % table().len()].code_status == "0")
             .unwrap();
         let s = a
-            .lookup(&Subject::QrToken(unassigned.token.clone()))
+            .status(&Subject::QrToken(unassigned.token.clone()))
             .await
             .unwrap();
         assert_eq!((s.color, s.source.code.as_str()), (Color::Unknown, "0"));
@@ -310,14 +310,14 @@ mod tests {
             tls(&env, Some("guangdong")),
             "wrong".into(),
         )
-        .lookup(&token)
+        .status(&token)
         .await
         .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         // Without the Guangdong client certificate, or with Jiangsu's, no answer.
         for client in [None, Some("sukang")] {
             let e = adapter(running.base_url(), tls(&env, client), paas_id.clone())
-                .lookup(&token)
+                .status(&token)
                 .await
                 .unwrap_err();
             assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{client:?}");
@@ -328,7 +328,7 @@ mod tests {
             latency_ms: None,
             error_rate: None,
         });
-        let e = a.lookup(&token).await.unwrap_err();
+        let e = a.status(&token).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         assert!(e.is_retryable());
         running.task.abort();

@@ -379,7 +379,7 @@ mod tests {
             assert_eq!(&want, intended);
             check(
                 "qr",
-                adapter.lookup(&Subject::QrToken(s.token.clone())).await,
+                adapter.status(&Subject::QrToken(s.token.clone())).await,
                 &want,
             );
             let by_id = Subject::Identity(Identity {
@@ -389,7 +389,7 @@ mod tests {
             });
             check(
                 "identity",
-                adapter.lookup(&by_id).await,
+                adapter.status(&by_id).await,
                 &sim.intended_for(s, false),
             );
         }
@@ -400,7 +400,7 @@ mod tests {
                 .expect("fate present");
             check(
                 &format!("{fate:?} qr"),
-                adapter.lookup(&Subject::QrToken(s.token.clone())).await,
+                adapter.status(&Subject::QrToken(s.token.clone())).await,
                 &sim.intended_for(s, true),
             );
         }
@@ -415,12 +415,12 @@ mod tests {
         });
         check(
             "passport",
-            adapter.lookup(&by_passport).await,
+            adapter.status(&by_passport).await,
             &sim.intended_for(passport, false),
         );
         // An unknown QR token is not found.
         let e = adapter
-            .lookup(&Subject::QrToken("Z".repeat(28)))
+            .status(&Subject::QrToken("Z".repeat(28)))
             .await
             .unwrap_err();
         assert_eq!(e.code(), hcgw_adapters::ErrorCode::SubjectNotFound);
@@ -441,7 +441,7 @@ mod tests {
         .unwrap();
         let token = running.context.population.subjects()[0].token.clone();
         let e = wrong
-            .lookup(&Subject::QrToken(token.clone()))
+            .status(&Subject::QrToken(token.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), hcgw_adapters::ErrorCode::RegionUnavailable);
@@ -464,7 +464,7 @@ mod tests {
             .unwrap();
         assert!(resp.status().is_success());
         let e = adapter
-            .lookup(&Subject::QrToken(token.clone()))
+            .status(&Subject::QrToken(token.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), hcgw_adapters::ErrorCode::RegionUnavailable);
@@ -481,7 +481,7 @@ mod tests {
         .await;
         let adapter = Arc::new(adapter);
         let qr = Subject::QrToken(running.context.population.subjects()[1].token.clone());
-        assert_eq!(adapter.lookup(&qr).await.unwrap().proxy_applied, Some(true));
+        assert_eq!(adapter.status(&qr).await.unwrap().proxy_applied, Some(true));
         let client = hcgw_adapters::upstream::build_client(&UpstreamConfig::new(
             running.base_url(),
             Duration::from_secs(2),
@@ -496,7 +496,7 @@ mod tests {
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let (a, q) = (adapter.clone(), qr.clone());
-                tokio::spawn(async move { a.lookup(&q).await })
+                tokio::spawn(async move { a.status(&q).await })
             })
             .collect();
         for t in tasks {
@@ -519,7 +519,7 @@ mod tests {
             let tasks: Vec<_> = (0..20)
                 .map(|_| {
                     let (a, t) = (adapter.clone(), token.clone());
-                    tokio::spawn(async move { a.lookup(&Subject::QrToken(t)).await })
+                    tokio::spawn(async move { a.status(&Subject::QrToken(t)).await })
                 })
                 .collect();
             for t in tasks {

@@ -302,7 +302,7 @@ mod tests {
         .unwrap();
         let s = &subjects[0];
         let e = wrong
-            .lookup(&Subject::QrToken(s.token.clone()))
+            .status(&Subject::QrToken(s.token.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
@@ -314,7 +314,7 @@ mod tests {
             error_rate: None,
         });
         let e = adapter
-            .lookup(&Subject::Identity(Identity {
+            .status(&Subject::Identity(Identity {
                 id_type: s.id_type,
                 id_number: s.id_number.clone(),
                 name: s.name.clone(),

@@ -293,19 +293,19 @@ mod tests {
         let subjects = running.context.population.subjects();
         // locationOff: the colour is kept and the status is provisional.
         let s = adapter
-            .lookup(&Subject::QrToken(subjects[2].token.clone()))
+            .status(&Subject::QrToken(subjects[2].token.clone()))
             .await
             .unwrap();
         assert!(s.provisional && s.color == hcgw_adapters::Color::Green);
         let s = adapter
-            .lookup(&Subject::QrToken(subjects[0].token.clone()))
+            .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap();
         assert!(!s.provisional);
         assert!(s.as_of.is_some());
         // A wrong token → 401 → region_unavailable.
         let e = self::adapter(running.base_url(), "wrong")
-            .lookup(&Subject::QrToken(subjects[0].token.clone()))
+            .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
@@ -316,7 +316,7 @@ mod tests {
             error_rate: None,
         });
         let e = adapter
-            .lookup(&Subject::QrToken(subjects[0].token.clone()))
+            .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);

@@ -522,12 +522,12 @@ mod tests {
             assert_eq!(&sim.intended_for(s, true), intended);
             check(
                 "qr",
-                adapter.lookup(&Subject::QrToken(s.token.clone())).await,
+                adapter.status(&Subject::QrToken(s.token.clone())).await,
                 intended,
             );
             check(
                 "identity",
-                adapter.lookup(&identity(s)).await,
+                adapter.status(&identity(s)).await,
                 &sim.intended_for(s, false),
             );
         }
@@ -538,12 +538,12 @@ mod tests {
                 .expect("fate present");
             check(
                 &format!("{fate:?} by qr"),
-                adapter.lookup(&Subject::QrToken(s.token.clone())).await,
+                adapter.status(&Subject::QrToken(s.token.clone())).await,
                 &sim.intended_for(s, true),
             );
             check(
                 &format!("{fate:?} by identity"),
-                adapter.lookup(&identity(s)).await,
+                adapter.status(&identity(s)).await,
                 &sim.intended_for(s, false),
             );
         }
@@ -554,7 +554,7 @@ mod tests {
             .unwrap();
         check(
             "passport",
-            adapter.lookup(&identity(p)).await,
+            adapter.status(&identity(p)).await,
             &sim.intended_for(p, false),
         );
         assert_eq!(adapter.token_fetches(), 1, "one token for the whole run");
@@ -651,7 +651,7 @@ mod tests {
         let (running, adapter) = start(SuishenSim::with_token_ttl(Duration::from_secs(7200))).await;
         let qr = Subject::QrToken(running.context.population.subjects()[0].token.clone());
         let wrong = adapter_for(&running, "not-the-secret");
-        let e = wrong.lookup(&qr).await.unwrap_err();
+        let e = wrong.status(&qr).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         assert!(matches!(
             e,
@@ -662,7 +662,7 @@ mod tests {
         ));
         // Revoked tokens: 401/40101 → one refresh shared by all callers, then success.
         let adapter = Arc::new(adapter);
-        adapter.lookup(&qr).await.unwrap();
+        adapter.status(&qr).await.unwrap();
         let client = build_client(&UpstreamConfig::new(
             running.base_url(),
             Duration::from_secs(2),
@@ -678,7 +678,7 @@ mod tests {
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let (a, q) = (adapter.clone(), qr.clone());
-                tokio::spawn(async move { a.lookup(&q).await })
+                tokio::spawn(async move { a.status(&q).await })
             })
             .collect();
         for t in tasks {
@@ -691,7 +691,7 @@ mod tests {
                 .await
                 .is_success()
         );
-        let e = adapter.lookup(&qr).await.unwrap_err();
+        let e = adapter.status(&qr).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         assert!(e.is_retryable());
         running.task.abort();
@@ -706,7 +706,7 @@ mod tests {
             let tasks: Vec<_> = (0..20)
                 .map(|_| {
                     let (a, q) = (adapter.clone(), qr.clone());
-                    tokio::spawn(async move { a.lookup(&q).await })
+                    tokio::spawn(async move { a.status(&q).await })
                 })
                 .collect();
             for t in tasks {

@@ -303,7 +303,7 @@ mod tests {
         let token = Subject::QrToken(subjects[0].token.clone());
         for client in [None, Some("guangdong")] {
             let e = adapter(running.base_url(), tls(&env, client))
-                .lookup(&token)
+                .status(&token)
                 .await
                 .unwrap_err();
             assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{client:?}");
@@ -315,7 +315,7 @@ mod tests {
             latency_ms: None,
             error_rate: None,
         });
-        let e = a.lookup(&token).await.unwrap_err();
+        let e = a.status(&token).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
         assert!(e.is_retryable());
         running.task.abort();

@@ -387,7 +387,7 @@ mod tests {
         // The required sample: 绿码待定 is green / clear_restricted.
         let gp = running.context.population.subjects()[2].clone();
         let s = adapter
-            .lookup(&Subject::QrToken(gp.token.clone()))
+            .status(&Subject::QrToken(gp.token.clone()))
             .await
             .unwrap();
         assert_eq!(s.level, Level::ClearRestricted);
@@ -395,7 +395,7 @@ mod tests {
         assert!(s.as_of.is_some());
         // A wrong secret is refused (1001) → region_unavailable.
         let wrong = self::adapter(running.base_url(), "not-the-secret");
-        let e = wrong.lookup(&Subject::QrToken(gp.token)).await.unwrap_err();
+        let e = wrong.status(&Subject::QrToken(gp.token)).await.unwrap_err();
         assert_eq!(e.code(), hcgw_adapters::ErrorCode::RegionUnavailable);
         // Busy: 9999 → region_unavailable (retryable).
         running.context.control.set(&crate::ControlRequest {
@@ -404,7 +404,7 @@ mod tests {
             error_rate: None,
         });
         let e = adapter
-            .lookup(&Subject::QrToken(gp_token(&running)))
+            .status(&Subject::QrToken(gp_token(&running)))
             .await
             .unwrap_err();
         assert!(e.is_retryable());

@@ -104,7 +104,7 @@ pub async fn drive_all(
                 })
             };
             let intended = sim.intended_for(s, via_qr);
-            let got = adapter.lookup(&subject).await;
+            let got = adapter.status(&subject).await;
             let what = format!(
                 "subject {} via {}",
                 s.index,
@@ -196,13 +196,13 @@ pub async fn drive_all_cases(
             .iter()
             .find(|s| s.case == case && s.fate == Fate::Active)
             .expect("every case present");
-        let got = adapter.lookup(&Subject::QrToken(s.token.clone())).await;
+        let got = adapter.status(&Subject::QrToken(s.token.clone())).await;
         assert_intended(
             &format!("case {case} by QR"),
             &got,
             &sim.intended_for(s, true),
         );
-        let got = adapter.lookup(&identity(s)).await;
+        let got = adapter.status(&identity(s)).await;
         assert_intended(
             &format!("case {case} by identity"),
             &got,
@@ -221,7 +221,7 @@ pub async fn drive_all_cases(
             } else {
                 identity(s)
             };
-            let got = adapter.lookup(&subject).await;
+            let got = adapter.status(&subject).await;
             assert_intended(
                 &format!("{fate:?} via_qr={via_qr}"),
                 &got,
@@ -233,11 +233,11 @@ pub async fn drive_all_cases(
         .iter()
         .find(|s| s.id_type == IdType::Passport && s.fate == Fate::Active)
         .expect("a passport holder");
-    let got = adapter.lookup(&identity(passport)).await;
+    let got = adapter.status(&identity(passport)).await;
     assert_intended("passport", &got, &sim.intended_for(passport, false));
     // An unknown token: the region has no code for it.
     let got = adapter
-        .lookup(&Subject::QrToken("0".repeat(passport.token.len())))
+        .status(&Subject::QrToken("0".repeat(passport.token.len())))
         .await;
     assert_eq!(
         got.unwrap_err().code(),

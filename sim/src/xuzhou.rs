@@ -226,7 +226,7 @@ mod tests {
         fn region(&self) -> RegionId {
             RegionId::Sukang
         }
-        async fn lookup(&self, _: &Subject) -> Result<HealthStatus, AdapterError> {
+        async fn status(&self, _: &Subject) -> Result<HealthStatus, AdapterError> {
             Ok(HealthStatus::new(
                 RegionId::Sukang,
                 Level::Clear,
@@ -263,14 +263,14 @@ mod tests {
         let subjects = running.context.population.subjects();
         // The required sample: registration required and not done → register_on_arrival.
         let s = plain
-            .lookup(&Subject::QrToken(subjects[2].token.clone()))
+            .status(&Subject::QrToken(subjects[2].token.clone()))
             .await
             .unwrap();
         assert_eq!(s.color, Color::Green);
         assert_eq!(s.actions, vec![Action::RegisterOnArrival]);
         // A wrong key → 401/40101 → region_unavailable.
         let e = adapter(running.base_url(), "wrong", false)
-            .lookup(&Subject::QrToken(subjects[0].token.clone()))
+            .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);
@@ -280,14 +280,14 @@ mod tests {
             latency_ms: None,
             error_rate: None,
         });
-        let e = plain.lookup(&identity(&subjects[0])).await.unwrap_err();
+        let e = plain.status(&identity(&subjects[0])).await.unwrap_err();
         assert!(e.is_retryable() && e.code() == ErrorCode::RegionUnavailable);
-        let s = with_fallback.lookup(&identity(&subjects[0])).await.unwrap();
+        let s = with_fallback.status(&identity(&subjects[0])).await.unwrap();
         assert_eq!(s.region, RegionId::Xuzhou);
         assert_eq!(s.source.label.as_deref(), Some(FALLBACK_LABEL));
         assert!(s.actions.contains(&Action::RegisterOnArrival));
         let e = with_fallback
-            .lookup(&Subject::QrToken(subjects[0].token.clone()))
+            .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable);

@@ -287,7 +287,7 @@ impl RegionAdapter for GuangdongAdapter {
         RegionId::Guangdong
     }
 
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
         let up = &self.config.upstream;
         let resp = self
             .client

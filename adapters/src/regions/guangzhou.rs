@@ -199,7 +199,7 @@ impl RegionAdapter for GuangzhouAdapter {
         id_type == IdType::ResidentId
     }
 
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
         let request = match subject {
             Subject::QrToken(token) => json!({ "code_id": token }),
             Subject::Identity(id) if id.id_type == IdType::ResidentId => {

@@ -301,7 +301,7 @@ impl RegionAdapter for HangzhouAdapter {
         RegionId::Hangzhou
     }
 
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
         let up = &self.config.upstream;
         let resp = self
             .client

@@ -290,7 +290,7 @@ impl RegionAdapter for HuzhouAdapter {
         id_type == IdType::ResidentId
     }
 
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
         let form = request_body(subject)?;
         let resp = self
             .client

@@ -204,7 +204,7 @@ impl RegionAdapter for SuishenAdapter {
         RegionId::Suishen
     }
 
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
         let request = match subject {
             Subject::QrToken(token) => json!({ "qrcode": token }),
             Subject::Identity(id) => json!({

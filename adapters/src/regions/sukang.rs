@@ -431,7 +431,7 @@ impl RegionAdapter for SukangAdapter {
         RegionId::Sukang
     }
 
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
         let up = &self.config.upstream;
         let resp = self
             .client

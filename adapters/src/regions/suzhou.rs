@@ -420,7 +420,7 @@ impl RegionAdapter for SuzhouAdapter {
         RegionId::Suzhou
     }
 
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
         let (path, body) = match subject {
             Subject::QrToken(token) => (
                 QR_PATH,

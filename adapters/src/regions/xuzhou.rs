@@ -328,7 +328,7 @@ impl XuzhouAdapter {
         })
     }
 
-    async fn lookup_xuzhou(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn own_status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
         let path = request_path(subject)?;
         let deadline = self.config.upstream.deadline;
         let resp = self
@@ -356,8 +356,8 @@ impl RegionAdapter for XuzhouAdapter {
         id_type == IdType::ResidentId
     }
 
-    async fn lookup(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
-        let err = match self.lookup_xuzhou(subject).await {
+    async fn status(&self, subject: &Subject) -> Result<HealthStatus, AdapterError> {
+        let err = match self.own_status(subject).await {
             Ok(s) => return Ok(s),
             Err(e) => e,
         };
@@ -373,7 +373,7 @@ impl RegionAdapter for XuzhouAdapter {
             region = "xuzhou",
             "Xuzhou unavailable: falling back to Sukang"
         );
-        match sukang.lookup(subject).await {
+        match sukang.status(subject).await {
             Ok(s) => Ok(fallback_status(s)),
             Err(_) => Err(err),
         }

@@ -69,7 +69,7 @@ async fn mock_with(reply: Reply) -> MtlsMock {
 
 async fn lookup_fixture(name: &str) -> Result<HealthStatus, AdapterError> {
     let mock = mock_with(Reply::new(200, JSON, fixture("guangdong", name))).await;
-    adapter(&mock).lookup(&qr()).await
+    adapter(&mock).status(&qr()).await
 }
 
 /// One codeStatus of the contract: colour, level, source code and reasons.
@@ -153,7 +153,7 @@ async fn every_category_maps() {
     for (category, reason) in table {
         base["data"]["categories"] = json!([category]);
         let mock = mock_with(Reply::new(200, JSON, base.to_string())).await;
-        let s = adapter(&mock).lookup(&qr()).await.unwrap();
+        let s = adapter(&mock).status(&qr()).await.unwrap();
         assert_eq!(s.reasons, vec![reason], "category {category}");
         assert_eq!(s.color, Color::Red, "category {category}");
     }
@@ -163,14 +163,14 @@ async fn every_category_maps() {
 async fn requests_carry_the_paas_id_and_the_contract_body() {
     let mock = mock_with(Reply::new(200, JSON, fixture("guangdong", "green.json"))).await;
     let a = adapter(&mock);
-    a.lookup(&qr()).await.unwrap();
+    a.status(&qr()).await.unwrap();
     for (id_type, card) in [
         (IdType::ResidentId, "1"),
         (IdType::Passport, "2"),
         (IdType::HkMacaoPermit, "3"),
         (IdType::TaiwanPermit, "4"),
     ] {
-        a.lookup(&Subject::Identity(Identity {
+        a.status(&Subject::Identity(Identity {
             id_type,
             id_number: "440304199001011234".into(),
             name: "黄大仙".into(),
@@ -208,7 +208,7 @@ async fn auth_wrong_paas_id() {
         "0000000000000000",
         Duration::from_millis(1500),
     );
-    let e = a.lookup(&qr()).await.unwrap_err();
+    let e = a.status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
     assert!(matches!(
         e,
@@ -228,7 +228,7 @@ async fn check_error(code: &str, status: u16, expected: ErrorCode) {
         fixture("guangdong", &format!("error_{code}.json")),
     ))
     .await;
-    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&mock).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), expected, "errCode {code} HTTP {status}");
     match code {
         "E429" => assert_eq!(e.retry_after(), Some(Duration::from_secs(20))),
@@ -255,7 +255,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         br#"{"errCode":"0","errMsg":""#,
     ))
     .await;
-    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&mock).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
     assert_eq!(mock.count(), 1);
 }
@@ -263,7 +263,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
 async fn assert_handshake_refused(tls: UpstreamTls, what: &str) {
     let mock = mock_with(Reply::new(200, JSON, fixture("guangdong", "green.json"))).await;
     let e = adapter_full(&mock, tls, PAAS_ID, Duration::from_millis(1500))
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{what}: {e:?}");
@@ -307,7 +307,7 @@ async fn auth_server_not_chaining_to_the_region_ca_is_refused() {
         Reply::new(200, JSON, fixture("guangdong", "green.json"))
     })
     .await;
-    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&mock).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{e:?}");
     assert_eq!(mock.count(), 0);
 }
@@ -324,7 +324,7 @@ async fn slow_region_is_a_timeout() {
         PAAS_ID,
         Duration::from_millis(400),
     )
-    .lookup(&qr())
+    .status(&qr())
     .await
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);
@@ -334,7 +334,7 @@ async fn slow_region_is_a_timeout() {
 async fn http_5xx_is_unavailable() {
     for status in [500, 502, 503, 504] {
         let mock = mock_with(Reply::new(status, "text/html", "<html>busy</html>")).await;
-        let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+        let e = adapter(&mock).status(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable, "HTTP {status}");
     }
 }
@@ -381,7 +381,7 @@ async fn broken_answers_are_invalid_responses() {
     ];
     for (name, reply) in cases {
         let mock = mock_with(reply).await;
-        let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+        let e = adapter(&mock).status(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
     }
 }

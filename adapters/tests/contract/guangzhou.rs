@@ -114,7 +114,7 @@ async fn token_fetches(server: &MockServer) -> usize {
 async fn lookup_fixture(body: Vec<u8>) -> Result<HealthStatus, AdapterError> {
     let server = suikang("TOK").await;
     answer(&server, "TOK", json_response(body)).await;
-    adapter(&server).lookup(&qr()).await
+    adapter(&server).status(&qr()).await
 }
 
 /// One `color` of the contract (with `apply_mode` set): colour, level, source code and
@@ -243,7 +243,7 @@ async fn there_is_no_yellow_unknown_colours_are_unknown() {
 async fn check_error(file: &str, expected: ErrorCode) {
     let server = suikang("TOK").await;
     answer(&server, "TOK", json_response(fixture(REGION, file))).await;
-    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&server).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), expected, "{file}");
     match file {
         // Credential invalid / token expired: one refresh, one retry, then unavailable.
@@ -288,7 +288,7 @@ async fn identity_lookup_sends_id_card_and_name() {
         .mount(&server)
         .await;
     let s = adapter(&server)
-        .lookup(&Subject::Identity(Identity {
+        .status(&Subject::Identity(Identity {
             id_type: IdType::ResidentId,
             id_number: "440106199003071234".into(),
             name: "陈小明".into(),
@@ -304,7 +304,7 @@ async fn other_identity_types_are_unsupported_without_a_call() {
     let a = adapter(&server);
     assert!(!a.supports_id_type(IdType::Passport));
     let e = a
-        .lookup(&Subject::Identity(Identity {
+        .status(&Subject::Identity(Identity {
             id_type: IdType::Passport,
             id_number: "E12345678".into(),
             name: "CHAN".into(),
@@ -320,7 +320,7 @@ async fn auth_wrong_secret() {
     let server = suikang("TOK").await;
     answer(&server, "TOK", json_response(fixture(REGION, "blue.json"))).await;
     let a = adapter_with(&server, "wrong-secret", Duration::from_secs(2));
-    let e = a.lookup(&qr()).await.unwrap_err();
+    let e = a.status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
     assert!(!e.is_retryable(), "refused credentials are not retried");
     // No query was made without a token.
@@ -340,7 +340,7 @@ async fn auth_token_not_accepted_40001() {
     // one refresh, one retry, then region_unavailable.
     let server = suikang("NOT-ACCEPTED").await;
     answer(&server, "TOK", json_response(fixture(REGION, "blue.json"))).await;
-    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&server).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
     assert_eq!(token_fetches(&server).await, 2, "one refresh, then give up");
 }
@@ -362,11 +362,11 @@ async fn auth_token_expired_42001_is_refreshed_once() {
     )
     .await;
     let a = adapter(&server);
-    let s = a.lookup(&qr()).await.unwrap();
+    let s = a.status(&qr()).await.unwrap();
     assert_eq!(s.proxy_applied, Some(true));
     assert_eq!(token_fetches(&server).await, 2);
     // The fresh token is cached.
-    a.lookup(&qr()).await.unwrap();
+    a.status(&qr()).await.unwrap();
     assert_eq!(token_fetches(&server).await, 2);
 }
 
@@ -378,7 +378,7 @@ async fn fifty_parallel_lookups_fetch_one_token() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let a = a.clone();
-            tokio::spawn(async move { a.lookup(&qr()).await })
+            tokio::spawn(async move { a.status(&qr()).await })
         })
         .collect();
     for t in tasks {
@@ -403,7 +403,7 @@ async fn fifty_parallel_lookups_hitting_an_expired_token_refresh_once() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let a = a.clone();
-            tokio::spawn(async move { a.lookup(&qr()).await })
+            tokio::spawn(async move { a.status(&qr()).await })
         })
         .collect();
     for t in tasks {
@@ -426,7 +426,7 @@ async fn slow_query_is_a_timeout() {
     )
     .await;
     let e = adapter_with(&server, SECRET, Duration::from_millis(400))
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);
@@ -441,7 +441,7 @@ async fn slow_token_endpoint_is_a_timeout() {
         .mount(&server)
         .await;
     let e = adapter_with(&server, SECRET, Duration::from_millis(400))
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);
@@ -452,7 +452,7 @@ async fn http_5xx_is_region_unavailable() {
     for status in [500, 502, 503] {
         let server = suikang("TOK").await;
         answer(&server, "TOK", ResponseTemplate::new(status)).await;
-        let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+        let e = adapter(&server).status(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable, "http {status}");
     }
 }
@@ -476,7 +476,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         secret: Secret::new(SECRET),
     })
     .expect("adapter builds")
-    .lookup(&qr())
+    .status(&qr())
     .await
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
@@ -516,7 +516,7 @@ async fn broken_bodies_are_invalid_responses() {
     for (name, response) in cases {
         let server = suikang("TOK").await;
         answer(&server, "TOK", response).await;
-        let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+        let e = adapter(&server).status(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
     }
 }

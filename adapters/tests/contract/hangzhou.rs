@@ -69,7 +69,7 @@ fn qr() -> Subject {
 
 async fn lookup_fixture(name: &str) -> Result<HealthStatus, AdapterError> {
     let server = mock_with(json_reply(200, fixture("hangzhou", name))).await;
-    adapter(&server).lookup(&qr()).await
+    adapter(&server).status(&qr()).await
 }
 
 /// One `color` of the contract: colour, level, source code, reasons; never an employee
@@ -179,7 +179,7 @@ async fn every_colour_reason_maps() {
     for (code, reason) in table {
         base["result"]["colorReasons"] = json!([code]);
         let server = mock_with(json_reply(200, base.to_string())).await;
-        let s = adapter(&server).lookup(&qr()).await.unwrap();
+        let s = adapter(&server).status(&qr()).await.unwrap();
         assert_eq!(s.reasons, vec![reason], "colorReasons {code}");
         assert_eq!(s.color, Color::Yellow, "colorReasons {code}");
     }
@@ -216,7 +216,7 @@ async fn requests_carry_the_appcode_and_the_contract_body() {
         .mount(&server)
         .await;
     let a = adapter(&server);
-    assert_eq!(a.lookup(&qr()).await.unwrap().color, Color::Green);
+    assert_eq!(a.status(&qr()).await.unwrap().color, Color::Green);
     let id = |id_type, n: &str, name: &str| {
         Subject::Identity(Identity {
             id_type,
@@ -225,12 +225,12 @@ async fn requests_carry_the_appcode_and_the_contract_body() {
         })
     };
     let s = a
-        .lookup(&id(IdType::ResidentId, "330106199001010012", "赵六"))
+        .status(&id(IdType::ResidentId, "330106199001010012", "赵六"))
         .await
         .unwrap();
     assert_eq!(s.color, Color::Red);
     let s = a
-        .lookup(&id(IdType::Passport, "E12345678", "JOHN SMITH"))
+        .status(&id(IdType::Passport, "E12345678", "JOHN SMITH"))
         .await
         .unwrap();
     assert_eq!(s.color, Color::Yellow);
@@ -257,7 +257,7 @@ async fn check_cert_type(id_type: IdType, cert_type: &str) {
     let a = adapter(&server);
     assert!(a.supports_id_type(id_type), "{cert_type}");
     let s = a
-        .lookup(&Subject::Identity(Identity {
+        .status(&Subject::Identity(Identity {
             id_type,
             id_number: "X1234567".into(),
             name: "赵六".into(),
@@ -280,7 +280,7 @@ case_tests!(check_cert_type {
 async fn check_auth(appcode: &str) {
     let server = mock_with(json_reply(200, fixture("hangzhou", "green.json"))).await;
     let a = adapter_for(&server, appcode, Duration::from_millis(1500));
-    let e = a.lookup(&qr()).await.unwrap_err();
+    let e = a.status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
     assert!(
         matches!(
@@ -305,7 +305,7 @@ async fn check_error(code: &str, status: u16, expected: ErrorCode) {
         reply = reply.insert_header("Retry-After", "17");
     }
     let server = mock_with(reply).await;
-    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&server).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), expected, "errorCode {code}");
     if code == "THROTTLED" {
         assert_eq!(e.retry_after(), Some(Duration::from_secs(17)));
@@ -342,7 +342,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         appcode: Secret::new(APPCODE),
     })
     .expect("adapter")
-    .lookup(&qr())
+    .status(&qr())
     .await
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
@@ -356,7 +356,7 @@ async fn slow_region_is_a_timeout() {
     )
     .await;
     let a = adapter_for(&server, APPCODE, Duration::from_millis(300));
-    let e = a.lookup(&qr()).await.unwrap_err();
+    let e = a.status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);
 }
 
@@ -366,7 +366,7 @@ async fn http_5xx_without_contract_body_is_unavailable() {
         let reply = ResponseTemplate::new(status)
             .set_body_raw(fixture("hangzhou", "html_error.html"), "text/html");
         let server = mock_with(reply).await;
-        let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+        let e = adapter(&server).status(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable, "HTTP {status}");
     }
 }
@@ -409,7 +409,7 @@ async fn broken_answers_are_invalid_responses() {
     ];
     for (name, reply) in cases {
         let server = mock_with(reply).await;
-        let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+        let e = adapter(&server).status(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
     }
 }

@@ -72,7 +72,7 @@ async fn lookup_with(
         .await;
     HuzhouAdapter::new(config(&server.uri(), TOKEN))
         .unwrap()
-        .lookup(subject)
+        .status(subject)
         .await
 }
 
@@ -240,7 +240,7 @@ async fn check_auth(token: &str) {
         .await;
     let e = HuzhouAdapter::new(config(&server.uri(), token))
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
@@ -267,7 +267,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     .await;
     let e = HuzhouAdapter::new(config(&server.uri(), TOKEN))
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
@@ -288,14 +288,14 @@ async fn only_resident_ids_are_sent() {
         IdType::TaiwanPermit,
     ] {
         assert!(!adapter.supports_id_type(t));
-        let e = adapter.lookup(&person(t, "E12345678")).await.unwrap_err();
+        let e = adapter.status(&person(t, "E12345678")).await.unwrap_err();
         assert_eq!(e, AdapterError::UnsupportedIdType(t));
     }
     assert!(adapter.supports_id_type(IdType::ResidentId));
     assert!(server.received_requests().await.unwrap().is_empty());
     // The name is form-encoded UTF-8.
     adapter
-        .lookup(&person(IdType::ResidentId, ID))
+        .status(&person(IdType::ResidentId, ID))
         .await
         .unwrap();
     let reqs = server.received_requests().await.unwrap();
@@ -320,7 +320,7 @@ async fn transport_failures() {
     cfg.upstream.deadline = Duration::from_millis(300);
     let e = HuzhouAdapter::new(cfg)
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);

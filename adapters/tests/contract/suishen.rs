@@ -176,7 +176,7 @@ async fn token_fetches(server: &MockServer) -> usize {
 async fn lookup_with(response: ResponseTemplate) -> Result<HealthStatus, AdapterError> {
     let server = suishen("TOK").await;
     answer(&server, "TOK", response).await;
-    adapter(&server).lookup(&qr()).await
+    adapter(&server).status(&qr()).await
 }
 
 async fn lookup_signed(status: u16, body: Vec<u8>) -> Result<HealthStatus, AdapterError> {
@@ -333,7 +333,7 @@ async fn check_error(status: u16, file: &str, expected: ErrorCode) {
         signed(status, fixture(REGION, file)).insert_header("retry-after", "12"),
     )
     .await;
-    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&server).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), expected, "{file}");
     match file {
         // Token expired: refresh once, retry once, then give up.
@@ -382,7 +382,7 @@ async fn identity_lookup_sends_id_type_codes() {
             .mount(&server)
             .await;
         let s = adapter(&server)
-            .lookup(&Subject::Identity(Identity {
+            .status(&Subject::Identity(Identity {
                 id_type,
                 id_number: number.into(),
                 name: "李雷".into(),
@@ -398,7 +398,7 @@ async fn auth_wrong_client_secret() {
     let server = suishen("TOK").await;
     answer(&server, "TOK", signed(200, fixture(REGION, "green.json"))).await;
     let e = adapter_with(&server, "wrong", Duration::from_millis(1500))
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
@@ -416,7 +416,7 @@ async fn auth_token_rejected_twice() {
     // The region issues a token its API then refuses (401/40101): refresh once, retry
     // once, then give up.
     let server = suishen("REFUSED").await;
-    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&server).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
     assert_eq!(token_fetches(&server).await, 2);
 }
@@ -432,9 +432,9 @@ async fn auth_token_expired_is_refreshed_once() {
     )
     .await;
     let a = adapter(&server);
-    assert_eq!(a.lookup(&qr()).await.unwrap().level, Level::Monitoring);
+    assert_eq!(a.status(&qr()).await.unwrap().level, Level::Monitoring);
     assert_eq!(token_fetches(&server).await, 2);
-    a.lookup(&qr()).await.unwrap();
+    a.status(&qr()).await.unwrap();
     assert_eq!(token_fetches(&server).await, 2, "the fresh token is cached");
 }
 
@@ -446,7 +446,7 @@ async fn fifty_parallel_lookups_fetch_one_token() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let a = a.clone();
-            tokio::spawn(async move { a.lookup(&qr()).await })
+            tokio::spawn(async move { a.status(&qr()).await })
         })
         .collect();
     for t in tasks {
@@ -464,7 +464,7 @@ async fn fifty_parallel_lookups_on_an_expired_token_refresh_once() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let a = a.clone();
-            tokio::spawn(async move { a.lookup(&qr()).await })
+            tokio::spawn(async move { a.status(&qr()).await })
         })
         .collect();
     for t in tasks {
@@ -571,7 +571,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         signing_keys: public_keys(),
     })
     .expect("adapter builds")
-    .lookup(&qr())
+    .status(&qr())
     .await
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
@@ -589,7 +589,7 @@ async fn auth_bad_signature_unsigned_token_answer() {
         .mount(&server)
         .await;
     answer(&server, "TOK", signed(200, fixture(REGION, "green.json"))).await;
-    let e = adapter(&server).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&server).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
 }
 
@@ -607,7 +607,7 @@ async fn timeouts() {
         .mount(&server)
         .await;
     let e = adapter_with(&server, SECRET, Duration::from_millis(300))
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);

@@ -53,7 +53,7 @@ async fn mock_with(reply: Reply) -> MtlsMock {
 
 async fn lookup_fixture(name: &str) -> Result<HealthStatus, AdapterError> {
     let mock = mock_with(Reply::new(200, XML, fixture("sukang", name))).await;
-    adapter(&mock).lookup(&qr()).await
+    adapter(&mock).status(&qr()).await
 }
 
 /// One Mys value of the contract: colour, level, source code and reasons.
@@ -149,7 +149,7 @@ async fn every_gklx_and_xxgx_value_maps() {
     for (gklx, reasons) in table {
         let xml = green.replace("<Gklx>居家健康监测</Gklx>", &format!("<Gklx>{gklx}</Gklx>"));
         let mock = mock_with(Reply::new(200, XML, xml)).await;
-        let s = adapter(&mock).lookup(&qr()).await.unwrap();
+        let s = adapter(&mock).status(&qr()).await.unwrap();
         assert_eq!(s.reasons, reasons, "Gklx {gklx}");
         assert_eq!(s.color, Color::Yellow, "Gklx {gklx}");
     }
@@ -162,7 +162,7 @@ async fn every_gklx_and_xxgx_value_maps() {
     ] {
         let xml = green.replace("<Xxgx>0</Xxgx>", &format!("<Xxgx>{xxgx}</Xxgx>"));
         let mock = mock_with(Reply::new(200, XML, xml)).await;
-        let s = adapter(&mock).lookup(&qr()).await.unwrap();
+        let s = adapter(&mock).status(&qr()).await.unwrap();
         assert_eq!(s.actions, actions, "Xxgx {xxgx}");
     }
 }
@@ -171,21 +171,21 @@ async fn every_gklx_and_xxgx_value_maps() {
 async fn requests_follow_the_contract_with_percent_encoded_names() {
     let mock = mock_with(Reply::new(200, XML, fixture("sukang", "green.xml"))).await;
     let a = adapter(&mock);
-    a.lookup(&qr()).await.unwrap();
-    a.lookup(&identity(
+    a.status(&qr()).await.unwrap();
+    a.status(&identity(
         IdType::ResidentId,
         "320102199003071234",
         "王小明",
     ))
     .await
     .unwrap();
-    a.lookup(&identity(IdType::Passport, "E12345678", "JOHN SMITH"))
+    a.status(&identity(IdType::Passport, "E12345678", "JOHN SMITH"))
         .await
         .unwrap();
-    a.lookup(&identity(IdType::HkMacaoPermit, "H1234567", "陈大文"))
+    a.status(&identity(IdType::HkMacaoPermit, "H1234567", "陈大文"))
         .await
         .unwrap();
-    a.lookup(&identity(IdType::TaiwanPermit, "12345678", "林美"))
+    a.status(&identity(IdType::TaiwanPermit, "12345678", "林美"))
         .await
         .unwrap();
     let reqs = mock.requests();
@@ -225,7 +225,7 @@ async fn check_error(code: &str, status: u16, expected: ErrorCode) {
     ))
     .await;
     let subject = identity(IdType::Passport, "E12345678", "JOHN SMITH");
-    let e = adapter(&mock).lookup(&subject).await.unwrap_err();
+    let e = adapter(&mock).status(&subject).await.unwrap_err();
     assert_eq!(e.code(), expected, "Code {code} HTTP {status}");
     match code {
         "1003" => assert_eq!(e.retry_after(), Some(Duration::from_secs(30))),
@@ -248,7 +248,7 @@ error_tests! {
 async fn error_1004_for_a_qr_lookup_is_invalid_response() {
     // 1004 for a QR lookup cannot be right.
     let mock = mock_with(Reply::new(200, XML, fixture("sukang", "error_1004.xml"))).await;
-    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&mock).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
 }
 
@@ -260,7 +260,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Code>0</Code><Msg>",
     ))
     .await;
-    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&mock).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
     assert_eq!(mock.count(), 1);
 }
@@ -268,7 +268,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
 async fn assert_handshake_refused(tls: UpstreamTls, what: &str) {
     let mock = mock_with(Reply::new(200, XML, fixture("sukang", "green.xml"))).await;
     let e = adapter_with(&mock, tls, Duration::from_secs(2))
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{what}: {e:?}");
@@ -314,7 +314,7 @@ async fn auth_server_not_chaining_to_the_region_ca_is_refused() {
         Reply::new(200, XML, fixture("sukang", "green.xml"))
     })
     .await;
-    let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+    let e = adapter(&mock).status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{e:?}");
     assert_eq!(mock.count(), 0);
 }
@@ -326,7 +326,7 @@ async fn slow_region_is_a_timeout() {
     )
     .await;
     let e = adapter_with(&mock, region_tls("sukang"), Duration::from_millis(400))
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);
@@ -336,7 +336,7 @@ async fn slow_region_is_a_timeout() {
 async fn http_5xx_is_unavailable() {
     for status in [500, 502, 503, 504] {
         let mock = mock_with(Reply::new(status, "text/html", "<html>busy</html>")).await;
-        let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+        let e = adapter(&mock).status(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::RegionUnavailable, "HTTP {status}");
     }
 }
@@ -386,13 +386,13 @@ async fn broken_answers_are_invalid_responses() {
     ];
     for (name, reply) in cases {
         let mock = mock_with(reply).await;
-        let e = adapter(&mock).lookup(&qr()).await.unwrap_err();
+        let e = adapter(&mock).status(&qr()).await.unwrap_err();
         assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
     }
     // text/xml is accepted as well.
     let mock = mock_with(Reply::new(200, "text/xml", green)).await;
     assert_eq!(
-        adapter(&mock).lookup(&qr()).await.unwrap().color,
+        adapter(&mock).status(&qr()).await.unwrap().color,
         Color::Green
     );
 }

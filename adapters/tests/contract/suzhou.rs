@@ -122,7 +122,7 @@ async fn lookup_with(
 ) -> Result<hcgw_adapters::HealthStatus, AdapterError> {
     let server = server_with(responder).await;
     let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
-    adapter.lookup(subject).await
+    adapter.status(subject).await
 }
 
 fn qr() -> Subject {
@@ -296,7 +296,7 @@ async fn check_refused_then_retried(code: &'static str) {
     });
     let server = server_with(responder).await;
     let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
-    let s = adapter.lookup(&qr()).await.unwrap();
+    let s = adapter.status(&qr()).await.unwrap();
     assert_eq!(s.color, Color::Green, "{code} then success");
     let reqs = server.received_requests().await.unwrap();
     assert_eq!(reqs.len(), 2, "{code}: exactly one retry");
@@ -309,7 +309,7 @@ async fn check_refused_then_retried(code: &'static str) {
     let responder = signed(move |_: &Request, _| json_response(200, ret(code)));
     let server = server_with(responder).await;
     let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
-    let e = adapter.lookup(&qr()).await.unwrap_err();
+    let e = adapter.status(&qr()).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{code} twice");
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -326,7 +326,7 @@ async fn parallel_lookups_never_reuse_a_nonce() {
     let calls: Vec<_> = (0..32)
         .map(|_| {
             let a = adapter.clone();
-            tokio::spawn(async move { a.lookup(&qr()).await })
+            tokio::spawn(async move { a.status(&qr()).await })
         })
         .collect();
     for c in calls {
@@ -349,7 +349,7 @@ async fn check_auth(app_id: &str, secret: &str) {
     cfg.app_id = app_id.into();
     let e = SuzhouAdapter::new(cfg)
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
@@ -405,7 +405,7 @@ async fn requests_follow_the_contract_for_both_endpoints() {
         .mount(&server)
         .await;
     let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
-    assert_eq!(adapter.lookup(&qr()).await.unwrap().color, Color::Green);
+    assert_eq!(adapter.status(&qr()).await.unwrap().color, Color::Green);
     for (id_type, number) in [
         (IdType::ResidentId, "32050119900307123X"),
         (IdType::Passport, "E12345678"),
@@ -414,7 +414,7 @@ async fn requests_follow_the_contract_for_both_endpoints() {
     ] {
         assert!(adapter.supports_id_type(id_type));
         let s = adapter
-            .lookup(&Subject::Identity(Identity {
+            .status(&Subject::Identity(Identity {
                 id_type,
                 id_number: number.into(),
                 name: "张三".into(),
@@ -438,7 +438,7 @@ async fn transport_failures() {
     cfg.upstream.deadline = Duration::from_millis(300);
     let e = SuzhouAdapter::new(cfg)
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);
@@ -504,7 +504,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     .await;
     let e = SuzhouAdapter::new(config(&server.uri(), SECRET))
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);

@@ -90,7 +90,7 @@ async fn lookup_with(
     let server = server_with(responder).await;
     XuzhouAdapter::new(config(&server.uri(), KEY, false), None)
         .unwrap()
-        .lookup(subject)
+        .status(subject)
         .await
 }
 
@@ -189,7 +189,7 @@ async fn check_auth(key: &str) {
     let server = server_with(fixture_answer("green.json")).await;
     let e = XuzhouAdapter::new(config(&server.uri(), key, false), None)
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);
@@ -216,7 +216,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     .await;
     let e = XuzhouAdapter::new(config(&server.uri(), KEY, false), None)
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
@@ -234,7 +234,7 @@ async fn foreigners_are_refused_before_any_call() {
     ] {
         assert!(!adapter.supports_id_type(t));
         let e = adapter
-            .lookup(&Subject::Identity(Identity {
+            .status(&Subject::Identity(Identity {
                 id_type: t,
                 id_number: "E12345678".into(),
                 name: "JOHN SMITH".into(),
@@ -259,7 +259,7 @@ async fn transport_failures() {
     cfg.upstream.deadline = Duration::from_millis(300);
     let e = XuzhouAdapter::new(cfg, None)
         .unwrap()
-        .lookup(&qr())
+        .status(&qr())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionTimeout);
@@ -329,7 +329,7 @@ impl RegionAdapter for FakeSukang {
     fn region(&self) -> RegionId {
         RegionId::Sukang
     }
-    async fn lookup(&self, _subject: &Subject) -> Result<HealthStatus, AdapterError> {
+    async fn status(&self, _subject: &Subject) -> Result<HealthStatus, AdapterError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.answer.clone()
     }
@@ -368,7 +368,7 @@ async fn with_fallback(
     let s: Arc<dyn RegionAdapter> = sukang.clone();
     XuzhouAdapter::new(cfg, Some(s))
         .unwrap()
-        .lookup(subject)
+        .status(subject)
         .await
 }
 
@@ -413,7 +413,7 @@ async fn fallback_to_sukang_when_xuzhou_is_unavailable() {
     let s: Arc<dyn RegionAdapter> = sukang.clone();
     let r = XuzhouAdapter::new(config("http://127.0.0.1:9", KEY, true), Some(s))
         .unwrap()
-        .lookup(&person())
+        .status(&person())
         .await
         .unwrap();
     assert_eq!(r.source.label.as_deref(), Some(FALLBACK_LABEL));
@@ -469,7 +469,7 @@ async fn no_fallback_outside_its_rules() {
     let server = server_with(busy()).await;
     let e = XuzhouAdapter::new(config(&server.uri(), KEY, true), None)
         .unwrap()
-        .lookup(&person())
+        .status(&person())
         .await
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::RegionUnavailable);

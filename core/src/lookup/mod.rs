@@ -286,7 +286,7 @@ impl LookupService {
             // The deadline runs from the first call, not from the (bounded) queueing.
             let first = *first_call.get_or_insert(attempt);
             let left = budget.saturating_sub(first.elapsed());
-            let r = match tokio::time::timeout(left, adapter.lookup(subject)).await {
+            let r = match tokio::time::timeout(left, adapter.status(subject)).await {
                 Ok(r) => r,
                 Err(_) => Err(AdapterError::Timeout(deadline)),
             };
