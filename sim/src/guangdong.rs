@@ -209,6 +209,10 @@ async fn check(State(ctx): State<Arc<SimContext>>, headers: HeaderMap, body: Byt
 }
 
 impl RegionSim for GuangdongSim {
+    fn area_code(&self) -> &'static str {
+        "440304"
+    }
+
     fn region(&self) -> RegionId {
         RegionId::Guangdong
     }

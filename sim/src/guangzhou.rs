@@ -135,6 +135,10 @@ fn errcode(code: i64, msg: &str) -> Response {
 }
 
 impl RegionSim for GuangzhouSim {
+    fn area_code(&self) -> &'static str {
+        "440106"
+    }
+
     fn region(&self) -> RegionId {
         RegionId::Guangzhou
     }

@@ -229,6 +229,10 @@ async fn query(State(ctx): State<Arc<SimContext>>, headers: HeaderMap, body: Byt
 }
 
 impl RegionSim for HangzhouSim {
+    fn area_code(&self) -> &'static str {
+        "330106"
+    }
+
     fn region(&self) -> RegionId {
         RegionId::Hangzhou
     }

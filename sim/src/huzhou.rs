@@ -234,6 +234,10 @@ impl HuzhouSim {
 }
 
 impl RegionSim for HuzhouSim {
+    fn area_code(&self) -> &'static str {
+        "330502"
+    }
+
     fn region(&self) -> RegionId {
         RegionId::Huzhou
     }

@@ -236,6 +236,10 @@ pub trait RegionSim: Send + Sync + 'static {
     /// The simulated region.
     fn region(&self) -> RegionId;
 
+    /// The six-digit administrative area code that begins the resident-id numbers of the
+    /// region's synthetic people.
+    fn area_code(&self) -> &'static str;
+
     /// The cases the population exhibits (subject `i` has case `i % cases().len()`).
     fn cases(&self) -> Vec<Intended>;
 
@@ -439,6 +443,7 @@ pub async fn spawn(
     let region = sim.region();
     let population = Population::generate(
         region,
+        sim.area_code(),
         options.population,
         sim.cases().len(),
         options.seed,

@@ -70,19 +70,6 @@ const GIVEN: [&str; 20] = [
     "超", "秀英", "桂英", "建华",
 ];
 
-fn area_code(region: RegionId) -> &'static str {
-    match region {
-        RegionId::Suzhou => "320505",
-        RegionId::Suishen => "310104",
-        RegionId::Sukang => "320102",
-        RegionId::Xuzhou => "320302",
-        RegionId::Hangzhou => "330106",
-        RegionId::Huzhou => "330502",
-        RegionId::Guangzhou => "440106",
-        RegionId::Guangdong => "440304",
-    }
-}
-
 /// A random token in the region's QR alphabet, of the longest length its format accepts
 /// (the region's spec).
 fn token(region: RegionId, rng: &mut StdRng) -> String {
@@ -93,12 +80,12 @@ fn token(region: RegionId, rng: &mut StdRng) -> String {
         .collect()
 }
 
-fn resident_id(region: RegionId, rng: &mut StdRng) -> String {
+fn resident_id(area_code: &str, rng: &mut StdRng) -> String {
     let year = rng.random_range(1950..=2012);
     let month = rng.random_range(1..=12);
     let day = rng.random_range(1..=28);
     let seq = rng.random_range(0..1000);
-    let first17 = format!("{}{year:04}{month:02}{day:02}{seq:03}", area_code(region));
+    let first17 = format!("{area_code}{year:04}{month:02}{day:02}{seq:03}");
     let check = resident_id_check_char(first17.as_bytes());
     format!("{first17}{check}")
 }
@@ -109,6 +96,7 @@ impl Population {
     /// from the shares.
     pub fn generate(
         region: RegionId,
+        area_code: &str,
         size: usize,
         cases: usize,
         seed: u64,
@@ -129,7 +117,7 @@ impl Population {
                 let id = if index % 20 == 19 {
                     format!("E{:08}", rng.random_range(0..100_000_000u32))
                 } else {
-                    resident_id(region, &mut rng)
+                    resident_id(area_code, &mut rng)
                 };
                 if !by_token.contains_key(&t) && !by_id.contains_key(&id) {
                     break (t, id);
@@ -208,9 +196,9 @@ mod tests {
 
     #[test]
     fn deterministic_for_a_seed() {
-        let a = Population::generate(RegionId::Suzhou, 200, 7, 42, shares());
-        let b = Population::generate(RegionId::Suzhou, 200, 7, 42, shares());
-        let c = Population::generate(RegionId::Suzhou, 200, 7, 43, shares());
+        let a = Population::generate(RegionId::Suzhou, "320505", 200, 7, 42, shares());
+        let b = Population::generate(RegionId::Suzhou, "320505", 200, 7, 42, shares());
+        let c = Population::generate(RegionId::Suzhou, "320505", 200, 7, 43, shares());
         let ids = |p: &Population| {
             p.subjects()
                 .iter()
@@ -224,7 +212,8 @@ mod tests {
     #[test]
     fn every_case_present_and_active_and_ids_valid() {
         for region in RegionId::ALL {
-            let p = Population::generate(region, 500, 12, 1, shares());
+            let area = crate::for_region(region).unwrap().area_code();
+            let p = Population::generate(region, area, 500, 12, 1, shares());
             for case in 0..12 {
                 assert!(
                     p.subjects()

@@ -252,6 +252,10 @@ struct SimState {
 }
 
 impl RegionSim for SuishenSim {
+    fn area_code(&self) -> &'static str {
+        "310104"
+    }
+
     fn region(&self) -> RegionId {
         RegionId::Suishen
     }

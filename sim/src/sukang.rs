@@ -229,6 +229,10 @@ async fn query(
 }
 
 impl RegionSim for SukangSim {
+    fn area_code(&self) -> &'static str {
+        "320102"
+    }
+
     fn region(&self) -> RegionId {
         RegionId::Sukang
     }
@@ -325,6 +329,7 @@ mod tests {
     fn xml_is_shuffled_deterministically_per_subject() {
         let env_less = crate::Population::generate(
             RegionId::Sukang,
+            "320102",
             10,
             table().len(),
             1,

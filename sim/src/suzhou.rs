@@ -325,6 +325,10 @@ impl SuzhouSim {
 }
 
 impl RegionSim for SuzhouSim {
+    fn area_code(&self) -> &'static str {
+        "320505"
+    }
+
     fn region(&self) -> RegionId {
         RegionId::Suzhou
     }

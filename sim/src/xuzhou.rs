@@ -163,6 +163,10 @@ impl XuzhouSim {
 }
 
 impl RegionSim for XuzhouSim {
+    fn area_code(&self) -> &'static str {
+        "320302"
+    }
+
     fn region(&self) -> RegionId {
         RegionId::Xuzhou
     }
