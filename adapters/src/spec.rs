@@ -110,8 +110,6 @@ pub trait Credentials: Any + Send + Sync {
     fn problems(&self) -> Vec<(String, String)> {
         Vec::new()
     }
-    /// The concrete value, for the region's constructor to downcast.
-    fn as_any(&self) -> &dyn Any;
 }
 
 /// The adapters built so far, for regions whose adapter uses another region's (Xuzhou's
@@ -179,8 +177,8 @@ pub fn parse_credentials<T: DeserializeOwned + Credentials>(
 
 /// The concrete credentials of a region (for its constructor).
 pub fn downcast<T: Credentials>(creds: &dyn Credentials) -> Result<&T, String> {
-    creds
-        .as_any()
+    // `Credentials: Any`, so the trait object upcasts to `dyn Any` (Rust 1.86).
+    (creds as &dyn Any)
         .downcast_ref::<T>()
         .ok_or_else(|| "credentials of another region".to_owned())
 }

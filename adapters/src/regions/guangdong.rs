@@ -335,9 +335,6 @@ impl crate::spec::Credentials for GuangdongAuth {
             ("client_key".into(), self.client_key.as_path()),
         ]
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The adapter's constructor (the spec's `build`).

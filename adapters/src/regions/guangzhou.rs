@@ -446,9 +446,6 @@ impl crate::spec::Credentials for GuangzhouAuth {
     fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
         vec![("secret", &self.secret)]
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The adapter's constructor (the spec's `build`).

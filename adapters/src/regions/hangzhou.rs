@@ -336,9 +336,6 @@ impl crate::spec::Credentials for HangzhouAuth {
     fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
         vec![("appcode", &self.appcode)]
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The adapter's constructor (the spec's `build`).

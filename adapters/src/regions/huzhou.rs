@@ -328,9 +328,6 @@ impl crate::spec::Credentials for HuzhouAuth {
     fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
         vec![("token", &self.token)]
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The adapter's constructor (the spec's `build`).

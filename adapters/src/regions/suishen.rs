@@ -521,9 +521,6 @@ impl crate::spec::Credentials for SuishenAuth {
             Vec::new()
         }
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The adapter's constructor (the spec's `build`).

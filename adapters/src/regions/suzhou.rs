@@ -464,9 +464,6 @@ impl crate::spec::Credentials for SuzhouAuth {
     fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
         vec![("app_secret", &self.app_secret)]
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The adapter's constructor (the spec's `build`).

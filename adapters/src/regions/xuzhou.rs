@@ -398,9 +398,6 @@ impl crate::spec::Credentials for XuzhouAuth {
     fn secrets(&self) -> Vec<(&'static str, &crate::secret::SecretRef)> {
         vec![("api_key", &self.api_key)]
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 /// The adapter's constructor (the spec's `build`).
