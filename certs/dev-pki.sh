@@ -238,7 +238,7 @@ selfsigned_ca() {
 
 build_root_and_intermediate() {
     tmp
-    rm -rf -- "$ROOT" "$INT" "$OUT/ca-bundle.pem" "$CRL" "$OUT/gateways" "$OUT/clients"
+    rm -rf -- "$ROOT" "$INT" "$OUT/ca-bundle.pem" "$CRL" "$OUT/gateways" "$OUT/signing" "$OUT/clients"
 
     mkdir -p -- "$ROOT"
     init_ca_dir "$ROOT" "$INT_DAYS" v3_intermediate
@@ -354,6 +354,25 @@ for name in "${GATEWAYS[@]}"; do
     rm -f -- "$LAST_LEAF_DIR/leaf.pem"
     put "$LAST_LEAF_DIR" "$d"
     CREATED+=("gateways/$name")
+done
+
+# ---------------------------------------------------------------- answer-signing keys
+# Each gateway signs its answers and audit checkpoints (RFC 9421; docs/proofs.md) with its
+# own P-256 key, certified by the federation intermediate for document signing (RFC 9336's
+# id-kp-documentSigning): a verifier anywhere checks the certificate names the gateway.
+# hcgw-dev also has a retired key ("previous"), published for rotation.
+SIGNERS=("${GATEWAYS[@]}" hcgw-dev-previous)
+leafs=()
+for name in "${SIGNERS[@]}"; do leafs+=("$OUT/signing/$name/cert.pem"); done
+check_valid "$ROOT/ca.pem" "$INT/ca.pem" "${leafs[@]}"
+for name in "${SIGNERS[@]}"; do
+    d=$OUT/signing/$name
+    if have "$d/cert.pem" "$d/key.pem" && valid "$d/cert.pem"; then continue; fi
+    gw=${name%-previous}
+    issue_leaf 1.3.6.1.5.5.7.3.36 "/O=${GW_JURISDICTION[$gw]}/OU=answer-signing/CN=$name"
+    rm -f -- "$LAST_LEAF_DIR/leaf.pem"
+    put "$LAST_LEAF_DIR" "$d"
+    CREATED+=("signing/$name")
 done
 
 # ---------------------------------------------------------------- clients

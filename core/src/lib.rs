@@ -18,6 +18,7 @@
 //! - [`registry`]: the regions served here and their adapters; [`federation`]: routing to
 //!   peer gateways;
 //! - [`audit`]: the tamper-evident audit trail; [`stats`]: recent figures per region;
+//! - [`signing`]: the answer-signing key (answers and audit checkpoints);
 //! - [`telemetry`]: the metrics the pipeline emits (the exporter lives in `hcgw`).
 
 pub mod audit;
@@ -33,6 +34,7 @@ pub mod recognition;
 pub mod redact;
 pub mod registry;
 pub mod request_id;
+pub mod signing;
 pub mod stats;
 pub mod subject;
 pub mod telemetry;

@@ -144,7 +144,7 @@ fn load_table(
         }
     };
     overrides::apply(&mut table, found, &mut problems);
-    const KNOWN: [&str; 16] = [
+    const KNOWN: [&str; 17] = [
         "gateway",
         "listener",
         "admin",
@@ -161,6 +161,7 @@ fn load_table(
         "breaker",
         "access_log",
         "shutdown",
+        "signing",
     ];
     for key in table.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
         problems.push(Problem::new(
@@ -181,6 +182,7 @@ fn load_table(
     let breaker: Option<BreakerSection> = optional(&table, "breaker", &mut problems);
     let access_log: Option<super::AccessLogSection> = optional(&table, "access_log", &mut problems);
     let shutdown: Option<super::ShutdownSection> = optional(&table, "shutdown", &mut problems);
+    let signing: Option<super::SigningSection> = optional(&table, "signing", &mut problems);
     let recognition: Option<RecognitionSection> = optional(&table, "recognition", &mut problems);
     let clients: Vec<ClientEntry> = array(&table, "clients", &mut problems);
     let peers: Vec<PeerEntry> = array(&table, "peers", &mut problems);
@@ -253,6 +255,7 @@ fn load_table(
         breaker: breaker.unwrap_or_default(),
         access_log: access_log.unwrap_or_default(),
         shutdown: shutdown.unwrap_or_default(),
+        signing,
     };
     resolve_paths(&mut config, &base);
     // Semantic checks run on every section that parsed, so one run reports everything.
@@ -301,6 +304,11 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         key.resolve_against(base);
     }
     fix(&mut config.audit.dir);
+    if let Some(signing) = &mut config.signing {
+        fix(&mut signing.key);
+        fix(&mut signing.cert);
+        signing.previous.iter_mut().for_each(fix);
+    }
 }
 
 /// Deserializes one value, recording a problem with its full path on failure.

@@ -69,6 +69,23 @@ pub struct Config {
     pub access_log: AccessLogSection,
     /// The drain on SIGTERM.
     pub shutdown: ShutdownSection,
+    /// The answer-signing key (`[signing]`); answers and audit checkpoints are unsigned
+    /// without it.
+    pub signing: Option<SigningSection>,
+}
+
+/// `[signing]`: the key that signs every answer (RFC 9421) and every audit checkpoint.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSection {
+    /// The PKCS#8 PEM private key (ECDSA P-256 or Ed25519).
+    pub key: PathBuf,
+    /// The PEM certificate of its public key, published at `GET /v1/signing-keys`.
+    pub cert: PathBuf,
+    /// Certificates of retired signing keys, still published so that answers they signed
+    /// keep verifying after a rotation.
+    #[serde(default)]
+    pub previous: Vec<PathBuf>,
 }
 
 /// `[gateway]`.

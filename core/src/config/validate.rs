@@ -522,6 +522,7 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
     }
     breaker(problems, "breaker", &c.breaker);
     access_log_and_shutdown(c, problems);
+    signing(c, problems);
     for (name, v) in [
         ("platform_per_s", c.limits.platform_per_s),
         ("checkpoint_per_s", c.limits.checkpoint_per_s),
@@ -911,5 +912,20 @@ fn access_log_and_shutdown(c: &Config, problems: &mut Vec<Problem>) {
             "shutdown.grace_s",
             "must be between 1 and 3600 seconds".into(),
         );
+    }
+}
+
+/// `[signing]`: the key loads, its certificate is its own, every previous certificate holds
+/// a usable public key.
+fn signing(c: &Config, problems: &mut Vec<Problem>) {
+    use crate::signing::{SigningKey, VerifyingKey};
+    let Some(s) = &c.signing else { return };
+    if let Err(e) = SigningKey::from_files(&s.key, &s.cert) {
+        add(problems, "signing.key", e.to_string());
+    }
+    for (i, cert) in s.previous.iter().enumerate() {
+        if let Err(e) = VerifyingKey::from_pem_file(cert) {
+            add(problems, &format!("signing.previous[{i}]"), e.to_string());
+        }
     }
 }
