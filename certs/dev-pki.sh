@@ -360,7 +360,7 @@ done
 # Each gateway signs its answers and audit checkpoints (RFC 9421; docs/proofs.md) with its
 # own P-256 key, certified by the federation intermediate for document signing (RFC 9336's
 # id-kp-documentSigning): a verifier anywhere checks the certificate names the gateway.
-# hcgw-dev also has a retired key ("previous"), published for rotation.
+# hcgw-dev also has a retired key ("previous", same CN), published for rotation.
 SIGNERS=("${GATEWAYS[@]}" hcgw-dev-previous)
 leafs=()
 for name in "${SIGNERS[@]}"; do leafs+=("$OUT/signing/$name/cert.pem"); done
@@ -369,7 +369,9 @@ for name in "${SIGNERS[@]}"; do
     d=$OUT/signing/$name
     if have "$d/cert.pem" "$d/key.pem" && valid "$d/cert.pem"; then continue; fi
     gw=${name%-previous}
-    issue_leaf 1.3.6.1.5.5.7.3.36 "/O=${GW_JURISDICTION[$gw]}/OU=answer-signing/CN=$name"
+    ou=answer-signing
+    if [[ $name != "$gw" ]]; then ou=answer-signing-retired; fi
+    issue_leaf 1.3.6.1.5.5.7.3.36 "/O=${GW_JURISDICTION[$gw]}/OU=$ou/CN=$gw"
     rm -f -- "$LAST_LEAF_DIR/leaf.pem"
     put "$LAST_LEAF_DIR" "$d"
     CREATED+=("signing/$name")

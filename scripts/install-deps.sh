@@ -4,7 +4,8 @@
 # prometheus (promtool checks ops/prometheus-alerts.yml), chromium and a small CJK font
 # (the status page's browser test and its screenshot, which shows the regions' names);
 # pkg-config and libssl-dev (the build: openssl-sys). scripts/check-deploy.sh installs its PyPI
-# tools; scripts/image-smoke.sh installs podman and mmdebstrap.
+# tools; scripts/image-smoke.sh installs podman and mmdebstrap. From PyPI: the independent
+# RFC 9421 verifier the signed-answer tests use (tests/e2e/rfc9421_verify.py).
 set -euo pipefail
 
 need=()
@@ -22,4 +23,9 @@ if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! python3 -c "import http_message_signatures" 2>/dev/null; then
+  echo "install-deps: installing http-message-signatures (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check "http-message-signatures==3.0.0"
 fi

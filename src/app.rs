@@ -34,6 +34,9 @@ pub enum StartError {
     /// A secret could not be read.
     #[error("{0}")]
     Secret(String),
+    /// The answer-signing key cannot be used.
+    #[error("signing: {0}")]
+    Signing(#[from] hcgw_core::signing::SignatureError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -92,6 +95,14 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     } else {
         None
     };
+    let signing = match &config.signing {
+        Some(s) => Some(Arc::new(hcgw_core::signing::AnswerKeys::from_files(
+            &s.key,
+            &s.cert,
+            &s.previous,
+        )?)),
+        None => None,
+    };
     let auditor = Auditor::new(AuditLog::open(&config.audit)?, config.audit.strict);
     let mut lookups = LookupService::from_config(&config, hasher, auditor);
     lookups.set_shared(shared.clone());
@@ -101,6 +112,7 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         lookups: Arc::new(lookups),
         quotas: Arc::new(Quotas::from_config(&config, shared.clone())),
         shared,
+        signing,
         listener_up: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     });

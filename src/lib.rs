@@ -29,5 +29,5 @@ pub mod tls;
 
 pub use hcgw_core::{
     audit, config, federation, hexfmt, identity, lookup, pki, protect, recognition, redact,
-    registry, stats, subject,
+    registry, signing, stats, subject,
 };

@@ -8,6 +8,7 @@ use hcgw_core::config::Config;
 use hcgw_core::lookup::LookupService;
 use hcgw_core::protect::quota::Quotas;
 use hcgw_core::protect::redis_tier::RedisTier;
+use hcgw_core::signing::AnswerKeys;
 
 use crate::tls::TlsReloader;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub shared: Option<Arc<RedisTier>>,
     /// Whether the API listener accepts connections.
     pub listener_up: AtomicBool,
+    /// The answer-signing keys (`[signing]`), when configured.
+    pub signing: Option<Arc<AnswerKeys>>,
     /// Set when the drain began (`/readyz` answers 503 `draining`; both listeners serve on).
     pub draining: AtomicBool,
 }

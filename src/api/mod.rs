@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod problem;
 pub mod quota;
 pub mod request_id;
+pub mod signing;
 
 use std::sync::Arc;
 
@@ -43,8 +44,19 @@ pub const REGIONS: &str = "/v1/regions";
 pub const OPENAPI: &str = "/v1/openapi.json";
 /// `GET /metrics` (ops role).
 pub const METRICS: &str = "/metrics";
+/// `GET /v1/signing-keys`.
+pub const SIGNING_KEYS: &str = "/v1/signing-keys";
 /// Every route of the API (the values of the `endpoint` metric label).
-pub const ROUTES: [&str; 7] = [LOOKUP, BATCH, VERIFY, WHOAMI, REGIONS, OPENAPI, METRICS];
+pub const ROUTES: [&str; 8] = [
+    LOOKUP,
+    BATCH,
+    VERIFY,
+    WHOAMI,
+    REGIONS,
+    OPENAPI,
+    METRICS,
+    SIGNING_KEYS,
+];
 
 /// The API router (all routes need a known client certificate).
 pub fn router(state: Arc<AppState>) -> Router {
@@ -64,9 +76,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(quota_limited)
         .route(OPENAPI, get(openapi::serve))
         .route(METRICS, get(metrics))
+        .route(SIGNING_KEYS, get(signing::signing_keys))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(body_limit, front_door))
+        .layer(middleware::from_fn_with_state(
+            FrontDoor {
+                body_limit,
+                signing: state.signing.clone(),
+            },
+            front_door,
+        ))
         .layer(middleware::from_fn_with_state(
             crate::api::access_log::AccessLog::new(&state.config.access_log),
             crate::api::access_log::layer,
@@ -77,22 +96,38 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// What every API request passes first, outermost first: its request id
 /// ([`request_id::with_id`]), the request metrics ([`crate::metrics::tracked`]), the refusal
 /// of certificates no client entry names, and of bodies declared over the size limit
-/// ([`json::refuse_oversized`]). One middleware rather than four layers: each layer costs
-/// a clone of the service behind it on every request.
-async fn front_door(State(body_limit): State<usize>, req: Request, next: Next) -> Response {
+/// ([`json::refuse_oversized`]), and the signature of every answer of the lookup routes,
+/// refusals included ([`signing::sign`]). One middleware rather than five layers: each
+/// layer costs a clone of the service behind it on every request.
+async fn front_door(State(door): State<FrontDoor>, req: Request, next: Next) -> Response {
     request_id::with_id(req, |req| {
+        let endpoint = endpoint_label(&req);
+        let signer = door
+            .signing
+            .filter(|_| signing::is_signed_route(endpoint.as_ref()));
         let labels = RequestLabels {
-            endpoint: endpoint_label(&req),
+            endpoint,
             role: role_label(&req),
         };
         crate::metrics::tracked(labels, req, |req| async move {
-            match unknown_caller_refusal(&req) {
+            let resp = match unknown_caller_refusal(&req) {
                 Some(refusal) => refusal,
-                None => json::refuse_oversized(body_limit, req, next).await,
+                None => json::refuse_oversized(door.body_limit, req, next).await,
+            };
+            match signer {
+                Some(keys) => signing::sign(&keys, resp).await,
+                None => resp,
             }
         })
     })
     .await
+}
+
+/// What the front door needs: the body limit and the answer-signing keys.
+#[derive(Clone)]
+struct FrontDoor {
+    body_limit: usize,
+    signing: Option<Arc<hcgw_core::signing::AnswerKeys>>,
 }
 
 /// The `endpoint` label of a request: its route template, or `unmatched`. The API's

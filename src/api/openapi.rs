@@ -20,6 +20,7 @@ use utoipa::OpenApi;
         super::regions,
         super::whoami,
         super::metrics,
+        super::signing::signing_keys,
         serve,
     ),
     components(schemas(super::problem::Problem, crate::subject::SubjectIn)),

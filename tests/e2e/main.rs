@@ -15,5 +15,6 @@ mod ops;
 mod protect;
 mod reload;
 mod shared_tier;
+mod signing;
 mod support;
 mod world;

@@ -190,6 +190,11 @@ subject_key = {{ file = {subject} }}
 
 [audit]
 dir = {audit:?}
+
+[signing]
+key = {sign_key}
+cert = {sign_cert}
+previous = [{sign_previous}]
 {CLIENTS}
 
 [regions.suzhou]
@@ -263,6 +268,9 @@ code_systems = ["xuzhou"]
         crl2 = p("crl/root.crl.pem"),
         subject = p("secrets/subject_hash_key"),
         audit = audit_dir.display().to_string(),
+        sign_key = p("signing/hcgw-dev/key.pem"),
+        sign_cert = p("signing/hcgw-dev/cert.pem"),
+        sign_previous = p("signing/hcgw-dev-previous/cert.pem"),
         suzhou = url(RegionId::Suzhou),
         suzhou_secret = p("secrets/suzhou_app_secret"),
         suishen = url(RegionId::Suishen),

@@ -8,8 +8,12 @@
 //! base64url without padding) of the public key.
 
 mod key;
+pub mod message;
 
 pub use key::{SignatureError, SigningKey, VerifyingKey};
+pub use message::{
+    AnswerSignatureError, VerifiedAnswer, content_digest, sign_answer, verify_answer,
+};
 
 /// An RFC 9421 signature algorithm (the HTTP Signature Algorithms registry's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,3 +61,45 @@ pub trait Signer: Send + Sync + std::fmt::Debug {
 
 #[cfg(test)]
 mod tests;
+
+/// The gateway's signing keys: the current one, and the retired ones whose certificates
+/// stay published so that what they signed keeps verifying after a rotation.
+#[derive(Debug)]
+pub struct AnswerKeys {
+    current: std::sync::Arc<SigningKey>,
+    previous: Vec<VerifyingKey>,
+}
+
+impl AnswerKeys {
+    /// Loads the current key and certificate, and the retired certificates (`[signing]`).
+    pub fn from_files(
+        key: &std::path::Path,
+        cert: &std::path::Path,
+        previous: &[std::path::PathBuf],
+    ) -> Result<AnswerKeys, SignatureError> {
+        let current = std::sync::Arc::new(SigningKey::from_files(key, cert)?);
+        let previous = previous
+            .iter()
+            .map(|p| VerifyingKey::from_pem_file(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AnswerKeys { current, previous })
+    }
+
+    /// The key that signs now.
+    pub fn current(&self) -> &std::sync::Arc<SigningKey> {
+        &self.current
+    }
+
+    /// Every published key, the current one first.
+    pub fn published(&self) -> impl Iterator<Item = (&VerifyingKey, bool)> {
+        std::iter::once((self.current.verifying_key(), true))
+            .chain(self.previous.iter().map(|k| (k, false)))
+    }
+
+    /// The published key with this id.
+    pub fn find(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.published()
+            .map(|(k, _)| k)
+            .find(|k| k.key_id() == key_id)
+    }
+}
