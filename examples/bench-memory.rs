@@ -79,6 +79,7 @@ async fn main() {
                     upstream_latency: None,
                     via_peer: None,
                     peer_view: None,
+                    peer_proof: None,
                 })
             })
             .await;
@@ -95,6 +96,7 @@ async fn main() {
                     upstream_latency: None,
                     via_peer: None,
                     peer_view: None,
+                    peer_proof: None,
                 })
             })
             .await;

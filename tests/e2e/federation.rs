@@ -279,6 +279,10 @@ subject_key = {{ file = {subject} }}
 [audit]
 dir = {audit:?}
 
+[signing]
+key = {sign_key}
+cert = {sign_cert}
+
 [federation]
 max_hops = {max_hops}
 circuit_failures = {circuit_failures}
@@ -294,6 +298,8 @@ circuit_open_ms = 60000
         crl2 = p("crl/root.crl.pem"),
         subject = p("secrets/subject_hash_key"),
         audit = audit_dir.display().to_string(),
+        sign_key = p(&format!("signing/{}/key.pem", spec.name)),
+        sign_cert = p(&format!("signing/{}/cert.pem", spec.name)),
         max_hops = spec.max_hops,
         circuit_failures = spec.circuit_failures,
     );
@@ -1136,10 +1142,25 @@ fn the_federation_demo_configurations_are_valid() {
     assert_eq!(ports.len(), 8, "distinct listener and admin ports");
 }
 
+/// How a fake peer signs its answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum FakeSigning {
+    /// With hcgw-jiangsu's answer-signing key, as a real peer does.
+    #[default]
+    Good,
+    /// One byte of the signature flipped.
+    Corrupt,
+    /// No signature at all.
+    Unsigned,
+    /// With hcgw-zhejiang's key (published, but not issued to hcgw-jiangsu).
+    OtherGatewaysKey,
+}
+
 /// What a fake peer answers, and what it was sent.
 #[derive(Default)]
 struct FakePeer {
     answer: std::sync::Mutex<(u16, &'static str, String)>,
+    signing: std::sync::Mutex<FakeSigning>,
     seen: std::sync::Mutex<Vec<(axum::http::HeaderMap, Value)>>,
     /// How long it takes to answer.
     delay: std::sync::Mutex<Duration>,
@@ -1148,28 +1169,93 @@ struct FakePeer {
 /// A fake "Jiangsu gateway" over mTLS (its real certificate), answering whatever the test
 /// sets.
 async fn fake_peer() -> (u16, Arc<FakePeer>) {
+    use axum::response::IntoResponse;
     use axum::routing::post;
     let state = Arc::new(FakePeer::default());
     let st = state.clone();
-    let app = axum::Router::new().route(
-        "/v1/lookup",
-        post(
-            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
-                let st = st.clone();
-                async move {
-                    st.seen.lock().unwrap().push((headers, body));
-                    let delay = *st.delay.lock().unwrap();
-                    tokio::time::sleep(delay).await;
-                    let (status, ct, text) = st.answer.lock().unwrap().clone();
-                    (
-                        axum::http::StatusCode::from_u16(status).unwrap(),
-                        [(axum::http::header::CONTENT_TYPE, ct)],
-                        text,
-                    )
-                }
-            },
-        ),
-    );
+    let key = |name: &str| {
+        Arc::new(
+            hcgw::signing::SigningKey::from_files(
+                &pki().join(format!("signing/{name}/key.pem")),
+                &pki().join(format!("signing/{name}/cert.pem")),
+            )
+            .unwrap(),
+        )
+    };
+    let (own, other) = (key("hcgw-jiangsu"), key("hcgw-zhejiang"));
+    let keys: Vec<Value> = [own.verifying_key(), other.verifying_key()]
+        .iter()
+        .map(|k| {
+            json!({ "key_id": k.key_id(), "algorithm": k.algorithm().as_str(),
+                    "status": "current", "certificate": k.certificate_pem() })
+        })
+        .collect();
+    let published = json!({ "keys": keys });
+    let app = axum::Router::new()
+        .route(
+            "/v1/signing-keys",
+            axum::routing::get(move || {
+                let published = published.clone();
+                async move { axum::Json(published) }
+            }),
+        )
+        .route(
+            "/v1/lookup",
+            post(
+                move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                    let st = st.clone();
+                    let (own, other) = (own.clone(), other.clone());
+                    async move {
+                        let request_id = headers.get("x-request-id").cloned();
+                        st.seen.lock().unwrap().push((headers, body));
+                        let delay = *st.delay.lock().unwrap();
+                        tokio::time::sleep(delay).await;
+                        let (status, ct, text) = st.answer.lock().unwrap().clone();
+                        let mut resp = (
+                            axum::http::StatusCode::from_u16(status).unwrap(),
+                            [(axum::http::header::CONTENT_TYPE, ct)],
+                            text.clone(),
+                        )
+                            .into_response();
+                        if let Some(id) = request_id {
+                            resp.headers_mut().insert("x-request-id", id);
+                        }
+                        let mode = *st.signing.lock().unwrap();
+                        let signer: &dyn hcgw::signing::Signer = match mode {
+                            FakeSigning::OtherGatewaysKey => other.as_ref(),
+                            _ => own.as_ref(),
+                        };
+                        if mode != FakeSigning::Unsigned {
+                            let now = chrono::Utc::now().timestamp();
+                            hcgw::signing::sign_answer(
+                                signer,
+                                status,
+                                resp.headers_mut(),
+                                text.as_bytes(),
+                                now,
+                            )
+                            .unwrap();
+                        }
+                        if mode == FakeSigning::Corrupt {
+                            use base64::Engine;
+                            let b64 = base64::engine::general_purpose::STANDARD;
+                            let sig = resp.headers()["signature"].to_str().unwrap();
+                            let inner = sig
+                                .strip_prefix("hcgw=:")
+                                .unwrap()
+                                .strip_suffix(':')
+                                .unwrap();
+                            let mut raw = b64.decode(inner).unwrap();
+                            raw[5] ^= 0x01;
+                            let flipped = format!("hcgw=:{}:", b64.encode(raw));
+                            resp.headers_mut()
+                                .insert("signature", flipped.parse().unwrap());
+                        }
+                        resp
+                    }
+                },
+            ),
+        );
     let tls = hcgw_sim::net::mtls_server_config(
         &pki().join("gateways/hcgw-jiangsu/cert.pem"),
         &pki().join("gateways/hcgw-jiangsu/key.pem"),
@@ -1701,5 +1787,149 @@ fn acts_for_is_checked_by_check_config() {
     assert_eq!(
         problems(peer_with(r#"["jiangsu", "anhui/hefei"]"#)),
         Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_peer_answer_is_used_only_when_its_signature_holds_and_its_proof_is_audited() {
+    let (port, peer) = fake_peer().await;
+    let shanghai = start(GwSpec {
+        peers: vec![PeerSpec::new("hcgw-jiangsu", port, &[Suzhou])],
+        circuit_failures: 1000,
+        ..GwSpec::new("hcgw-shanghai", &[Suishen])
+    })
+    .await;
+    let s = sim(Suzhou).find(green_clear_no_actions);
+    let as_of = chrono::Utc::now().fixed_offset().to_rfc3339();
+    let receipt_hash = "ab".repeat(32);
+    *peer.answer.lock().unwrap() = (
+        200,
+        "application/json",
+        json!({ "request_id": "x", "status": { "region": "suzhou", "color": "green", "level": "clear", "as_of": as_of },
+                "recognition": {}, "cache": { "hit": false, "age_ms": 0 }, "served_by": "hcgw-jiangsu",
+                "federation": { "decision_actions": [], "provisional": false },
+                "audit": { "seq": 41, "hash": receipt_hash } })
+        .to_string(),
+    );
+    let next = std::sync::atomic::AtomicU64::new(1);
+    let ask = async |mode: FakeSigning| {
+        *peer.signing.lock().unwrap() = mode;
+        // A new token each time: nothing comes from the cache.
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let qr = hcgw_adapters::qr::qr_text(Suzhou, &format!("{n:032x}"));
+        post(
+            "checkpoint-shanghai",
+            &shanghai,
+            "/v1/verify",
+            &json!({ "qr": qr, "checkpoint": "SH-HONGQIAO-RAIL-G12" }),
+        )
+        .await
+    };
+    for mode in [
+        FakeSigning::Corrupt,
+        FakeSigning::Unsigned,
+        FakeSigning::OtherGatewaysKey,
+    ] {
+        let (status, body) = ask(mode).await;
+        assert_eq!(status, 200, "{mode:?}: {body}");
+        assert_eq!(
+            body["recognition"]["decision"], "manual_check",
+            "{mode:?}: an answer that cannot be proved is never a pass: {body}"
+        );
+        assert_eq!(
+            body["recognition"]["cause"], "upstream_invalid_response",
+            "{mode:?}: {body}"
+        );
+    }
+    // Signed by hcgw-jiangsu's own key: used, and its proof kept in this gateway's record.
+    let (status, body) = ask(FakeSigning::Good).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["recognition"]["decision"], "pass", "{body}");
+    let jiangsu_key =
+        hcgw::signing::VerifyingKey::from_pem_file(&pki().join("signing/hcgw-jiangsu/cert.pem"))
+            .unwrap();
+    let record = shanghai
+        .audited("the record of the proved answer", |r| {
+            r["peer_answer"]["key_id"] == jiangsu_key.key_id()
+        })
+        .await;
+    let proof = &record["peer_answer"];
+    assert_eq!(record["via_peer"], "hcgw-jiangsu");
+    assert!(
+        proof["signature"].as_str().unwrap().starts_with("hcgw=:"),
+        "{proof}"
+    );
+    assert!(
+        proof["signature_input"]
+            .as_str()
+            .unwrap()
+            .contains("\"x-request-id\""),
+        "{proof}"
+    );
+    assert!(
+        proof["content_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha-256=:"),
+        "{proof}"
+    );
+    assert_eq!(proof["receipt"], json!({ "seq": 41, "hash": receipt_hash }));
+    // The refused answers were audited as errors, with no proof.
+    let refused: Vec<Value> = shanghai
+        .audit()
+        .into_iter()
+        .filter(|r| r["error"] == "upstream_invalid_response")
+        .collect();
+    assert!(refused.len() >= 3, "{refused:?}");
+    assert!(
+        refused.iter().all(|r| r.get("peer_answer").is_none()),
+        "{refused:?}"
+    );
+    let _ = s;
+}
+
+#[tokio::test]
+async fn between_real_gateways_the_forwarding_one_keeps_the_peers_signature() {
+    let (shanghai, jiangsu) = start_pair(
+        |a, j| GwSpec {
+            port: a,
+            peers: vec![PeerSpec::new("hcgw-jiangsu", j, &[Suzhou])],
+            ..GwSpec::new("hcgw-shanghai", &[Suishen])
+        },
+        |_, j| GwSpec {
+            port: j,
+            ..GwSpec::new("hcgw-jiangsu", &[Suzhou])
+        },
+    )
+    .await;
+    let s = sim(Suzhou).find(green_clear_no_actions);
+    let (status, body) = post(
+        "platform-shanghai",
+        &shanghai,
+        "/v1/lookup",
+        &json!({ "region": "suzhou", "subject": { "qr": s.qr } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let key =
+        hcgw::signing::VerifyingKey::from_pem_file(&pki().join("signing/hcgw-jiangsu/cert.pem"))
+            .unwrap();
+    let ours = shanghai
+        .audited("shanghai's record with jiangsu's proof", |r| {
+            r["peer_answer"]["key_id"] == key.key_id()
+        })
+        .await;
+    // Jiangsu's own record of the forwarded request has the same request id.
+    let theirs = jiangsu
+        .audited("jiangsu's record", |r| {
+            r["request_id"] == ours["request_id"]
+        })
+        .await;
+    assert_eq!(theirs["on_behalf_of"], "platform:shanghai");
+    assert!(
+        ours["peer_answer"]["signature_input"]
+            .as_str()
+            .unwrap()
+            .contains(key.key_id())
     );
 }

@@ -37,6 +37,8 @@ pub struct Audited {
     pub upstream_latency_ms: Option<u64>,
     /// The peer gateway that answered for the region.
     pub via_peer: Option<String>,
+    /// The peer's verified signature and receipt, for an answer fresh from a peer.
+    pub peer_proof: Option<std::sync::Arc<crate::pipeline::PeerProof>>,
 }
 
 impl Audited {
@@ -62,6 +64,7 @@ impl Audited {
             cache_hit: false,
             upstream_latency_ms: None,
             via_peer: None,
+            peer_proof: None,
         }
     }
 
@@ -77,10 +80,12 @@ impl Audited {
                 self.cache_hit = f.cache_hit;
                 self.upstream_latency_ms = f.upstream_latency.map(|d| d.as_millis() as u64);
                 self.via_peer = f.via_peer.clone();
+                self.peer_proof = f.peer_proof.clone();
             }
             Err(e) => {
                 self.error = Some(e.code);
                 self.via_peer = e.via_peer.clone();
+                self.peer_proof = e.peer_proof.clone();
                 if recognition.is_some() {
                     self.color = Some(Color::Unknown);
                 }
@@ -112,6 +117,7 @@ impl Audited {
         r.cache_hit = self.cache_hit;
         r.upstream_latency_ms = self.upstream_latency_ms;
         r.via_peer = self.via_peer;
+        r.peer_answer = self.peer_proof;
         r
     }
 }

@@ -85,6 +85,9 @@ pub struct AuditRecord {
     /// The peer this gateway forwarded the lookup to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via_peer: Option<String>,
+    /// What proves the peer's answer: its verified signature and its audit receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_answer: Option<std::sync::Arc<crate::pipeline::PeerProof>>,
     /// `lookup`, `batch` or `verify`.
     pub endpoint: &'static str,
     /// The region asked.
@@ -125,6 +128,7 @@ impl AuditRecord {
             caller,
             on_behalf_of: None,
             via_peer: None,
+            peer_answer: None,
             endpoint,
             region: None,
             subject_hash: None,

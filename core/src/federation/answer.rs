@@ -252,6 +252,7 @@ pub fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetche
         } else {
             Role::Checkpoint
         }),
+        peer_proof: None,
     })
 }
 

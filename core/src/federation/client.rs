@@ -103,6 +103,7 @@ impl Peers {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        let headers = resp.headers().clone();
         let bytes = match read_limited(resp).await {
             Ok(b) => b,
             Err(e) => return Err(transport(format!("{region}: peer {}: {e}", peer.name))),
@@ -116,12 +117,24 @@ impl Peers {
             fail_over: true,
             peer_fault: true,
         };
+        // Nothing of an answer is used before its signature holds (problem answers too).
+        let proof = match peer
+            .keys
+            .check(&peer.client, status, &headers, &bytes)
+            .await
+        {
+            Ok(p) => std::sync::Arc::new(p),
+            Err(why) => return Err(invalid(&why)),
+        };
         if status == 200 {
             if !content_type.starts_with("application/json") {
                 return Err(invalid("a 200 that is not JSON"));
             }
             return match parse_answer(&bytes, region, &peer.name) {
-                Ok(f) => Ok(f),
+                Ok(mut f) => {
+                    f.peer_proof = Some(proof);
+                    Ok(f)
+                }
                 Err(why) => Err(invalid(&why)),
             };
         }
@@ -166,6 +179,7 @@ impl Peers {
             format!("{region}: peer {} answered {}", peer.name, problem.code),
         )
         .with_region(region);
+        error.peer_proof = Some(proof);
         error.retry_after = problem
             .retry_after_s
             .or(retry_after)
@@ -192,7 +206,7 @@ fn transport_kind(e: &reqwest::Error) -> &'static str {
     }
 }
 
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+pub(super) async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
     if resp
         .content_length()
         .is_some_and(|n| n > MAX_PEER_BODY as u64)

@@ -9,12 +9,14 @@
 //! ignored.
 //!
 //! [`protocol`]: the headers and their checks; [`client`]: the HTTP call to one peer;
-//! [`answer`]: the strict parse of its answer; [`tls`]: its mTLS client settings; this
+//! [`answer`]: the strict parse of its answer; `signatures`: the check of its answers'
+//! signatures against its published keys; [`tls`]: its mTLS client settings; this
 //! module: the peers, their limits and breakers, and fail-over.
 
 pub mod answer;
 mod client;
 pub mod protocol;
+mod signatures;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -46,6 +48,8 @@ struct Peer {
     limiter: RateLimiter,
     /// Calls in flight to this peer at most (`max_concurrency`).
     in_flight: tokio::sync::Semaphore,
+    /// Its answer-signing keys.
+    keys: signatures::PeerKeys,
 }
 
 /// The peer gateways of this gateway.
@@ -116,7 +120,9 @@ impl Peers {
             .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let anchors = crate::pki::pem::load_certs(&entry.ca).map_err(|e| e.to_string())?;
         Ok(Peer {
+            keys: signatures::PeerKeys::new(&entry.name, &entry.url, anchors),
             name: entry.name.clone(),
             lookup_url: format!("{}/v1/lookup", entry.url.trim_end_matches('/')),
             client,

@@ -323,6 +323,7 @@ impl LookupService {
                 upstream_latency: Some(latency),
                 via_peer: None,
                 peer_view: None,
+                peer_proof: None,
             }),
             Err(e) => {
                 if e.is_upstream_failure() {

@@ -27,6 +27,8 @@ pub struct LookupError {
     /// The peer gateway the lookup was forwarded to, when the error came from or through
     /// it (for the audit trail; not shown to the caller).
     pub via_peer: Option<String>,
+    /// A peer's verified signature and receipt, when the error is a peer's signed answer.
+    pub peer_proof: Option<Arc<super::PeerProof>>,
     /// The underlying error (a region adapter's, a peer call's), when there is one.
     #[source]
     pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
@@ -55,6 +57,7 @@ impl LookupError {
             region: None,
             retry_after: None,
             via_peer: None,
+            peer_proof: None,
             cause: None,
         }
     }

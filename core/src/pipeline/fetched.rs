@@ -21,4 +21,36 @@ pub struct Fetched {
     /// For answers of a peer: the view the peer returned (`checkpoint` when it withheld
     /// reasons and source). A checkpoint view must not be served to a platform caller.
     pub peer_view: Option<crate::config::Role>,
+    /// For answers fresh from a peer: its verified signature and its audit receipt.
+    pub peer_proof: Option<std::sync::Arc<PeerProof>>,
+}
+
+/// What proves what a peer gateway answered (issue 15, docs/proofs.md): the RFC 9421
+/// signature it put on its answer, verified here before the answer was used, and the
+/// receipt of the peer's own audit record. Kept in this gateway's audit record.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PeerProof {
+    /// The peer's signing key id.
+    pub key_id: String,
+    /// The signature's `created`.
+    pub created: i64,
+    /// The answer's `Signature-Input` header.
+    pub signature_input: String,
+    /// The answer's `Signature` header.
+    pub signature: String,
+    /// The answer's `Content-Digest` header (the hash of the body the signature covers).
+    pub content_digest: String,
+    /// The peer's audit receipt, when its answer carried one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<PeerReceipt>,
+}
+
+/// The `audit` member of a peer's answer: where its own record of the answer is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerReceipt {
+    /// The record's sequence number in the peer's trail.
+    pub seq: u64,
+    /// The record line's hash (lowercase hex SHA-256).
+    pub hash: String,
 }

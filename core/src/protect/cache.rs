@@ -326,6 +326,7 @@ fn served(region: RegionId, entry: &Entry, age: Duration) -> Result<Fetched, Loo
             upstream_latency: None,
             via_peer: entry.via_peer.clone(),
             peer_view: entry.peer_view,
+            peer_proof: None,
         }),
         Outcome::NotFound => Err(not_found(region, entry.via_peer.clone())),
     }
@@ -371,6 +372,7 @@ mod tests {
             upstream_latency: Some(Duration::from_millis(3)),
             via_peer: None,
             peer_view: None,
+            peer_proof: None,
         }
     }
 

@@ -67,7 +67,8 @@ impl SigningKey {
     /// certificate of the file); fails unless the two belong together.
     pub fn from_files(key_path: &Path, cert_path: &Path) -> Result<SigningKey, SignatureError> {
         let key = pem::load_key(key_path)?;
-        let cert = pem::load_certs(cert_path)?.remove(0);
+        let mut certs = pem::load_certs(cert_path)?;
+        let cert = certs.remove(0);
         let unsupported = || SignatureError::UnsupportedKey {
             path: key_path.display().to_string(),
         };
@@ -86,7 +87,8 @@ impl SigningKey {
         } else {
             return Err(unsupported());
         };
-        let public = VerifyingKey::from_der(cert)?;
+        let mut public = VerifyingKey::from_der(cert)?;
+        public.chain = certs;
         let own = match &pair {
             Pair::Ecdsa(p) => p.public_key().as_ref().to_vec(),
             Pair::Ed25519(p) => p.public_key().as_ref().to_vec(),
@@ -136,7 +138,13 @@ pub struct VerifyingKey {
     /// The raw public key: the uncompressed P-256 point (65 bytes) or Ed25519's 32 bytes.
     public_key: Vec<u8>,
     cert: CertificateDer<'static>,
+    /// The certificates after it in its file (its issuers), published with it.
+    chain: Vec<CertificateDer<'static>>,
 }
+
+/// The DER content of RFC 9336's id-kp-documentSigning, 1.3.6.1.5.5.7.3.36: the extended
+/// key usage a peer's answer-signing certificate must carry.
+const EKU_DOCUMENT_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
 
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_P256: &str = "1.2.840.10045.3.1.7";
@@ -176,20 +184,83 @@ impl VerifyingKey {
             key_id,
             public_key,
             cert,
+            chain: Vec::new(),
         })
     }
 
-    /// The key of the first certificate of a PEM file.
-    pub fn from_pem_file(path: &Path) -> Result<VerifyingKey, SignatureError> {
-        VerifyingKey::from_der(pem::load_certs(path)?.remove(0))
+    fn with_chain(mut certs: Vec<CertificateDer<'static>>) -> Result<VerifyingKey, SignatureError> {
+        if certs.is_empty() {
+            return Err(SignatureError::UnsupportedCertificate(
+                "no PEM certificate".into(),
+            ));
+        }
+        let leaf = certs.remove(0);
+        let mut key = VerifyingKey::from_der(leaf)?;
+        key.chain = certs;
+        Ok(key)
     }
 
-    /// The key of the first certificate of PEM text.
+    /// The key of the first certificate of a PEM file (the others are its chain).
+    pub fn from_pem_file(path: &Path) -> Result<VerifyingKey, SignatureError> {
+        VerifyingKey::with_chain(pem::load_certs(path)?)
+    }
+
+    /// The key of the first certificate of PEM text (the others are its chain).
     pub fn from_pem(text: &str) -> Result<VerifyingKey, SignatureError> {
         use rustls_pki_types::pem::PemObject;
-        let cert = CertificateDer::from_pem_slice(text.as_bytes())
-            .map_err(|_| SignatureError::UnsupportedCertificate("no PEM certificate".into()))?;
-        VerifyingKey::from_der(cert)
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(text.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|_| SignatureError::UnsupportedCertificate("unreadable PEM".into()))?;
+        VerifyingKey::with_chain(certs)
+    }
+
+    /// Checks that the certificate was issued, through its chain, by one of `anchors` for
+    /// document signing (RFC 9336), is valid now, and names `gateway` as its common name:
+    /// what a gateway asks of a peer's answer-signing key before it trusts its answers.
+    pub fn check_issued_to(
+        &self,
+        anchors: &[CertificateDer<'static>],
+        gateway: &str,
+    ) -> Result<(), SignatureError> {
+        let bad = |m: String| SignatureError::UnsupportedCertificate(m);
+        let anchors: Vec<_> = anchors
+            .iter()
+            .filter_map(|a| webpki::anchor_from_trusted_cert(a).ok())
+            .collect();
+        let ee = webpki::EndEntityCert::try_from(&self.cert)
+            .map_err(|e| bad(format!("unusable certificate: {e}")))?;
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &self.chain,
+            rustls_pki_types::UnixTime::now(),
+            // Checked on every certificate of the path (an issuer without the extension
+            // is fine); that the leaf itself carries it is checked below.
+            webpki::KeyUsage::required_if_present(EKU_DOCUMENT_SIGNING),
+            None,
+            None,
+        )
+        .map_err(|e| {
+            bad(format!(
+                "not issued by the peer's CA for document signing: {e}"
+            ))
+        })?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&self.cert)
+            .map_err(|_| bad("not an X.509 certificate".into()))?;
+        let document_signing = parsed
+            .extended_key_usage()
+            .ok()
+            .flatten()
+            .is_some_and(|e| e.value.other.iter().any(|o| o.as_bytes() == EKU_DOCUMENT_SIGNING));
+        if !document_signing {
+            return Err(bad("it is not issued for document signing".into()));
+        }
+        let mut names = parsed.subject().iter_common_name();
+        let cn = names.next().and_then(|c| c.as_str().ok());
+        if cn != Some(gateway) || names.next().is_some() {
+            return Err(bad(format!("its common name is not {gateway}")));
+        }
+        Ok(())
     }
 
     /// The algorithm.
@@ -207,15 +278,18 @@ impl VerifyingKey {
         &self.cert
     }
 
-    /// The certificate as PEM text.
+    /// The certificate and its chain as PEM text.
     pub fn certificate_pem(&self) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(self.cert.as_ref());
-        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).unwrap_or_default());
-            out.push('\n');
+        let mut out = String::new();
+        for cert in std::iter::once(&self.cert).chain(&self.chain) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+            out.push_str("-----BEGIN CERTIFICATE-----\n");
+            for line in b64.as_bytes().chunks(64) {
+                out.push_str(std::str::from_utf8(line).unwrap_or_default());
+                out.push('\n');
+            }
+            out.push_str("-----END CERTIFICATE-----\n");
         }
-        out.push_str("-----END CERTIFICATE-----\n");
         out
     }
 

@@ -137,3 +137,22 @@ fn algorithm_names_round_trip() {
     }
     assert_eq!(SigAlgorithm::from_name("hmac-sha256"), None);
 }
+
+#[test]
+fn dev_pki_signing_certificates_are_issued_to_their_gateway() {
+    let pki = Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs/dev");
+    if !pki.join("signing/hcgw-jiangsu/cert.pem").exists() {
+        return;
+    }
+    let anchors = crate::pki::pem::load_certs(&pki.join("root/ca.pem")).unwrap();
+    let key = VerifyingKey::from_pem_file(&pki.join("signing/hcgw-jiangsu/cert.pem")).unwrap();
+    key.check_issued_to(&anchors, "hcgw-jiangsu").unwrap();
+    assert!(key.check_issued_to(&anchors, "hcgw-zhejiang").is_err());
+    // The gateway's TLS certificate is not a signing certificate.
+    let tls = VerifyingKey::from_pem_file(&pki.join("gateways/hcgw-jiangsu/cert.pem")).unwrap();
+    let err = tls.check_issued_to(&anchors, "hcgw-jiangsu").unwrap_err();
+    assert!(err.to_string().contains("document signing"), "{err}");
+    // Nor is a certificate of another CA.
+    let other = crate::pki::pem::load_certs(&pki.join("untrusted/ca.pem")).unwrap();
+    assert!(key.check_issued_to(&other, "hcgw-jiangsu").is_err());
+}
