@@ -873,3 +873,92 @@ async fn a_served_gateway_takes_its_name_from_the_environment() {
         "the name from HCGW_GATEWAY__NAME is used: {logs}"
     );
 }
+
+/// `[shutdown] drain_s` (0..=3600), `grace_s` (1..=3600) and `[access_log]
+/// sample_cache_hits` (1..=1000000): each value out of range is a problem naming its field
+/// and range, the bounds themselves are accepted, and `hcgw check-config` fails on one
+/// naming the field; a wrong type or an unknown key in either section is refused too.
+#[test]
+fn shutdown_and_access_log_values_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let with = |section: &str, body: &str| format!("{}\n[{section}]\n{body}\n", base(d));
+    let out_of_range = [
+        (
+            "shutdown",
+            "drain_s = 3601",
+            "shutdown.drain_s",
+            "between 0 and 3600",
+        ),
+        (
+            "shutdown",
+            "grace_s = 0",
+            "shutdown.grace_s",
+            "between 1 and 3600",
+        ),
+        (
+            "shutdown",
+            "grace_s = 3601",
+            "shutdown.grace_s",
+            "between 1 and 3600",
+        ),
+        (
+            "access_log",
+            "sample_cache_hits = 0",
+            "access_log.sample_cache_hits",
+            "between 1 (log every cached hit) and 1000000",
+        ),
+        (
+            "access_log",
+            "sample_cache_hits = 1000001",
+            "access_log.sample_cache_hits",
+            "between 1 (log every cached hit) and 1000000",
+        ),
+    ];
+    for (section, body, path, range) in out_of_range {
+        let found = problems(&with(section, body), d);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.path == path && p.message.contains(range)),
+            "{body}: expected `{path}: … {range}`, got {found:?}"
+        );
+        assert_eq!(found.len(), 1, "{body}: only that problem: {found:?}");
+    }
+    for (section, body) in [
+        ("shutdown", "drain_s = 0\ngrace_s = 1"),
+        ("shutdown", "drain_s = 3600\ngrace_s = 3600"),
+        ("access_log", "sample_cache_hits = 1"),
+        ("access_log", "sample_cache_hits = 1000000\nenabled = false"),
+    ] {
+        let found = problems(&with(section, body), d);
+        assert!(found.is_empty(), "{body}: {found:?}");
+    }
+    for (section, body, path) in [
+        ("shutdown", "drain_s = -1", "shutdown"),
+        ("shutdown", "grace_s = \"25s\"", "shutdown"),
+        ("shutdown", "drian_s = 5", "shutdown"),
+        ("access_log", "enabled = \"yes\"", "access_log"),
+        ("access_log", "sampling = 10", "access_log"),
+    ] {
+        let found = problems(&with(section, body), d);
+        assert!(
+            found.iter().any(|p| p.path.starts_with(path)),
+            "{body}: expected a problem at `{path}`, got {found:?}"
+        );
+    }
+    // The command line: exit 1, the field and its range on stderr.
+    let file = d.join("bad-grace.toml");
+    std::fs::write(&file, with("shutdown", "drain_s = 10\ngrace_s = 0")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("shutdown.grace_s") && err.contains("between 1 and 3600"),
+        "{err}"
+    );
+}
