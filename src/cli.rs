@@ -116,9 +116,9 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Check the hash chain of audit files (directories: their `audit-*.jsonl` files),
-    /// sorted by name, as one chain. One directory holding no trail itself but trails in
-    /// its subdirectories (`var/audit` of a federation): each trail on its own, reported
-    /// per trail. Exit 0 when intact, 1 naming the file and line.
+    /// sorted by name, as one chain. One directory with trails in its subdirectories
+    /// (`var/audit` of a federation): each trail (its own files, if any, being one) on
+    /// its own, reported per trail. Exit 0 when intact, 1 naming the file and line.
     Verify {
         /// Audit files or directories.
         #[arg(required = true)]
@@ -272,10 +272,12 @@ fn probe(url: &str, timeout: Duration) -> Result<(), String> {
 fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> ExitCode {
     if let [dir] = paths
         && dir.is_dir()
-        && crate::audit::trail_files(dir).is_ok_and(|f| f.is_empty())
-        && let Ok(trails) = crate::audit::trails_below(dir)
-        && !trails.is_empty()
+        && let Ok(below) = crate::audit::trails_below(dir)
+        && !below.is_empty()
     {
+        // DIR's own files (the dev configuration's trail) are one more trail.
+        let own = crate::audit::trail_files(dir).is_ok_and(|f| !f.is_empty());
+        let trails: Vec<PathBuf> = own.then(|| dir.clone()).into_iter().chain(below).collect();
         return audit_verify_trails(dir, &trails, checkpoints);
     }
     let result = crate::audit::collect_files(paths)
@@ -292,8 +294,9 @@ fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> 
     }
 }
 
-/// `hcgw audit verify DIR` where DIR's subdirectories hold the trails: each verified on its
-/// own (a checkpoint belongs to one trail, so naming one here is refused).
+/// `hcgw audit verify DIR` where DIR's subdirectories hold trails (and DIR perhaps one
+/// itself, shown as `.`): each verified on its own (a checkpoint belongs to one trail, so
+/// naming one here is refused).
 fn audit_verify_trails(
     dir: &std::path::Path,
     trails: &[PathBuf],
@@ -301,7 +304,11 @@ fn audit_verify_trails(
 ) -> ExitCode {
     let names: Vec<String> = trails
         .iter()
-        .map(|t| t.strip_prefix(dir).unwrap_or(t).display().to_string())
+        .map(|t| match t.strip_prefix(dir) {
+            Ok(rel) if rel.as_os_str().is_empty() => ".".to_owned(),
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => t.display().to_string(),
+        })
         .collect();
     if !checkpoints.is_empty() {
         eprintln!(

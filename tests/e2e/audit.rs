@@ -517,10 +517,10 @@ fn chain_checkpoints_are_logged() {
 }
 
 /// `hcgw audit verify DIR` where DIR holds one trail per gateway in subdirectories (as
-/// `var/audit` of the federation configurations does): each trail is verified on its own
-/// and reported by name; a broken one fails the run naming it; a checkpoint, which belongs
-/// to one trail, is refused naming the trails; several arguments keep the one-chain meaning
-/// and say where the trails are.
+/// `var/audit` of the federation configurations does): each trail (DIR's own files being
+/// one more) is verified on its own and reported by name; a broken one fails the run
+/// naming it; a checkpoint, which belongs to one trail, is refused naming the trails;
+/// several arguments keep the one-chain meaning and say where the trails are.
 #[tokio::test]
 async fn verify_of_a_directory_of_trails_checks_each_trail() {
     let root = tempfile::tempdir().unwrap();
@@ -565,7 +565,17 @@ async fn verify_of_a_directory_of_trails_checks_each_trail() {
         "{err}"
     );
 
-    // One trail broken: the run fails, naming that trail and the line; the other is reported.
+    // A trail in the directory itself (the dev configuration writes to var/audit) is one
+    // more, shown as `.`.
+    write_trail(root.path(), 5, 1500).await;
+    let o = verify(&[root.path()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains(".: chain intact: 5 records"), "{out}");
+    assert!(out.contains("3 trails, all intact"), "{out}");
+
+    // One trail broken: the run fails, naming that trail and the line; the others are
+    // reported.
     let files = hcgw::audit::trail_files(&b).unwrap();
     let text = std::fs::read_to_string(&files[0]).unwrap();
     let mut ls: Vec<String> = text.lines().map(String::from).collect();
@@ -584,5 +594,5 @@ async fn verify_of_a_directory_of_trails_checks_each_trail() {
         err.contains("nested/hcgw-jiangsu: ") && err.contains(&at(&files[0], 2)),
         "{err}"
     );
-    assert!(err.contains("1 of 2 trails broken"), "{err}");
+    assert!(err.contains("1 of 3 trails broken"), "{err}");
 }
