@@ -10,7 +10,11 @@
 #    (check-jsonschema's vendored compose-spec), with two replicas of distinct names and
 #    audit volumes, scraped by Prometheus;
 #  - both deployments' hcgw.toml pass `hcgw check-config` with the dev PKI laid out as the
-#    deployments mount it and the environment the manifests set.
+#    deployments mount it and the environment the manifests set;
+#  - the time the engine gives a stopping replica covers its drain and grace of that
+#    effective configuration: Kubernetes terminationGracePeriodSeconds and Compose
+#    stop_grace_period >= shutdown.drain_s + shutdown.grace_s (a copy off by one second
+#    must be refused: the check can fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C
@@ -142,7 +146,8 @@ mkdir -p "$work/compose/audit"
 cp deploy/compose/hcgw.toml "$work/compose/hcgw.toml"
 ln -s "$pki" "$work/compose/certs"
 HCGW_GATEWAY__NAME=hcgw-1 HCGW_AUDIT__DIR="$work/compose/audit" \
-  "$hcgw" check-config "$work/compose/hcgw.toml" || die "deploy/compose/hcgw.toml"
+  "$hcgw" check-config --print "$work/compose/hcgw.toml" >"$work/compose/effective.toml" \
+  || die "deploy/compose/hcgw.toml"
 # Kubernetes mounts the Secrets flat, as deploy/kubernetes/dev/make-secrets.sh makes them.
 mkdir -p "$work/k8s/certs" "$work/k8s/secrets" "$work/k8s/audit"
 cp "$work/k8s-hcgw.toml" "$work/k8s/hcgw.toml"
@@ -158,5 +163,71 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
 PY
 kubernetes-validate --quiet --strict -k 1.31.0 "$work/secrets.yaml" || die "make-secrets.sh output"
 env $(grep -v '^HCGW_AUDIT__DIR=' "$work/k8s.env") HCGW_AUDIT__DIR="$work/k8s/audit" \
-  "$hcgw" check-config "$work/k8s/hcgw.toml" || die "the Kubernetes ConfigMap's hcgw.toml"
+  "$hcgw" check-config --print "$work/k8s/hcgw.toml" >"$work/k8s/effective.toml" \
+  || die "the Kubernetes ConfigMap's hcgw.toml"
+say "both configurations pass check-config"
+
+# --- A stopping replica gets at least drain_s + grace_s ---------------------------------
+# grace_check k8s|compose MANIFEST EFFECTIVE_TOML [SHIFT]: the manifest's stop time against
+# the effective configuration's drain_s + grace_s (defaults 5 and 25 as in
+# core/src/config/mod.rs ShutdownSection when the file leaves them out; a Compose
+# service's HCGW_SHUTDOWN__* environment overrides apply). SHIFT (self-test) checks
+# a copy (in memory) whose stop time is drain_s + grace_s + SHIFT.
+grace_check() {
+  python3 - "$@" <<'PY'
+import re, sys, tomllib, yaml
+kind, manifest, effective = sys.argv[1:4]
+shift = int(sys.argv[4]) if len(sys.argv) > 4 else None
+shutdown = tomllib.load(open(effective, "rb")).get("shutdown", {})
+def need(env=None):
+    env = env or {}
+    drain = int(env.get("HCGW_SHUTDOWN__DRAIN_S", shutdown.get("drain_s", 5)))
+    grace = int(env.get("HCGW_SHUTDOWN__GRACE_S", shutdown.get("grace_s", 25)))
+    return drain + grace, f"drain_s {drain} + grace_s {grace}"
+def seconds(d):
+    parts = re.fullmatch(r"((\d+)h)?((\d+)m(?!s))?((\d+)s)?((\d+)ms)?", str(d).strip())
+    assert parts and str(d).strip(), f"stop_grace_period {d!r}: not a duration"
+    h, m, s, ms = (int(parts.group(i) or 0) for i in (2, 4, 6, 8))
+    return h * 3600 + m * 60 + s + ms / 1000
+bad = []
+if kind == "k8s":
+    docs = [d for d in yaml.safe_load_all(open(manifest)) if d]
+    pod = next(d for d in docs if d["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env", []) if "value" in e}
+    total, what = need(env)
+    if shift is not None:
+        pod["terminationGracePeriodSeconds"] = total + shift
+    have = pod.get("terminationGracePeriodSeconds", 30)
+    if have < total:
+        bad.append(f"terminationGracePeriodSeconds {have} < {what}")
+else:
+    c = yaml.safe_load(open(manifest))
+    for name, svc in c["services"].items():
+        env = svc.get("environment") or {}
+        if not isinstance(env, dict) or "HCGW_GATEWAY__NAME" not in env:
+            continue
+        total, what = need(env)
+        if shift is not None:
+            svc["stop_grace_period"] = f"{total + shift}s"
+        have = seconds(svc.get("stop_grace_period", "10s"))
+        if have < total:
+            bad.append(f"{name}: stop_grace_period {have:g}s < {what}")
+for b in bad:
+    print(f"{manifest}: {b}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+grace_check k8s "$work/k8s.yaml" "$work/k8s/effective.toml" \
+  || die "Kubernetes: a stopping pod is killed before its drain and grace end"
+grace_check compose deploy/compose/compose.yaml "$work/compose/effective.toml" \
+  || die "Compose: a stopping replica is killed before its drain and grace end"
+for kind in k8s compose; do
+  manifest=$([[ $kind == k8s ]] && echo "$work/k8s.yaml" || echo deploy/compose/compose.yaml)
+  grace_check "$kind" "$manifest" "$work/$kind/effective.toml" 0 \
+    || die "$kind: a stop time of exactly drain_s + grace_s was refused"
+  if grace_check "$kind" "$manifest" "$work/$kind/effective.toml" -1 2>/dev/null; then
+    die "$kind: a stop time one second short of drain_s + grace_s was accepted: the check cannot fail"
+  fi
+done
+say "stop times cover drain_s + grace_s (Kubernetes, Compose); one second short is refused"
 say "ok"

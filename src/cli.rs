@@ -116,7 +116,9 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Check the hash chain of audit files (directories: their `audit-*.jsonl` files),
-    /// sorted by name, as one chain. Exit 0 when intact, 1 naming the file and line.
+    /// sorted by name, as one chain. One directory with trails in its subdirectories
+    /// (`var/audit` of a federation): each trail (its own files, if any, being one) on
+    /// its own, reported per trail. Exit 0 when intact, 1 naming the file and line.
     Verify {
         /// Audit files or directories.
         #[arg(required = true)]
@@ -268,6 +270,16 @@ fn probe(url: &str, timeout: Duration) -> Result<(), String> {
 }
 
 fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> ExitCode {
+    if let [dir] = paths
+        && dir.is_dir()
+        && let Ok(below) = crate::audit::trails_below(dir)
+        && !below.is_empty()
+    {
+        // DIR's own files (the dev configuration's trail) are one more trail.
+        let own = crate::audit::trail_files(dir).is_ok_and(|f| !f.is_empty());
+        let trails: Vec<PathBuf> = own.then(|| dir.clone()).into_iter().chain(below).collect();
+        return audit_verify_trails(dir, &trails, checkpoints);
+    }
     let result = crate::audit::collect_files(paths)
         .and_then(|files| crate::audit::verify_with_checkpoints(&files, checkpoints));
     match result {
@@ -279,6 +291,56 @@ fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> 
             eprintln!("hcgw audit verify: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `hcgw audit verify DIR` where DIR's subdirectories hold trails (and DIR perhaps one
+/// itself, shown as `.`): each verified on its own (a checkpoint belongs to one trail, so
+/// naming one here is refused).
+fn audit_verify_trails(
+    dir: &std::path::Path,
+    trails: &[PathBuf],
+    checkpoints: &[crate::audit::Checkpoint],
+) -> ExitCode {
+    let names: Vec<String> = trails
+        .iter()
+        .map(|t| match t.strip_prefix(dir) {
+            Ok(rel) if rel.as_os_str().is_empty() => ".".to_owned(),
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => t.display().to_string(),
+        })
+        .collect();
+    if !checkpoints.is_empty() {
+        eprintln!(
+            "hcgw audit verify: {}: holds {} trails ({}); a --checkpoint belongs to one: name its directory",
+            dir.display(),
+            trails.len(),
+            names.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut broken = 0;
+    for (trail, name) in trails.iter().zip(&names) {
+        let result = crate::audit::collect_files(std::slice::from_ref(trail))
+            .and_then(|files| crate::audit::verify_files(&files));
+        match result {
+            Ok(report) => println!("{name}: {report}"),
+            Err(e) => {
+                broken += 1;
+                eprintln!("hcgw audit verify: {name}: {e}");
+            }
+        }
+    }
+    if broken == 0 {
+        println!("{}: {} trails, all intact", dir.display(), trails.len());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "hcgw audit verify: {}: {broken} of {} trails broken",
+            dir.display(),
+            trails.len()
+        );
+        ExitCode::FAILURE
     }
 }
 

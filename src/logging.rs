@@ -1,5 +1,9 @@
 //! Structured logs via tracing: pretty or JSON lines, filter from configuration
-//! (`RUST_LOG` overrides). Request ids are recorded on each request's span.
+//! (`RUST_LOG` overrides). Request ids are recorded on each request's span. Pretty lines
+//! are coloured only when standard error is a terminal (and `NO_COLOR` is unset), so a
+//! redirected log holds no ANSI escapes.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -18,8 +22,14 @@ pub fn init(format: LogFormat, level: &str) {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        LogFormat::Pretty => builder.compact().with_ansi(colour()).try_init(),
     };
+}
+
+/// Whether pretty lines are coloured: standard error (where they go) is a terminal and
+/// `NO_COLOR` is not set.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// `filter` with the access log's lines ([`crate::api::access_log::TARGET`]) at `info`, whatever

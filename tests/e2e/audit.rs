@@ -515,3 +515,84 @@ fn chain_checkpoints_are_logged() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stdout(&o).contains(hash), "{}", stdout(&o));
 }
+
+/// `hcgw audit verify DIR` where DIR holds one trail per gateway in subdirectories (as
+/// `var/audit` of the federation configurations does): each trail (DIR's own files being
+/// one more) is verified on its own and reported by name; a broken one fails the run
+/// naming it; a checkpoint, which belongs to one trail, is refused naming the trails;
+/// several arguments keep the one-chain meaning and say where the trails are.
+#[tokio::test]
+async fn verify_of_a_directory_of_trails_checks_each_trail() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        root.path().join("hcgw-shanghai"),
+        root.path().join("nested/hcgw-jiangsu"),
+    );
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+        write_trail(d, 20, 1500).await;
+    }
+    // Noise that is no trail.
+    std::fs::create_dir_all(root.path().join("empty")).unwrap();
+    std::fs::write(root.path().join("README"), "not a trail").unwrap();
+
+    let o = verify(&[root.path()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    for name in [
+        "hcgw-shanghai: chain intact: 20 records",
+        "nested/hcgw-jiangsu: chain intact: 20 records",
+    ] {
+        assert!(out.contains(name), "{name} in: {out}");
+    }
+    assert!(out.contains("2 trails, all intact"), "{out}");
+
+    // A checkpoint cannot apply to two trails.
+    let o = verify_with(root.path(), &[format!("1:{}", "0".repeat(64))]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("hcgw-shanghai, nested/hcgw-jiangsu") && err.contains("--checkpoint"),
+        "{err}"
+    );
+
+    // Together with another argument: one chain, and the error says where the trails are.
+    let o = verify(&[root.path(), &a]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("trails are in its subdirectories hcgw-shanghai, nested/hcgw-jiangsu"),
+        "{err}"
+    );
+
+    // A trail in the directory itself (the dev configuration writes to var/audit) is one
+    // more, shown as `.`.
+    write_trail(root.path(), 5, 1500).await;
+    let o = verify(&[root.path()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains(".: chain intact: 5 records"), "{out}");
+    assert!(out.contains("3 trails, all intact"), "{out}");
+
+    // One trail broken: the run fails, naming that trail and the line; the others are
+    // reported.
+    let files = hcgw::audit::trail_files(&b).unwrap();
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let mut ls: Vec<String> = text.lines().map(String::from).collect();
+    ls[1] = ls[1].replacen("\"pass\"", "\"deny\"", 1);
+    assert_ne!(
+        ls[1],
+        text.lines().nth(1).unwrap(),
+        "the record was changed"
+    );
+    write_lines(&files[0], &ls);
+    let o = verify(&[root.path()]);
+    assert_eq!(o.status.code(), Some(1));
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(out.contains("hcgw-shanghai: chain intact"), "{out}");
+    assert!(
+        err.contains("nested/hcgw-jiangsu: ") && err.contains(&at(&files[0], 2)),
+        "{err}"
+    );
+    assert!(err.contains("1 of 3 trails broken"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! The command line's tools for operators and packagers: `hcgw healthcheck` (the container
-//! image's HEALTHCHECK), `hcgw completions <shell>`, `hcgw man`, `hcgw --version`.
+//! image's HEALTHCHECK), `hcgw completions <shell>`, `hcgw man`, `hcgw --version`; logs
+//! redirected to a file are free of colour escapes.
 
 use std::process::{Command, Output};
 
@@ -127,5 +128,43 @@ fn version_is_the_crate_version() {
     assert_eq!(
         stdout(&out).trim(),
         format!("hcgw {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// `log_format = "pretty"` with standard error and output redirected to a file (no
+/// terminal): the lines are there, without a single ANSI escape.
+#[tokio::test]
+async fn pretty_logs_redirected_to_a_file_carry_no_colour_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(&TlsPaths::standard(), &dir.path().join("audit"), "").replace(
+        "log_level = \"warn\"",
+        "log_level = \"info\"\nlog_format = \"pretty\"",
+    );
+    assert!(text.contains("log_format = \"pretty\""));
+    let config = dir.path().join("hcgw.toml");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("hcgw.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    eventually(20, "the gateway logs that it listens", async || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("gateway listening"))
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let bytes = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("INFO"), "{text}");
+    assert!(
+        !bytes.contains(&0x1b),
+        "ANSI escapes in a redirected log: {text:?}"
     );
 }

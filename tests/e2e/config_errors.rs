@@ -320,20 +320,95 @@ fn inline_or_misplaced_secrets_never_appear_in_messages() {
     assert!(!all.contains("4d3c2b1a"), "secret leaked: {all}");
 }
 
+/// Every configuration shipped under `config/` (`dev.toml`, `federation/*.toml`,
+/// `shared-tier/*.toml`, and any added later) passes `check-config` once the dev PKI exists
+/// in `certs/dev`; only the production template, which names files of a real deployment,
+/// is checked apart (below).
 #[test]
-fn check_config_accepts_the_shipped_dev_configuration() {
-    // config/dev.toml points at certs/dev; make sure it exists for this check.
+fn check_config_accepts_every_shipped_configuration() {
     hcgw_sim::dev_pki::run_quiet(&repo(), &repo().join("certs/dev")).expect("certs/dev-pki.sh");
-    let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
-        .arg("check-config")
-        .arg(repo().join("config/dev.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repo().join("config"), &mut files);
+    files.retain(|f| !f.ends_with("production.example.toml"));
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(repo()).unwrap().display().to_string())
+        .collect();
+    for expected in [
+        "config/dev.toml",
+        "config/federation/shanghai.toml",
+        "config/shared-tier/a.toml",
+        "config/shared-tier/b.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not found: {names:?}"
+        );
+    }
+    for file in &files {
+        let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+            .arg("check-config")
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `config/shared-tier/`: two replicas of one gateway on one Redis, differing only where
+/// two processes on one machine must (name, ports, audit directory), with every relative
+/// path resolving inside the repository.
+#[test]
+fn the_shared_tier_pair_are_two_replicas_of_one_gateway() {
+    hcgw_sim::dev_pki::run_quiet(&repo(), &repo().join("certs/dev")).expect("certs/dev-pki.sh");
+    let load = |f: &str| hcgw::config::load(&repo().join("config/shared-tier").join(f)).unwrap();
+    let (a, b) = (load("a.toml"), load("b.toml"));
+    assert_ne!(a.gateway.name, b.gateway.name);
+    assert_ne!(a.listener.addr, b.listener.addr);
+    assert_ne!(a.admin.addr, b.admin.addr);
+    assert_ne!(a.audit.dir, b.audit.dir);
+    for c in [&a, &b] {
+        assert!(c.redis.enabled, "{}", c.gateway.name);
+        assert!(
+            c.audit
+                .dir
+                .starts_with(repo().join("config/shared-tier/../../var/audit"))
+        );
+        assert!(c.tls.cert.exists(), "{}", c.tls.cert.display());
+    }
+    assert_eq!(a.redis.url, b.redis.url);
+    let dev = hcgw::config::load(&repo().join("config/dev.toml")).unwrap();
+    let regions = |c: &hcgw::config::Config| c.regions.keys().copied().collect::<Vec<_>>();
+    assert_eq!(regions(&a), regions(&dev));
+    assert_eq!(regions(&b), regions(&dev));
+    // Apart from the four lines that must differ, the two files are the same.
+    let text =
+        |f: &str| std::fs::read_to_string(repo().join("config/shared-tier").join(f)).unwrap();
+    let (ta, tb) = (text("a.toml"), text("b.toml"));
+    let differing: Vec<(&str, &str)> = ta
+        .lines()
+        .zip(tb.lines())
+        .filter(|(x, y)| x != y && !x.starts_with('#'))
+        .collect();
+    assert_eq!(differing.len(), 4, "{differing:?}");
+    assert_eq!(ta.lines().count(), tb.lines().count());
 }
 
 #[tokio::test]
@@ -796,5 +871,94 @@ async fn a_served_gateway_takes_its_name_from_the_environment() {
     assert!(
         logs.contains("hcgw-from-env-7"),
         "the name from HCGW_GATEWAY__NAME is used: {logs}"
+    );
+}
+
+/// `[shutdown] drain_s` (0..=3600), `grace_s` (1..=3600) and `[access_log]
+/// sample_cache_hits` (1..=1000000): each value out of range is a problem naming its field
+/// and range, the bounds themselves are accepted, and `hcgw check-config` fails on one
+/// naming the field; a wrong type or an unknown key in either section is refused too.
+#[test]
+fn shutdown_and_access_log_values_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let with = |section: &str, body: &str| format!("{}\n[{section}]\n{body}\n", base(d));
+    let out_of_range = [
+        (
+            "shutdown",
+            "drain_s = 3601",
+            "shutdown.drain_s",
+            "between 0 and 3600",
+        ),
+        (
+            "shutdown",
+            "grace_s = 0",
+            "shutdown.grace_s",
+            "between 1 and 3600",
+        ),
+        (
+            "shutdown",
+            "grace_s = 3601",
+            "shutdown.grace_s",
+            "between 1 and 3600",
+        ),
+        (
+            "access_log",
+            "sample_cache_hits = 0",
+            "access_log.sample_cache_hits",
+            "between 1 (log every cached hit) and 1000000",
+        ),
+        (
+            "access_log",
+            "sample_cache_hits = 1000001",
+            "access_log.sample_cache_hits",
+            "between 1 (log every cached hit) and 1000000",
+        ),
+    ];
+    for (section, body, path, range) in out_of_range {
+        let found = problems(&with(section, body), d);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.path == path && p.message.contains(range)),
+            "{body}: expected `{path}: … {range}`, got {found:?}"
+        );
+        assert_eq!(found.len(), 1, "{body}: only that problem: {found:?}");
+    }
+    for (section, body) in [
+        ("shutdown", "drain_s = 0\ngrace_s = 1"),
+        ("shutdown", "drain_s = 3600\ngrace_s = 3600"),
+        ("access_log", "sample_cache_hits = 1"),
+        ("access_log", "sample_cache_hits = 1000000\nenabled = false"),
+    ] {
+        let found = problems(&with(section, body), d);
+        assert!(found.is_empty(), "{body}: {found:?}");
+    }
+    for (section, body, path) in [
+        ("shutdown", "drain_s = -1", "shutdown"),
+        ("shutdown", "grace_s = \"25s\"", "shutdown"),
+        ("shutdown", "drian_s = 5", "shutdown"),
+        ("access_log", "enabled = \"yes\"", "access_log"),
+        ("access_log", "sampling = 10", "access_log"),
+    ] {
+        let found = problems(&with(section, body), d);
+        assert!(
+            found.iter().any(|p| p.path.starts_with(path)),
+            "{body}: expected a problem at `{path}`, got {found:?}"
+        );
+    }
+    // The command line: exit 1, the field and its range on stderr.
+    let file = d.join("bad-grace.toml");
+    std::fs::write(&file, with("shutdown", "drain_s = 10\ngrace_s = 0")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("shutdown.grace_s") && err.contains("between 1 and 3600"),
+        "{err}"
     );
 }

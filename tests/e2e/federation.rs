@@ -1079,6 +1079,56 @@ async fn a_peer_down_affects_only_its_regions_and_a_second_peer_takes_over() {
         (503, &json!("region_unavailable")),
         "{body}"
     );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("circuit towards peer hcgw-guangdong is open"),
+        "{body}"
+    );
+    // Every failure through Guangdong's gateway is audited naming it: the refused
+    // connections and the calls the open circuit refused (three lookups and one verify).
+    eventually(20, "four failures audited via hcgw-guangdong", async || {
+        shanghai
+            .audit()
+            .iter()
+            .filter(|r| {
+                (r["region"] == "guangzhou" || r["region"] == "guangdong")
+                    && !r["error"].is_null()
+                    && r["via_peer"] == "hcgw-guangdong"
+            })
+            .count()
+            == 4
+    })
+    .await;
+    let unnamed: Vec<Value> = shanghai
+        .audit()
+        .into_iter()
+        .filter(|r| !r["error"].is_null() && r["via_peer"].is_null())
+        .collect();
+    assert!(unnamed.is_empty(), "failures without via_peer: {unnamed:?}");
+    // The peer's circuit is shown beside the note: on /v1/regions and /status.json.
+    assert_eq!(view("guangzhou")["circuit"], "open", "{regions}");
+    assert_eq!(view("suzhou")["circuit"], "closed", "{regions}");
+    assert!(view("suishen").get("circuit").is_none(), "local: {regions}");
+    let page: Value = reqwest::get(format!("http://{}/status.json", shanghai.gw.admin_addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = |id: &str| {
+        page["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("guangzhou")["circuit"], "open", "{page}");
+    assert_eq!(row("guangzhou")["state"], "down", "{page}");
+    assert_eq!(row("suzhou")["circuit"], "closed", "{page}");
     for (region, qr) in [("suzhou", &sz.qr), ("suishen", &ss.qr)] {
         let (status, body) = post(
             "platform-shanghai",

@@ -427,3 +427,86 @@ fn the_entry_key_is_required_and_checked_when_redis_is_enabled() {
     );
     assert_eq!(problems(base), Vec::<String>::new());
 }
+
+/// What an idle gateway shows of the shared tier: `redis_degraded` in `/readyz`,
+/// `shared_tier.degraded` in `/v1/regions` and the `hcgw_redis_degraded` gauge.
+async fn shown_degraded(gw: &hcgw::app::Gateway) -> (Value, Value, Option<String>) {
+    let readyz: Value = sim_client()
+        .get(format!("http://{}/readyz", gw.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let regions: Value = fresh_client("ops")
+        .get(format!(
+            "https://localhost:{}/v1/regions",
+            gw.api_addr.port()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let metrics = sim_client()
+        .get(format!("http://{}/metrics", gw.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hcgw_redis_degraded "))
+        .map(|v| v.trim().to_string());
+    (
+        readyz["redis_degraded"].clone(),
+        regions["shared_tier"]["degraded"].clone(),
+        gauge,
+    )
+}
+
+/// Redis is probed in the background: with no request at all, killing it shows as degraded
+/// in `/readyz`, `/v1/regions` and `hcgw_redis_degraded` within a few seconds, and
+/// restarting it clears all three again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_gateway_notices_redis_going_and_coming_back_within_seconds() {
+    let mut redis = Redis::start();
+    let (hz, huz) = (
+        Sim::start(RegionId::Hangzhou).await,
+        Sim::start(RegionId::Huzhou).await,
+    );
+    let gws = two_gateways(&redis, &hz, &huz).await;
+    let healthy = (json!(false), json!(false), Some("0".to_string()));
+    let degraded = (json!(true), json!(true), Some("1".to_string()));
+    for (gw, _) in &gws {
+        eventually(5, "healthy shown", async || {
+            shown_degraded(gw).await == healthy
+        })
+        .await;
+    }
+    let (hz_before, huz_before) = (hz.requests(), huz.requests());
+
+    redis.kill();
+    let t = std::time::Instant::now();
+    for (gw, _) in &gws {
+        eventually(5, "degraded shown with no traffic", async || {
+            shown_degraded(gw).await == degraded
+        })
+        .await;
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    redis.restart();
+    for (gw, _) in &gws {
+        eventually(10, "recovery shown with no traffic", async || {
+            shown_degraded(gw).await == healthy
+        })
+        .await;
+    }
+    // Looking at the gateways asked no region anything.
+    assert_eq!((hz.requests(), huz.requests()), (hz_before, huz_before));
+}

@@ -36,8 +36,8 @@ pub use sink::{
     AuditSink, CurrentFile, FileSink, Recovered, file_name, parse_file_name, trail_files,
 };
 pub use verify::{
-    Checkpoint, VerifyError, VerifyErrorKind, VerifyReport, collect_files, verify_files,
-    verify_with_checkpoints,
+    Checkpoint, VerifyError, VerifyErrorKind, VerifyReport, collect_files, trails_below,
+    verify_files, verify_with_checkpoints,
 };
 
 use writer::{Msg, Writer};

@@ -159,10 +159,23 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VerifyError> {
                 kind: VerifyErrorKind::Io(e.to_string()),
             })?;
             if found.is_empty() {
+                let below = trails_below(p).unwrap_or_default();
+                let why = if below.is_empty() {
+                    "no audit-*.jsonl files in this directory".to_string()
+                } else {
+                    format!(
+                        "no audit-*.jsonl files in this directory; trails are in its subdirectories {}: verify each, or this directory alone",
+                        below
+                            .iter()
+                            .map(|d| d.strip_prefix(p).unwrap_or(d).display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
                 return Err(VerifyError {
                     file: p.clone(),
                     line: 0,
-                    kind: VerifyErrorKind::Io("no audit-*.jsonl files in this directory".into()),
+                    kind: VerifyErrorKind::Io(why),
                 });
             }
             files.extend(found);
@@ -173,6 +186,35 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, VerifyError> {
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()).then(a.cmp(b)));
     files.dedup();
     Ok(files)
+}
+
+/// How deep [`trails_below`] looks.
+const TRAIL_DEPTH: usize = 4;
+
+/// The directories below `dir` (not `dir` itself, at most four levels down, symbolic links
+/// not followed) that hold a trail (`audit-*.jsonl` files), sorted: `var/audit` of the
+/// federation configurations holds one per gateway.
+pub fn trails_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            let sub = entry.path();
+            if !super::sink::trail_files(&sub)?.is_empty() {
+                out.push(sub.clone());
+            }
+            if depth > 1 {
+                walk(&sub, depth - 1, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, TRAIL_DEPTH, &mut out)?;
+    out.sort();
+    Ok(out)
 }
 
 /// Checks `files`, in the order given, as one chain.

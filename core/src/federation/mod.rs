@@ -176,6 +176,16 @@ impl Peers {
                     .get(p)
                     .is_some_and(|p| p.breaker.circuit() != CircuitState::Open)
             });
+            // The best circuit among the peers with a client.
+            let rank = |c: &CircuitState| match c {
+                CircuitState::Closed => 0,
+                CircuitState::HalfOpen => 1,
+                CircuitState::Open => 2,
+            };
+            v.circuit = peers
+                .iter()
+                .filter_map(|p| self.peers.get(p).map(|p| p.breaker.circuit()))
+                .min_by_key(rank);
             if usable {
                 v.state = crate::registry::RegionState::Up;
                 v.note = None;
@@ -223,6 +233,13 @@ impl Peers {
         .with_retry_after(Duration::from_secs(30));
         for name in order {
             let Some(peer) = self.peers.get(name) else {
+                last = LookupError::new(
+                    ErrorCode::RegionUnavailable,
+                    format!("{region}: peer {name} has no usable client"),
+                )
+                .with_region(region)
+                .with_retry_after(Duration::from_secs(30))
+                .via(name);
                 continue;
             };
             // The concurrency limit first: refused there, no rate token is spent.
@@ -232,7 +249,8 @@ impl Peers {
                     name,
                     region,
                     format!("{name} already has its maximum of forwarded calls in flight"),
-                );
+                )
+                .via(name);
                 continue;
             };
             if peer.limiter.try_take(1).is_err() {
@@ -241,7 +259,8 @@ impl Peers {
                     name,
                     region,
                     format!("the rate limit towards peer {name} is reached"),
-                );
+                )
+                .via(name);
                 continue;
             }
             let Ok(admission) = peer.breaker.admit() else {
@@ -251,7 +270,8 @@ impl Peers {
                     format!("{region}: the circuit towards peer {name} is open"),
                 )
                 .with_region(region)
-                .with_retry_after(Duration::from_secs(30));
+                .with_retry_after(Duration::from_secs(30))
+                .via(name);
                 continue;
             };
             let started = Instant::now();

@@ -78,6 +78,12 @@ impl LookupError {
         self
     }
 
+    /// Attaches the peer the lookup went, or was to go, through.
+    pub fn via(mut self, peer: &str) -> Self {
+        self.via_peer = Some(peer.to_owned());
+        self
+    }
+
     /// Attaches a retry delay.
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);

@@ -13,7 +13,9 @@
 //! When Redis is down the gateway keeps serving with its local cache and local limits
 //! (each instance taking `[redis] local_share` of a quota), logs the degradation, sets
 //! `hcgw_redis_degraded` to 1, shows it in `/readyz` and `/v1/regions` (readiness does not
-//! fail), and probes Redis at most once a second until it answers again.
+//! fail). A background task PINGs Redis once a second (with the operation timeout), so the
+//! degradation shows, and clears again, within seconds even on an idle instance; while
+//! degraded, requests also try Redis at most once a second.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,7 +31,7 @@ use crate::config::{RedisSection, Role, SecretError};
 
 /// Time allowed to one Redis operation before the tier counts as degraded.
 const OP_TIMEOUT: Duration = Duration::from_millis(250);
-/// How often a degraded tier is probed.
+/// How often the tier is probed in the background (and a degraded tier by requests).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 const GCRA: &str = r#"
@@ -344,7 +346,7 @@ impl RedisTier {
                         let Some(s) = weak.upgrade() else { return };
                         *s.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
                         s.mark(true);
-                        return;
+                        break;
                     }
                     Err(e) => {
                         if weak.strong_count() == 0 {
@@ -354,6 +356,12 @@ impl RedisTier {
                         tokio::time::sleep(PROBE_EVERY).await;
                     }
                 }
+            }
+            // Connected: probe once a second whether or not requests use the tier.
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let Some(s) = weak.upgrade() else { return };
+                s.probe().await;
             }
         });
         Ok(shared)
@@ -379,6 +387,25 @@ impl RedisTier {
             }
         }
         metrics::gauge!("hcgw_redis_degraded").set(if ok { 0.0 } else { 1.0 });
+    }
+
+    /// One background probe: a PING within [`OP_TIMEOUT`] marks the tier healthy, anything
+    /// else degraded.
+    async fn probe(&self) {
+        let Some(mut conn) = self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return;
+        };
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        let ok = match tokio::time::timeout(OP_TIMEOUT, ping).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis probe failed");
+                false
+            }
+            Err(_) => false,
+        };
+        self.mark(ok);
     }
 
     /// A connection when Redis may be used now: always when healthy, once a second when

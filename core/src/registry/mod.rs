@@ -60,6 +60,11 @@ pub struct RegionView {
     /// Circuit state, limits and recent latency and error figures (local regions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protection: Option<crate::protect::region::ProtectionView>,
+    /// Peer-served regions: the circuit towards the best of their peers (`closed` when one
+    /// is closed, `half_open` when one is probing, else `open`); absent when no peer has a
+    /// client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<crate::protect::breaker::CircuitState>,
 }
 
 /// The adapters of the locally served regions.
@@ -137,6 +142,7 @@ impl Registry {
                     state,
                     note: self.notes.get(&id).cloned(),
                     protection: None,
+                    circuit: None,
                 }
             })
             .collect()
