@@ -76,6 +76,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Proofs of what a gateway answered (docs/proofs.md).
+    Proof {
+        /// What to check.
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
     /// Run region simulators (for integrators, tests and benchmarks).
     #[cfg(feature = "sim")]
     Simulate {
@@ -130,6 +136,22 @@ pub enum AuditCommand {
     },
 }
 
+/// `hcgw proof …`.
+#[derive(Subcommand, Debug)]
+pub enum ProofCommand {
+    /// Check an answer saved with `curl -i`: its Content-Digest, its RFC 9421 signature
+    /// against the signing keys, and show its audit receipt. Exit 0 when it holds, 1 when
+    /// it does not, 2 when a file cannot be used.
+    Verify {
+        /// The saved answer (`curl -i … > answer.http`).
+        answer: PathBuf,
+        /// The signing keys: certificate PEM files, or the `GET /v1/signing-keys`
+        /// document saved as JSON. Repeatable.
+        #[arg(long = "key", required = true, value_name = "FILE")]
+        keys: Vec<PathBuf>,
+    },
+}
+
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -160,6 +182,9 @@ pub fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { files, checkpoints },
         } => audit_verify(&files, &checkpoints),
+        Command::Proof {
+            command: ProofCommand::Verify { answer, keys },
+        } => crate::proof::run_verify(&answer, &keys),
         command => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -432,6 +457,7 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::CheckConfig { .. }
         | Command::Audit { .. }
+        | Command::Proof { .. }
         | Command::Healthcheck { .. }
         | Command::Completions { .. }
         | Command::Man => {

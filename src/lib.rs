@@ -21,6 +21,7 @@ pub mod connections;
 pub mod demo;
 pub mod logging;
 pub mod metrics;
+pub mod proof;
 pub mod server;
 pub mod signals;
 pub mod state;

@@ -320,3 +320,79 @@ async fn answers_signed_by_a_retired_key_still_verify_after_the_rotation() {
     );
     after.shutdown().await;
 }
+
+#[tokio::test]
+async fn hcgw_proof_verify_checks_an_answer_saved_with_curl() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki();
+    let curl = |args: &[&str], out: &std::path::Path| {
+        let c = p.join("clients/platform-shanghai");
+        let ok = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(p.join("ca-bundle.pem"))
+            .arg("--cert")
+            .arg(c.join("cert.pem"))
+            .arg("--key")
+            .arg(c.join("key.pem"))
+            .args(args)
+            .arg("-o")
+            .arg(out)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "curl {args:?}");
+    };
+    let base = format!("https://localhost:{}", w.api.port());
+    let keys = dir.path().join("keys.json");
+    curl(&[&format!("{base}/v1/signing-keys")], &keys);
+    let answer = dir.path().join("answer.http");
+    let body = json!({ "region": "suzhou", "subject": a_subject() }).to_string();
+    curl(
+        &[
+            "-i",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body,
+            &format!("{base}/v1/lookup"),
+        ],
+        &answer,
+    );
+    let verify = |file: &std::path::Path, key: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hcgw"))
+            .args(["proof", "verify"])
+            .arg(file)
+            .arg("--key")
+            .arg(key)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = verify(&answer, &keys);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("signature: valid"), "{text}");
+    // The certificate file works as a key too.
+    let (code, text) = verify(&answer, &p.join("signing/hcgw-dev/cert.pem"));
+    assert_eq!(code, Some(0), "{text}");
+    // One changed byte of the body: not proved.
+    let mut bytes = std::fs::read(&answer).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+    let tampered = dir.path().join("tampered.http");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let (code, text) = verify(&tampered, &keys);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("NOT proved"), "{text}");
+    // The wrong key: not proved. Not an answer: a usage error.
+    let (code, text) = verify(&answer, &p.join("signing/hcgw-jiangsu/cert.pem"));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("unknown signing key"), "{text}");
+    let (code, text) = verify(&keys, &keys);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("curl -i"), "{text}");
+}

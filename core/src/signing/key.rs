@@ -247,11 +247,12 @@ impl VerifyingKey {
         })?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&self.cert)
             .map_err(|_| bad("not an X.509 certificate".into()))?;
-        let document_signing = parsed
-            .extended_key_usage()
-            .ok()
-            .flatten()
-            .is_some_and(|e| e.value.other.iter().any(|o| o.as_bytes() == EKU_DOCUMENT_SIGNING));
+        let document_signing = parsed.extended_key_usage().ok().flatten().is_some_and(|e| {
+            e.value
+                .other
+                .iter()
+                .any(|o| o.as_bytes() == EKU_DOCUMENT_SIGNING)
+        });
         if !document_signing {
             return Err(bad("it is not issued for document signing".into()));
         }
