@@ -2,16 +2,18 @@
 # Builds the container image (Dockerfile) with local base images made from Debian packages
 # (no image registry is needed) and checks it without running a container: its user,
 # entrypoint, command, healthcheck, volumes and files; then, in a chroot of the image's
-# filesystem as the image's user with the image's environment, that the binary answers
-# `--version`, accepts a mounted configuration with `check-config`, serves, and that the
-# HEALTHCHECK command sees it healthy.
+# filesystem (read-only but for the audit volume, as `docker run --read-only` would give) as
+# the image's user with the image's environment, that the binary answers `--version`,
+# accepts a mounted configuration with `check-config` (and refuses a broken one), serves
+# (mTLS, a lookup audited on the volume, `hcgw_build_info`), and that the HEALTHCHECK command
+# sees it healthy, then unhealthy once it stopped. docs/deploy.md, "What CI checks".
 #
 #   scripts/image-smoke.sh            # CARGO_PROFILE=ci-image (fast build)
 #   CARGO_PROFILE=release scripts/image-smoke.sh
 #
 # Needs root (podman, mmdebstrap, chroot). Base images are made once and kept
-# (localhost/hcgw-build-base, localhost/hcgw-runtime-base; REBUILD_BASES=1 remakes them,
-# BASES_ONLY=1 stops after making them);
+# (localhost/hcgw-build-base, localhost/hcgw-runtime-base; the build base is remade when the
+# machine's rustc changed, REBUILD_BASES=1 remakes both, BASES_ONLY=1 stops after them);
 # the cargo registry and target directory are cached by podman between builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,9 +58,14 @@ if [[ ${REBUILD_BASES:-} == 1 ]] || ! podman image exists "$RUNTIME_BASE"; then
   podman import --quiet "$work/runtime.tar" "$RUNTIME_BASE" >/dev/null
   rm -f "$work/runtime.tar"
 fi
-if [[ ${REBUILD_BASES:-} == 1 ]] || ! podman image exists "$BUILD_BASE"; then
+# The build base is remade when the machine's toolchain changed (its label names the rustc).
+rustc_version=$(rustc --version)
+base_rustc=
+podman image exists "$BUILD_BASE" \
+  && base_rustc=$(podman image inspect --format '{{index .Labels "hcgw.rustc"}}' "$BUILD_BASE")
+if [[ ${REBUILD_BASES:-} == 1 || $base_rustc != "$rustc_version" ]]; then
   sysroot=$(rustc --print sysroot)
-  step "making $BUILD_BASE with mmdebstrap and $(rustc --version)"
+  step "making $BUILD_BASE with mmdebstrap and $rustc_version${base_rustc:+ (it had $base_rustc)}"
   mmdebstrap --quiet --variant=apt \
     --include=gcc,libc6-dev,pkg-config,libssl-dev,ca-certificates \
     --customize-hook="mkdir -p \"\$1/usr/local/rust\" && tar -C '$sysroot' --exclude=./share/doc -cf - . | tar -C \"\$1/usr/local/rust\" -xf -" \
@@ -66,6 +73,7 @@ if [[ ${REBUILD_BASES:-} == 1 ]] || ! podman image exists "$BUILD_BASE"; then
   podman import --quiet \
     --change 'ENV PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV CARGO_HOME=/usr/local/cargo' \
+    --change "LABEL hcgw.rustc=\"$rustc_version\"" \
     "$work/build.tar" "$BUILD_BASE" >/dev/null
   rm -f "$work/build.tar"
 fi
@@ -73,7 +81,8 @@ fi
 [[ ${BASES_ONLY:-} == 1 ]] && { step "base images ready"; exit 0; }
 
 # --- Build ------------------------------------------------------------------------------
-commit=$(git rev-parse --short=12 HEAD)
+# What the gateway's build script would record (the build context has no .git).
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 step "building $IMAGE (CARGO_PROFILE=$PROFILE, commit $commit)"
 build_started=$(date +%s)
 # The machine's CA bundle is lent to the build steps (not copied into any layer), so crate
