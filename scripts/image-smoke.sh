@@ -216,10 +216,13 @@ whoami=$(curl -sS --max-time 10 -K "$conf" "https://localhost:$api_port/v1/whoam
   || die "GET /v1/whoami over mTLS failed"
 [[ $whoami == *platform-shanghai* ]] || die "whoami: $whoami"
 qr=SCM:5f2b9c0e8d7a41b3a6c2e9f0d1b4a7c8
-lookup=$(curl -sS --max-time 20 -K "$conf" -H 'content-type: application/json' \
+lookup=$(curl -sS --max-time 20 -K "$conf" -H 'content-type: application/json' -w '\n%{http_code}' \
   -d '{"region":"suzhou","subject":{"qr":"'"$qr"'"},"purpose":"arrival_registration"}' \
   "https://localhost:$api_port/v1/lookup") || die "POST /v1/lookup failed"
 [[ $lookup != *'"green"'* ]] || die "a lookup with no region behind it answered green: $lookup"
+status=${lookup##*$'\n'}
+[[ $status == 50[34] && $lookup =~ \"code\":\"region_(unavailable|timeout)\" ]] \
+  || die "a lookup with no region behind it: expected region_unavailable/region_timeout, got $lookup"
 kill -TERM "$server"
 wait "$server" || die "serve exited with $? after SIGTERM: $(tail -5 "$work/serve.log")"
 server=
