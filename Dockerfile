@@ -18,6 +18,9 @@ ARG CARGO_PROFILE=release
 # its simulators from this same image). `--build-arg CARGO_FEATURE_FLAGS=--no-default-features`
 # builds a gateway with no simulator code.
 ARG CARGO_FEATURE_FLAGS=
+# The commit for `hcgw_build_info{commit}` (the context has no .git): `--build-arg
+# HCGW_COMMIT=$(git rev-parse --short=12 HEAD)`; empty means `unknown`.
+ARG HCGW_COMMIT=
 WORKDIR /src
 COPY . .
 # The crate registry and the target directory are cached between builds (BuildKit,
