@@ -92,7 +92,18 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
     } else {
         None
     };
-    let auditor = Auditor::new(AuditLog::open(&config.audit)?, config.audit.strict);
+    // With a [signing] key the audit log also keeps its Merkle tree and signs tree heads.
+    let signer: Option<Arc<dyn hcgw_core::signing::Signer>> = match &config.signing {
+        Some(s) => Some(Arc::new(
+            hcgw_core::signing::SigningKey::from_files(&s.key, &s.cert)
+                .map_err(|e| StartError::Secret(format!("signing.key: {e}")))?,
+        )),
+        None => None,
+    };
+    let auditor = Auditor::new(
+        AuditLog::open_signed(&config.audit, signer)?,
+        config.audit.strict,
+    );
     let mut lookups = LookupService::from_config(&config, hasher, auditor);
     lookups.set_shared(shared.clone());
     let state = Arc::new(AppState {

@@ -116,7 +116,9 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Check the hash chain of audit files (directories: their `audit-*.jsonl` files),
-    /// sorted by name, as one chain. Exit 0 when intact, 1 naming the file and line.
+    /// sorted by name, as one chain, and each directory's signed tree heads
+    /// (`tree-heads.jsonl`: every root recomputed from the trail; signatures with `--key`).
+    /// Exit 0 when intact, 1 naming the file and line.
     Verify {
         /// Audit files or directories.
         #[arg(required = true)]
@@ -125,6 +127,20 @@ pub enum AuditCommand {
         /// detects records removed from the end. Repeatable.
         #[arg(long = "checkpoint", value_name = "SEQ:HASH")]
         checkpoints: Vec<crate::audit::Checkpoint>,
+        /// The answer-signing certificate (PEM) the tree heads' signatures are checked
+        /// with. Repeatable (current and previous keys).
+        #[arg(long = "key", value_name = "CERT.pem")]
+        keys: Vec<PathBuf>,
+    },
+    /// List the signed tree heads of an audit directory (size, root, time, key id, and
+    /// whether the signature verifies with `--key`). Exit 1 when a line is not a head or a
+    /// signature does not verify.
+    Checkpoints {
+        /// The audit directory (or its `tree-heads.jsonl`).
+        dir: PathBuf,
+        /// The answer-signing certificate (PEM). Repeatable.
+        #[arg(long = "key", value_name = "CERT.pem")]
+        keys: Vec<PathBuf>,
     },
 }
 
@@ -156,8 +172,16 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Audit {
-            command: AuditCommand::Verify { files, checkpoints },
-        } => audit_verify(&files, &checkpoints),
+            command:
+                AuditCommand::Verify {
+                    files,
+                    checkpoints,
+                    keys,
+                },
+        } => audit_verify(&files, &checkpoints, &keys),
+        Command::Audit {
+            command: AuditCommand::Checkpoints { dir, keys },
+        } => audit_checkpoints(&dir, &keys),
         command => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -267,18 +291,123 @@ fn probe(url: &str, timeout: Duration) -> Result<(), String> {
     }
 }
 
-fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> ExitCode {
-    let result = crate::audit::collect_files(paths)
-        .and_then(|files| crate::audit::verify_with_checkpoints(&files, checkpoints));
-    match result {
-        Ok(report) => {
-            println!("{report}");
-            ExitCode::SUCCESS
+fn load_keys(paths: &[PathBuf]) -> Result<Vec<hcgw_core::signing::VerifyingKey>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            hcgw_core::signing::VerifyingKey::from_pem_file(p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+fn audit_verify(
+    paths: &[PathBuf],
+    checkpoints: &[crate::audit::Checkpoint],
+    keys: &[PathBuf],
+) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("hcgw audit verify: {e}");
+        ExitCode::FAILURE
+    };
+    let keys = match load_keys(keys) {
+        Ok(k) => k,
+        Err(e) => return fail(&e),
+    };
+    let files = match crate::audit::collect_files(paths) {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let report = match crate::audit::verify_with_checkpoints(&files, checkpoints) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    println!("{report}");
+    let heads: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|d| d.join(crate::audit::HEADS_FILE))
+        .filter(|f| f.is_file())
+        .collect();
+    if heads.is_empty() && !keys.is_empty() {
+        return fail(&"--key given but no directory holds a tree-heads.jsonl to check");
+    }
+    for h in heads {
+        if !report.from_genesis {
+            return fail(&format!(
+                "{}: signed tree heads cover the trail from seq 1, but the files start later",
+                h.display()
+            ));
         }
+        match crate::audit::verify_heads(&files, &h, &keys) {
+            Ok(r) => println!(
+                "tree heads intact: {} head(s) in {}, latest tree size {}, signatures {}",
+                r.heads,
+                h.display(),
+                r.latest_size.map_or("-".into(), |n| n.to_string()),
+                if r.signatures_checked {
+                    "verified"
+                } else {
+                    "not checked (no --key)"
+                }
+            ),
+            Err(e) => return fail(&e),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn audit_checkpoints(dir: &std::path::Path, keys: &[PathBuf]) -> ExitCode {
+    let keys = match load_keys(keys) {
+        Ok(k) => k,
         Err(e) => {
-            eprintln!("hcgw audit verify: {e}");
-            ExitCode::FAILURE
+            eprintln!("hcgw audit checkpoints: {e}");
+            return ExitCode::FAILURE;
         }
+    };
+    let path = if dir.is_dir() {
+        dir.join(crate::audit::HEADS_FILE)
+    } else {
+        dir.to_path_buf()
+    };
+    let heads = match crate::audit::read_heads(&path) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("hcgw audit checkpoints: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ok = true;
+    println!("line  tree_size  time                  key_id  signature  root_hash");
+    for (line, head) in heads {
+        match head {
+            Ok(h) => {
+                let sig = match crate::audit::head_signature(&h, &keys) {
+                    None => "unchecked",
+                    Some(true) => "ok",
+                    Some(false) => {
+                        ok = false;
+                        "BAD"
+                    }
+                };
+                println!(
+                    "{line:<5} {:<10} {:<21} {:<7} {sig:<10} {}",
+                    h.tree_size,
+                    h.time,
+                    h.key_id.chars().take(7).collect::<String>(),
+                    h.root_hash
+                );
+            }
+            Err(e) => {
+                ok = false;
+                println!("{line:<5} not a tree head: {e}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod acting;
+pub mod audit;
 pub mod endpoints;
 pub mod json;
 pub mod openapi;
@@ -43,8 +44,25 @@ pub const REGIONS: &str = "/v1/regions";
 pub const OPENAPI: &str = "/v1/openapi.json";
 /// `GET /metrics` (ops role).
 pub const METRICS: &str = "/metrics";
+/// `GET /v1/audit/checkpoints/latest`.
+pub const AUDIT_LATEST: &str = "/v1/audit/checkpoints/latest";
+/// `GET /v1/audit/proof/{seq}`.
+pub const AUDIT_PROOF: &str = "/v1/audit/proof/{seq}";
+/// `GET /v1/audit/consistency`.
+pub const AUDIT_CONSISTENCY: &str = "/v1/audit/consistency";
 /// Every route of the API (the values of the `endpoint` metric label).
-pub const ROUTES: [&str; 7] = [LOOKUP, BATCH, VERIFY, WHOAMI, REGIONS, OPENAPI, METRICS];
+pub const ROUTES: [&str; 10] = [
+    LOOKUP,
+    BATCH,
+    VERIFY,
+    WHOAMI,
+    REGIONS,
+    OPENAPI,
+    METRICS,
+    AUDIT_LATEST,
+    AUDIT_PROOF,
+    AUDIT_CONSISTENCY,
+];
 
 /// The API router (all routes need a known client certificate).
 pub fn router(state: Arc<AppState>) -> Router {
@@ -64,6 +82,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(quota_limited)
         .route(OPENAPI, get(openapi::serve))
         .route(METRICS, get(metrics))
+        .route(AUDIT_LATEST, get(audit::latest))
+        .route(AUDIT_PROOF, get(audit::proof))
+        .route(AUDIT_CONSISTENCY, get(audit::consistency))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(body_limit, front_door))

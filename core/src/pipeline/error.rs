@@ -27,6 +27,8 @@ pub struct LookupError {
     /// The peer gateway the lookup was forwarded to, when the error came from or through
     /// it (for the audit trail; not shown to the caller).
     pub via_peer: Option<String>,
+    /// The receipt of the audit record of this error, when it was audited (strict mode).
+    pub receipt: Option<crate::receipt::Receipt>,
     /// The underlying error (a region adapter's, a peer call's), when there is one.
     #[source]
     pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
@@ -41,6 +43,7 @@ impl PartialEq for LookupError {
             && self.region == other.region
             && self.retry_after == other.retry_after
             && self.via_peer == other.via_peer
+            && self.receipt == other.receipt
     }
 }
 
@@ -55,8 +58,15 @@ impl LookupError {
             region: None,
             retry_after: None,
             via_peer: None,
+            receipt: None,
             cause: None,
         }
+    }
+
+    /// Attaches the receipt of the error's audit record.
+    pub fn with_receipt(mut self, receipt: Option<crate::receipt::Receipt>) -> Self {
+        self.receipt = receipt;
+        self
     }
 
     /// `invalid_request`.
