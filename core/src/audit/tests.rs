@@ -791,7 +791,12 @@ async fn tree_heads_are_signed_at_shutdown_rebuilt_at_start_and_prove_inclusion(
     assert_eq!(read_heads(&trail.join(HEADS_FILE)).unwrap().len(), 2);
 
     // The heads check the trail: intact, then a changed record fails on the head.
-    let report = verify_heads(&all_files(&trail), &trail.join(HEADS_FILE), &[key.clone()]).unwrap();
+    let report = verify_heads(
+        &all_files(&trail),
+        &trail.join(HEADS_FILE),
+        std::slice::from_ref(&key),
+    )
+    .unwrap();
     assert_eq!((report.heads, report.latest_size), (2, Some(45)));
     let first = files(&trail)[0].clone();
     let text = std::fs::read_to_string(&first).unwrap();
