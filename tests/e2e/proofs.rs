@@ -354,3 +354,78 @@ fn cli_checks(audit_dir: &Path, cert: &Path) {
     );
     assert!(stderr.contains("the trail was changed"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_newer_than_the_latest_head_is_409_and_no_signing_key_means_404() {
+    let w = world();
+    // No head for an hour: the first record is not yet covered by any.
+    let g = spawn_gateway(w, "proofs-unsigned-yet", |text| {
+        let text = text.replacen("[audit]\n", "[audit]\ncheckpoint_s = 3600\n", 1);
+        format!(
+            "{text}\n[signing]\nkey = {:?}\ncert = {:?}\n",
+            pki().join("signing/hcgw-dev/key.pem").display().to_string(),
+            pki()
+                .join("signing/hcgw-dev/cert.pem")
+                .display()
+                .to_string()
+        )
+    });
+    let platform = fresh_client("platform-shanghai");
+    let qr = good_qrs(w, REGION)[0].clone();
+    let body: Value = platform
+        .post(g.url("/v1/lookup"))
+        .json(&json!({ "region": REGION, "subject": { "qr": qr } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["audit"]["seq"], 1, "{body}");
+    let r = platform
+        .get(g.url("/v1/audit/proof/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["retry-after"], "3600");
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "proof_not_yet_signed", "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("retry after the next one"),
+        "{p}"
+    );
+    let (s, p) = get(&platform, &g, "/v1/audit/checkpoints/latest").await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (404, Some("proof_not_found")),
+        "{p}"
+    );
+    drop(g);
+
+    // The shared world's gateway has no [signing] key: receipts still, but no heads, no
+    // proofs.
+    let body: Value = platform
+        .post(crate::world::url("/v1/lookup"))
+        .json(&json!({ "region": REGION, "subject": { "qr": qr } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seq = body["audit"]["seq"].as_u64().expect("a receipt");
+    for path in [
+        "/v1/audit/checkpoints/latest".to_string(),
+        format!("/v1/audit/proof/{seq}"),
+        "/v1/audit/consistency?from=1&to=2".to_string(),
+    ] {
+        let r = platform.get(crate::world::url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["code"], "proof_not_found", "{path}: {p}");
+    }
+}

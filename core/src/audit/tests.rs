@@ -860,3 +860,57 @@ fn the_signed_text_is_fixed() {
         )
     );
 }
+
+/// A file sink whose fsync fails while `fail` is set (the lines are on disk, complete).
+struct SyncFailingSink {
+    inner: FileSink,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AuditSink for SyncFailingSink {
+    fn recover(&mut self) -> io::Result<Recovered> {
+        self.inner.recover()
+    }
+    fn start_file(&mut self, opened: DateTime<Utc>, first_seq: u64) -> io::Result<()> {
+        self.inner.start_file(opened, first_seq)
+    }
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.append(bytes)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(io::Error::other("fsync failed"));
+        }
+        self.inner.sync()
+    }
+    fn replay(&mut self, each: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+        self.inner.replay(each)
+    }
+}
+
+#[tokio::test]
+async fn after_a_failed_batch_left_its_lines_on_disk_the_tree_follows_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, cert) = signing_key(dir.path());
+    let trail = dir.path().join("trail");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = SyncFailingSink {
+        inner: FileSink::new(&trail),
+        fail: fail.clone(),
+    };
+    let log = AuditLog::open_with(signed_opts(&trail, signer, 1 << 20), Box::new(sink)).unwrap();
+    for i in 0..3 {
+        log.record(rec(i)).await.unwrap();
+    }
+    fail.store(true, Ordering::SeqCst);
+    assert!(log.record_all(vec![rec(3), rec(4)]).await.is_err());
+    fail.store(false, Ordering::SeqCst);
+    // The writer recovers from the disk (seq 5 is the tip now) and rebuilds the tree.
+    let r = log.record(rec(5)).await.unwrap().unwrap();
+    assert_eq!(r.seq, 6);
+    assert_eq!(log.ledger().tree_size(), Some(6));
+    log.shutdown().await;
+    let key = crate::signing::VerifyingKey::from_pem_file(&cert).unwrap();
+    let report = verify_heads(&files(&trail), &trail.join(HEADS_FILE), &[key]).unwrap();
+    assert_eq!(report.latest_size, Some(6));
+}
