@@ -115,14 +115,15 @@ pub fn read_heads(path: &Path) -> io::Result<Vec<(u64, Result<TreeHead, String>)
     let text = fs::read(path)?;
     let mut out = Vec::new();
     let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    for (i, line) in text[..complete].split(|&b| b == b'\n').enumerate() {
-        if i == text[..complete].split(|&b| b == b'\n').count() - 1 && line.is_empty() {
-            break;
+    // The complete lines, without the newline that ends the last one.
+    let body = &text[..complete.saturating_sub(1)];
+    if complete > 0 {
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            out.push((
+                i as u64 + 1,
+                serde_json::from_slice::<TreeHead>(line).map_err(|e| e.to_string()),
+            ));
         }
-        out.push((
-            i as u64 + 1,
-            serde_json::from_slice::<TreeHead>(line).map_err(|e| e.to_string()),
-        ));
     }
     if complete < text.len() {
         let n = out.len() as u64 + 1;

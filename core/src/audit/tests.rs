@@ -914,3 +914,24 @@ async fn after_a_failed_batch_left_its_lines_on_disk_the_tree_follows_the_trail(
     let report = verify_heads(&files(&trail), &trail.join(HEADS_FILE), &[key]).unwrap();
     assert_eq!(report.latest_size, Some(6));
 }
+
+#[test]
+fn read_heads_names_bad_and_partial_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(HEADS_FILE);
+    std::fs::write(&path, "").unwrap();
+    assert!(read_heads(&path).unwrap().is_empty());
+    let head = r#"{"tree_size":1,"root_hash":"00","time":"t","key_id":"k","algorithm":"ed25519","signature":""}"#;
+    std::fs::write(&path, format!("{head}\nnot json\n{head}\n{{\"tree_")).unwrap();
+    let heads = read_heads(&path).unwrap();
+    let lines: Vec<(u64, bool)> = heads.iter().map(|(l, h)| (*l, h.is_ok())).collect();
+    assert_eq!(lines, vec![(1, true), (2, false), (3, true), (4, false)]);
+    assert_eq!(heads[3].1, Err("incomplete last line".into()));
+    // An unknown member is not a head (deny_unknown_fields).
+    std::fs::write(
+        &path,
+        head.replace("\"signature\"", "\"extra\":1,\"signature\"") + "\n",
+    )
+    .unwrap();
+    assert!(read_heads(&path).unwrap()[0].1.is_err());
+}
