@@ -14,6 +14,12 @@
 //!
 //! No record holds a raw identity number, name or QR token: there is no field for one,
 //! and `subject_hash` must be the keyed hash (HMAC-SHA256) computed by the caller.
+//!
+//! In strict mode `record`/`record_all` return each record's [`Receipt`] (`seq` and chain
+//! hash), which the answers carry. With a signing key ([`AuditLog::open_signed`]) the log
+//! is also an RFC 9162 Merkle tree ([`merkle`]) whose heads the writer signs into
+//! `tree-heads.jsonl` ([`TreeHead`]); [`Ledger`] answers inclusion and consistency proofs
+//! (docs/proofs.md).
 
 pub mod audited;
 mod heads;
