@@ -103,7 +103,14 @@ pub async fn start(config: Config) -> Result<Gateway, StartError> {
         )?)),
         None => None,
     };
-    let auditor = Auditor::new(AuditLog::open(&config.audit)?, config.audit.strict);
+    // With a [signing] key the audit log also keeps its Merkle tree and signs tree heads.
+    let signer: Option<Arc<dyn hcgw_core::signing::Signer>> = signing
+        .as_ref()
+        .map(|k| k.current().clone() as Arc<dyn hcgw_core::signing::Signer>);
+    let auditor = Auditor::new(
+        AuditLog::open_signed(&config.audit, signer)?,
+        config.audit.strict,
+    );
     let mut lookups = LookupService::from_config(&config, hasher, auditor);
     lookups.set_shared(shared.clone());
     let state = Arc::new(AppState {

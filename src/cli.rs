@@ -122,9 +122,9 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Check the hash chain of audit files (directories: their `audit-*.jsonl` files),
-    /// sorted by name, as one chain. One directory with trails in its subdirectories
-    /// (`var/audit` of a federation): each trail (its own files, if any, being one) on
-    /// its own, reported per trail. Exit 0 when intact, 1 naming the file and line.
+    /// sorted by name, as one chain, and each directory's signed tree heads
+    /// (`tree-heads.jsonl`: every root recomputed from the trail; signatures with `--key`).
+    /// Exit 0 when intact, 1 naming the file and line.
     Verify {
         /// Audit files or directories.
         #[arg(required = true)]
@@ -133,6 +133,20 @@ pub enum AuditCommand {
         /// detects records removed from the end. Repeatable.
         #[arg(long = "checkpoint", value_name = "SEQ:HASH")]
         checkpoints: Vec<crate::audit::Checkpoint>,
+        /// The answer-signing certificate (PEM) the tree heads' signatures are checked
+        /// with. Repeatable (current and previous keys).
+        #[arg(long = "key", value_name = "CERT.pem")]
+        keys: Vec<PathBuf>,
+    },
+    /// List the signed tree heads of an audit directory (size, root, time, key id, and
+    /// whether the signature verifies with `--key`). Exit 1 when a line is not a head or a
+    /// signature does not verify.
+    Checkpoints {
+        /// The audit directory (or its `tree-heads.jsonl`).
+        dir: PathBuf,
+        /// The answer-signing certificate (PEM). Repeatable.
+        #[arg(long = "key", value_name = "CERT.pem")]
+        keys: Vec<PathBuf>,
     },
 }
 
@@ -180,8 +194,16 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Audit {
-            command: AuditCommand::Verify { files, checkpoints },
-        } => audit_verify(&files, &checkpoints),
+            command:
+                AuditCommand::Verify {
+                    files,
+                    checkpoints,
+                    keys,
+                },
+        } => audit_verify(&files, &checkpoints, &keys),
+        Command::Audit {
+            command: AuditCommand::Checkpoints { dir, keys },
+        } => audit_checkpoints(&dir, &keys),
         Command::Proof {
             command: ProofCommand::Verify { answer, keys },
         } => crate::proof::run_verify(&answer, &keys),
@@ -294,7 +316,29 @@ fn probe(url: &str, timeout: Duration) -> Result<(), String> {
     }
 }
 
-fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> ExitCode {
+fn load_keys(paths: &[PathBuf]) -> Result<Vec<hcgw_core::signing::VerifyingKey>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            hcgw_core::signing::VerifyingKey::from_pem_file(p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
+fn audit_verify(
+    paths: &[PathBuf],
+    checkpoints: &[crate::audit::Checkpoint],
+    keys: &[PathBuf],
+) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("hcgw audit verify: {e}");
+        ExitCode::FAILURE
+    };
+    let keys = match load_keys(keys) {
+        Ok(k) => k,
+        Err(e) => return fail(&e),
+    };
     if let [dir] = paths
         && dir.is_dir()
         && let Ok(below) = crate::audit::trails_below(dir)
@@ -303,20 +347,64 @@ fn audit_verify(paths: &[PathBuf], checkpoints: &[crate::audit::Checkpoint]) -> 
         // DIR's own files (the dev configuration's trail) are one more trail.
         let own = crate::audit::trail_files(dir).is_ok_and(|f| !f.is_empty());
         let trails: Vec<PathBuf> = own.then(|| dir.clone()).into_iter().chain(below).collect();
-        return audit_verify_trails(dir, &trails, checkpoints);
+        return audit_verify_trails(dir, &trails, checkpoints, &keys);
     }
-    let result = crate::audit::collect_files(paths)
-        .and_then(|files| crate::audit::verify_with_checkpoints(&files, checkpoints));
-    match result {
-        Ok(report) => {
-            println!("{report}");
-            ExitCode::SUCCESS
+    match verify_trail(paths, checkpoints, &keys, "") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// One trail (`paths`, as one chain) and its signed tree heads; reports printed with
+/// `label` in front.
+fn verify_trail(
+    paths: &[PathBuf],
+    checkpoints: &[crate::audit::Checkpoint],
+    keys: &[hcgw_core::signing::VerifyingKey],
+    label: &str,
+) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| Err(e.to_string());
+    let files = match crate::audit::collect_files(paths) {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    let report = match crate::audit::verify_with_checkpoints(&files, checkpoints) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    println!("{label}{report}");
+    let heads: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|d| d.join(crate::audit::HEADS_FILE))
+        .filter(|f| f.is_file())
+        .collect();
+    if heads.is_empty() && !keys.is_empty() && label.is_empty() {
+        return fail(&"--key given but no directory holds a tree-heads.jsonl to check");
+    }
+    for h in heads {
+        if !report.from_genesis {
+            return fail(&format!(
+                "{}: signed tree heads cover the trail from seq 1, but the files start later",
+                h.display()
+            ));
         }
-        Err(e) => {
-            eprintln!("hcgw audit verify: {e}");
-            ExitCode::FAILURE
+        match crate::audit::verify_heads(&files, &h, &keys) {
+            Ok(r) => println!(
+                "{label}tree heads intact: {} head(s) in {}, latest tree size {}, signatures {}",
+                r.heads,
+                h.display(),
+                r.latest_size.map_or("-".into(), |n| n.to_string()),
+                if r.signatures_checked {
+                    "verified"
+                } else {
+                    "not checked (no --key)"
+                }
+            ),
+            Err(e) => return fail(&e),
         }
     }
+    Ok(())
 }
 
 /// `hcgw audit verify DIR` where DIR's subdirectories hold trails (and DIR perhaps one
@@ -326,6 +414,7 @@ fn audit_verify_trails(
     dir: &std::path::Path,
     trails: &[PathBuf],
     checkpoints: &[crate::audit::Checkpoint],
+    keys: &[hcgw_core::signing::VerifyingKey],
 ) -> ExitCode {
     let names: Vec<String> = trails
         .iter()
@@ -346,10 +435,8 @@ fn audit_verify_trails(
     }
     let mut broken = 0;
     for (trail, name) in trails.iter().zip(&names) {
-        let result = crate::audit::collect_files(std::slice::from_ref(trail))
-            .and_then(|files| crate::audit::verify_files(&files));
-        match result {
-            Ok(report) => println!("{name}: {report}"),
+        match verify_trail(std::slice::from_ref(trail), &[], keys, &format!("{name}: ")) {
+            Ok(()) => {}
             Err(e) => {
                 broken += 1;
                 eprintln!("hcgw audit verify: {name}: {e}");
@@ -365,6 +452,60 @@ fn audit_verify_trails(
             dir.display(),
             trails.len()
         );
+        ExitCode::FAILURE
+    }
+}
+
+fn audit_checkpoints(dir: &std::path::Path, keys: &[PathBuf]) -> ExitCode {
+    let keys = match load_keys(keys) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("hcgw audit checkpoints: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = if dir.is_dir() {
+        dir.join(crate::audit::HEADS_FILE)
+    } else {
+        dir.to_path_buf()
+    };
+    let heads = match crate::audit::read_heads(&path) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("hcgw audit checkpoints: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ok = true;
+    println!("line  tree_size  time                  key_id  signature  root_hash");
+    for (line, head) in heads {
+        match head {
+            Ok(h) => {
+                let sig = match crate::audit::head_signature(&h, &keys) {
+                    None => "unchecked",
+                    Some(true) => "ok",
+                    Some(false) => {
+                        ok = false;
+                        "BAD"
+                    }
+                };
+                println!(
+                    "{line:<5} {:<10} {:<21} {:<7} {sig:<10} {}",
+                    h.tree_size,
+                    h.time,
+                    h.key_id.chars().take(7).collect::<String>(),
+                    h.root_hash
+                );
+            }
+            Err(e) => {
+                ok = false;
+                println!("{line:<5} not a tree head: {e}");
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     }
 }

@@ -115,6 +115,16 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Audit records that could not be written or queued",
     ),
     (
+        "hcgw_audit_tree_heads_total",
+        Kind::Counter,
+        "Signed tree heads (signed checkpoints) of the audit log written to tree-heads.jsonl",
+    ),
+    (
+        "hcgw_audit_tree_size",
+        Kind::Gauge,
+        "Records in the audit log's Merkle tree (kept with a [signing] key)",
+    ),
+    (
         "hcgw_upstream_unmapped_values_total",
         Kind::Counter,
         "Region values without a mapping (unlisted reason code, unknown colour), by region and field",
@@ -203,6 +213,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             // Series that exist from the start, so alerts on their increase work.
             metrics::counter!("hcgw_audit_write_failures_total").absolute(0);
             metrics::counter!("hcgw_audit_records_total").absolute(0);
+            metrics::counter!("hcgw_audit_tree_heads_total").absolute(0);
             metrics::counter!("hcgw_tls_handshake_failures_total").absolute(0);
             metrics::gauge!("hcgw_audit_queue_depth").set(0.0);
             metrics::gauge!("hcgw_build_info", "version" => env!("CARGO_PKG_VERSION"), "commit" => env!("HCGW_COMMIT")).set(1.0);

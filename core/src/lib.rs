@@ -30,6 +30,7 @@ pub mod lookup;
 pub mod pipeline;
 pub mod pki;
 pub mod protect;
+pub mod receipt;
 pub mod recognition;
 pub mod redact;
 pub mod registry;

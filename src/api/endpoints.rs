@@ -85,6 +85,10 @@ pub struct LookupResponse {
     /// omits fields (docs/federation.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federation: Option<crate::federation::PeerHints>,
+    /// The receipt of the answer's audit record: ask `GET /v1/audit/proof/{seq}` for its
+    /// inclusion proof (docs/proofs.md). Absent in non-strict audit mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<hcgw_core::receipt::Receipt>,
 }
 
 /// The answer of a batch: one result per item, in order.
@@ -186,6 +190,7 @@ fn respond(state: &AppState, acting: &Acting, decided: Decided) -> LookupRespons
             }
             _ => None,
         },
+        audit: decided.receipt,
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod acting;
+pub mod audit;
 pub mod endpoints;
 pub mod json;
 pub mod openapi;
@@ -47,7 +48,15 @@ pub const METRICS: &str = "/metrics";
 /// `GET /v1/signing-keys`.
 pub const SIGNING_KEYS: &str = "/v1/signing-keys";
 /// Every route of the API (the values of the `endpoint` metric label).
-pub const ROUTES: [&str; 8] = [
+
+/// `GET /v1/audit/checkpoints/latest`.
+pub const AUDIT_LATEST: &str = "/v1/audit/checkpoints/latest";
+/// `GET /v1/audit/proof/{seq}`.
+pub const AUDIT_PROOF: &str = "/v1/audit/proof/{seq}";
+/// `GET /v1/audit/consistency`.
+pub const AUDIT_CONSISTENCY: &str = "/v1/audit/consistency";
+/// Every route of the API (the values of the `endpoint` metric label).
+pub const ROUTES: [&str; 11] = [
     LOOKUP,
     BATCH,
     VERIFY,
@@ -56,6 +65,9 @@ pub const ROUTES: [&str; 8] = [
     OPENAPI,
     METRICS,
     SIGNING_KEYS,
+    AUDIT_LATEST,
+    AUDIT_PROOF,
+    AUDIT_CONSISTENCY,
 ];
 
 /// The API router (all routes need a known client certificate).
@@ -77,6 +89,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(OPENAPI, get(openapi::serve))
         .route(METRICS, get(metrics))
         .route(SIGNING_KEYS, get(signing::signing_keys))
+        .route(AUDIT_LATEST, get(audit::latest))
+        .route(AUDIT_PROOF, get(audit::proof))
+        .route(AUDIT_CONSISTENCY, get(audit::consistency))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(

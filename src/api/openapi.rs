@@ -21,10 +21,13 @@ use utoipa::OpenApi;
         super::whoami,
         super::metrics,
         super::signing::signing_keys,
+        super::audit::latest,
+        super::audit::proof,
+        super::audit::consistency,
         serve,
     ),
     components(schemas(super::problem::Problem, crate::subject::SubjectIn)),
-    tags((name = "lookup", description = "Statuses and recognition decisions"), (name = "regions", description = "Regions, agreements and identity"), (name = "ops", description = "Operations (the ops role)")),
+    tags((name = "lookup", description = "Statuses and recognition decisions"), (name = "regions", description = "Regions, agreements and identity"), (name = "ops", description = "Operations (the ops role)"), (name = "audit", description = "Signed tree heads of the audit log and proofs (docs/proofs.md)")),
 )]
 pub struct ApiDoc;
 

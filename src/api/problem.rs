@@ -66,6 +66,7 @@ impl ApiError {
             request_id: request_id::current(),
             region: self.region,
             retry_after_s: self.retry_after.map(|d| d.as_secs().max(1)),
+            audit: self.receipt.clone(),
         }
     }
 }
@@ -92,6 +93,10 @@ pub struct Problem {
     /// Seconds to wait before retrying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u64>,
+    /// The receipt of the error's audit record, when the error was audited (a lookup or
+    /// verify that reached the pipeline, strict mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<hcgw_core::receipt::Receipt>,
 }
 
 impl IntoResponse for ApiError {

@@ -55,6 +55,7 @@ fn options(rotate_bytes: u64) -> AuditOptions {
         fsync: FsyncPolicy::EveryBatch,
         queue_capacity: 10_000,
         clock: Arc::new(Utc::now),
+        heads: None,
     }
 }
 
@@ -299,8 +300,9 @@ fn audit_writer_child() {
                     let r = if i % 5 == 0 {
                         log.record_all((0..3).map(|k| rec(t * 1000 + k)).collect())
                             .await
+                            .map(drop)
                     } else {
-                        log.record(rec(t * 1000 + i)).await
+                        log.record(rec(t * 1000 + i)).await.map(drop)
                     };
                     r.unwrap();
                 }
@@ -375,6 +377,7 @@ async fn the_writer_killed_mid_stream_resumes() {
         fsync: FsyncPolicy::EveryBatch,
         queue_capacity: 1000,
         rotate_daily: true,
+        checkpoint_s: 60,
     };
     let log = AuditLog::open(&section).unwrap();
     for i in 0..25 {

@@ -228,6 +228,14 @@ fn every_invalid_field_is_reported_with_its_path() {
             "audit.rotate_bytes",
         ),
         (
+            base(d).replace("[audit]\n", "[audit]\ncheckpoint_s = 0\n"),
+            "audit.checkpoint_s",
+        ),
+        (
+            base(d).replace("[audit]\n", "[audit]\ncheckpoint_s = 86401\n"),
+            "audit.checkpoint_s",
+        ),
+        (
             base(d).replace("secrets/subject_hash_key", "secrets/none"),
             "cache.subject_key",
         ),
@@ -526,8 +534,26 @@ fn disabled_revocation_is_accepted_with_a_loud_warning() {
         stderr.contains("WARNING tls.revocation: REVOCATION CHECKING IS DISABLED"),
         "{stderr}"
     );
-    // and the standard configuration warns about nothing
+    // and the standard configuration warns only that it has no [signing] key (no signed
+    // tree heads of the audit log), and with one about nothing
     let config = hcgw::config::load_str(&base(dir.path()), &dir.path().join("ok.toml")).unwrap();
+    let warnings = hcgw::config::warnings(&config);
+    assert_eq!(
+        warnings.iter().map(|w| w.path.as_str()).collect::<Vec<_>>(),
+        vec!["signing"],
+        "{warnings:?}"
+    );
+    assert!(warnings[0].message.contains("no signed tree heads"));
+    let signing = format!(
+        "{}\n[signing]\nkey = {:?}\ncert = {:?}\n",
+        base(dir.path()),
+        pki().join("signing/hcgw-dev/key.pem").display().to_string(),
+        pki()
+            .join("signing/hcgw-dev/cert.pem")
+            .display()
+            .to_string()
+    );
+    let config = hcgw::config::load_str(&signing, &dir.path().join("ok.toml")).unwrap();
     assert_eq!(hcgw::config::warnings(&config), vec![]);
 }
 

@@ -12,6 +12,7 @@ mod federation;
 mod lookup;
 mod mtls;
 mod ops;
+mod proofs;
 mod protect;
 mod reload;
 mod shared_tier;

@@ -110,7 +110,17 @@ pub fn start_world(label: &str, log_level: &str, population: usize) -> World {
     let pki = pki();
     let root = repo().join(format!("target/e2e-{label}"));
     let dir = root.join(format!("run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    // Leftovers of earlier runs go; the directories of test processes still running (cargo
+    // nextest runs one process per test) stay.
+    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let alive = name
+            .strip_prefix("run-")
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     std::fs::create_dir_all(&dir).unwrap();
 
     // Simulators live in their own runtime for the whole test process.

@@ -5,7 +5,7 @@
 
 use hcgw_adapters::{Color, ErrorCode, RegionId};
 
-use super::{AuditCaller, AuditLog, AuditRecord};
+use super::{AuditCaller, AuditLog, AuditRecord, Receipt};
 use crate::identity::acting::Acting;
 use crate::pipeline::{Fetched, LookupError};
 use crate::recognition::Recognition;
@@ -155,10 +155,13 @@ impl Auditor {
     }
 
     /// Records audited operations of the current request; in strict mode an error means
-    /// the answer must not be served (503 `audit_unavailable`).
-    pub async fn record(&self, records: Vec<Audited>) -> Result<(), LookupError> {
-        if records.is_empty() {
-            return Ok(());
+    /// the answer must not be served (503 `audit_unavailable`). Returns each record's
+    /// receipt, in order: `Some` in strict mode, `None` in non-strict mode (the record is
+    /// only enqueued, its seq not known yet) or when it was lost.
+    pub async fn record(&self, records: Vec<Audited>) -> Result<Vec<Option<Receipt>>, LookupError> {
+        let n = records.len();
+        if n == 0 {
+            return Ok(Vec::new());
         }
         let request_id = crate::request_id::current().unwrap_or_default();
         let records = records
@@ -166,14 +169,15 @@ impl Auditor {
             .map(|a| a.into_record(request_id.clone()))
             .collect();
         match self.log.record_all(records).await {
-            Ok(()) => Ok(()),
+            Ok(receipts) if receipts.len() == n => Ok(receipts.into_iter().map(Some).collect()),
+            Ok(_) => Ok(vec![None; n]),
             Err(e) if self.strict && e.is_strict_refusal() => {
                 tracing::error!(error = %e, "audit trail refused a record: answering 503 rather than serving unaudited");
                 Err(unavailable())
             }
             Err(e) => {
                 tracing::error!(error = %e, "audit record lost (non-strict mode)");
-                Ok(())
+                Ok(vec![None; n])
             }
         }
     }

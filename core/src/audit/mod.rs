@@ -14,12 +14,21 @@
 //!
 //! No record holds a raw identity number, name or QR token: there is no field for one,
 //! and `subject_hash` must be the keyed hash (HMAC-SHA256) computed by the caller.
+//!
+//! In strict mode `record`/`record_all` return each record's [`Receipt`] (`seq` and chain
+//! hash), which the answers carry. With a signing key ([`AuditLog::open_signed`]) the log
+//! is also an RFC 9162 Merkle tree ([`merkle`]) whose heads the writer signs into
+//! `tree-heads.jsonl` ([`TreeHead`]); [`Ledger`] answers inclusion and consistency proofs
+//! (docs/proofs.md).
 
 pub mod audited;
+mod heads;
+pub mod merkle;
 mod sink;
 mod verify;
 mod writer;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
@@ -32,8 +41,14 @@ use tokio::sync::oneshot;
 
 use crate::config::{AuditSection, FsyncPolicy, Role};
 
+pub use crate::receipt::Receipt;
+pub use heads::{
+    Consistency, HEADS_FILE, HeadOptions, HeadsReport, Inclusion, Ledger, ProofRefusal,
+    SIGNED_TEXT_TAG, TreeHead, head_signature, read_heads, verify_heads,
+};
 pub use sink::{
-    AuditSink, CurrentFile, FileSink, Recovered, file_name, parse_file_name, trail_files,
+    AuditSink, CurrentFile, FileSink, Recovered, file_name, parse_file_name, read_record,
+    trail_files,
 };
 pub use verify::{
     Checkpoint, VerifyError, VerifyErrorKind, VerifyReport, collect_files, trails_below,
@@ -192,6 +207,8 @@ pub struct AuditOptions {
     pub queue_capacity: usize,
     /// The clock deciding daily rotation and file names (tests move it).
     pub clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// Signed tree heads: `None` keeps no Merkle tree and signs nothing.
+    pub heads: Option<HeadOptions>,
 }
 
 impl AuditOptions {
@@ -204,6 +221,7 @@ impl AuditOptions {
             fsync: s.fsync,
             queue_capacity: s.queue_capacity.max(1),
             clock: Arc::new(Utc::now),
+            heads: None,
         }
     }
 }
@@ -216,6 +234,7 @@ impl std::fmt::Debug for AuditOptions {
             .field("rotate_daily", &self.rotate_daily)
             .field("fsync", &self.fsync)
             .field("queue_capacity", &self.queue_capacity)
+            .field("heads", &self.heads)
             .finish_non_exhaustive()
     }
 }
@@ -241,6 +260,9 @@ struct Inner {
     strict: bool,
     capacity: usize,
     stats: Arc<Stats>,
+    ledger: Arc<Ledger>,
+    /// The trail's directory (a [`FileSink`]'s), where records are read back for proofs.
+    dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -254,10 +276,27 @@ impl AuditLog {
     /// the newest file, and starts the writer (a dedicated thread: writes and fsyncs
     /// block, and must not stall the runtime's workers).
     pub fn open(section: &AuditSection) -> Result<AuditLog, AuditError> {
-        AuditLog::open_with(
-            AuditOptions::from_section(section),
-            Box::new(FileSink::new(&section.dir)),
-        )
+        AuditLog::open_signed(section, None)
+    }
+
+    /// [`AuditLog::open`], and with `signer` also keeps the Merkle tree over the records
+    /// (rebuilt from the whole trail now) and signs a tree head into
+    /// `<dir>/tree-heads.jsonl` every `audit.checkpoint_s` and at shutdown when it grew.
+    pub fn open_signed(
+        section: &AuditSection,
+        signer: Option<Arc<dyn crate::signing::Signer>>,
+    ) -> Result<AuditLog, AuditError> {
+        let mut opts = AuditOptions::from_section(section);
+        opts.heads = signer.map(|signer| HeadOptions {
+            path: section.dir.join(HEADS_FILE),
+            signer,
+            every: std::time::Duration::from_secs(section.checkpoint_s.max(1)),
+        });
+        let mut log = AuditLog::open_with(opts, Box::new(FileSink::new(&section.dir)))?;
+        if let Some(inner) = Arc::get_mut(&mut log.inner) {
+            inner.dir = Some(section.dir.clone());
+        }
+        Ok(log)
     }
 
     /// Opens a trail on any sink.
@@ -270,6 +309,19 @@ impl AuditLog {
             .map_err(|e| AuditError::Open(e.to_string()))?;
         if let Some(tip) = &recovered.tip {
             tracing::info!(seq = tip.seq, hash = %tip.hash, "audit chain resumed");
+        }
+        let every_s = opts.heads.as_ref().map_or(0, |h| h.every.as_secs());
+        let tree = match &opts.heads {
+            Some(_) => writer::rebuild(sink.as_mut(), recovered.tip.as_ref()),
+            None => None,
+        };
+        let ledger = Arc::new(Ledger::new(tree, every_s));
+        if let Some(h) = &opts.heads {
+            heads::load_heads(&h.path, &mut ledger.write())
+                .map_err(|e| AuditError::Open(format!("{}: {e}", h.path.display())))?;
+        }
+        if let Some(size) = ledger.tree_size() {
+            metrics::gauge!("hcgw_audit_tree_size").set(size as f64);
         }
         let stats = Arc::new(Stats {
             depth: AtomicUsize::new(0),
@@ -284,7 +336,10 @@ impl AuditLog {
             strict: opts.strict,
             capacity: opts.queue_capacity.max(1),
             stats: stats.clone(),
+            ledger: ledger.clone(),
+            dir: None,
         };
+        let head_size = ledger.latest().map_or(0, |h| h.tree_size);
         let writer = Writer {
             sink,
             opts,
@@ -295,6 +350,9 @@ impl AuditLog {
             dirty: false,
             last_sync: Instant::now(),
             last_batch: None,
+            ledger,
+            last_head: Instant::now(),
+            head_size,
         };
         // The writer logs to the subscriber in effect where the log was opened.
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
@@ -308,15 +366,27 @@ impl AuditLog {
         })
     }
 
-    /// Records one request. Strict: returns once written (Err → answer 503). Non-strict:
-    /// returns once enqueued; failures are counted and logged.
-    pub async fn record(&self, rec: AuditRecord) -> Result<(), AuditError> {
-        self.submit(vec![rec]).await
+    /// Records one request. Strict: returns once written, with the record's receipt
+    /// (Err → answer 503). Non-strict: returns once enqueued, without a receipt (its seq
+    /// is not known yet); failures are counted and logged.
+    pub async fn record(&self, rec: AuditRecord) -> Result<Option<Receipt>, AuditError> {
+        Ok(self.submit(vec![rec]).await?.into_iter().next())
     }
 
     /// Records several (one per batch item) in one write: all are written or all fail.
-    pub async fn record_all(&self, recs: Vec<AuditRecord>) -> Result<(), AuditError> {
+    /// Strict: one receipt per record, in order; non-strict: none.
+    pub async fn record_all(&self, recs: Vec<AuditRecord>) -> Result<Vec<Receipt>, AuditError> {
         self.submit(recs).await
+    }
+
+    /// The Merkle tree and signed tree heads (empty without a signing key).
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    /// The trail's directory, when it is a directory of files.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.inner.dir.as_deref()
     }
 
     /// Records waiting for the writer.
@@ -375,7 +445,7 @@ impl AuditLog {
         }
     }
 
-    fn refuse(&self, n: usize, err: AuditError) -> Result<(), AuditError> {
+    fn refuse(&self, n: usize, err: AuditError) -> Result<Vec<Receipt>, AuditError> {
         self.inner
             .stats
             .failures
@@ -385,14 +455,14 @@ impl AuditLog {
             Err(err)
         } else {
             tracing::error!(records = n, error = %err, "audit records dropped (non-strict mode)");
-            Ok(())
+            Ok(Vec::new())
         }
     }
 
-    async fn submit(&self, recs: Vec<AuditRecord>) -> Result<(), AuditError> {
+    async fn submit(&self, recs: Vec<AuditRecord>) -> Result<Vec<Receipt>, AuditError> {
         let n = recs.len();
         if n == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let stats = &self.inner.stats;
         if stats.closed.load(Ordering::SeqCst) {
@@ -420,7 +490,7 @@ impl AuditLog {
             return self.refuse(n, AuditError::Closed);
         }
         match wait {
-            None => Ok(()),
+            None => Ok(Vec::new()),
             Some(rx) => rx.await.unwrap_or(Err(AuditError::Closed)),
         }
     }

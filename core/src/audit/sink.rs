@@ -45,6 +45,41 @@ pub trait AuditSink: Send {
     fn check(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Calls `each` with every complete line of the trail, oldest first (without the
+    /// newline), to rebuild the Merkle tree. `Ok(false)`: this sink cannot (no tree is
+    /// kept then).
+    fn replay(&mut self, each: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+        let _ = each;
+        Ok(false)
+    }
+}
+
+/// The first seq in a trail file's name.
+fn first_seq_of(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let rest = name.strip_prefix("audit-")?.strip_suffix(".jsonl")?;
+    rest.split_once('-')?.1.parse().ok()
+}
+
+/// The line (without its newline) of the record `seq` in the trail in `dir`, read from the
+/// file whose name says it holds it; `None` when no file does or the line there does not
+/// carry that seq. Reads up to one file (at most `rotate_bytes`).
+pub fn read_record(dir: &Path, seq: u64) -> io::Result<Option<Vec<u8>>> {
+    let files = trail_files(dir)?;
+    let Some(path) = files
+        .iter()
+        .rev()
+        .find(|p| first_seq_of(p).is_some_and(|first| first <= seq))
+    else {
+        return Ok(None);
+    };
+    let first = first_seq_of(path).unwrap_or(u64::MAX);
+    let reader = io::BufReader::new(File::open(path)?);
+    let Some(line) = io::BufRead::split(reader, b'\n').nth((seq - first) as usize) else {
+        return Ok(None);
+    };
+    let line = line?;
+    Ok(tip_of(&line).ok().filter(|t| t.seq == seq).map(|_| line))
 }
 
 /// The file name of a trail file.
@@ -220,6 +255,24 @@ impl AuditSink for FileSink {
             tip,
             current: Some(CurrentFile { opened, len }),
         })
+    }
+
+    fn replay(&mut self, each: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+        for path in trail_files(&self.dir)? {
+            let mut reader = io::BufReader::new(File::open(&path)?);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                if io::BufRead::read_until(&mut reader, b'\n', &mut buf)? == 0 {
+                    break;
+                }
+                if buf.last() != Some(&b'\n') {
+                    break; // a partial last line (cut off by recover)
+                }
+                each(&buf[..buf.len() - 1]);
+            }
+        }
+        Ok(true)
     }
 
     fn start_file(&mut self, opened: DateTime<Utc>, first_seq: u64) -> io::Result<()> {

@@ -33,6 +33,7 @@ fn opts(strict: bool) -> AuditOptions {
         fsync: FsyncPolicy::EveryBatch,
         queue_capacity: 10_000,
         clock: Arc::new(Utc::now),
+        heads: None,
     }
 }
 
@@ -583,4 +584,354 @@ async fn steady_arrivals_are_written_in_groups() {
         "{writes} writes for {N} steadily arriving records: not grouped"
     );
     assert_eq!(verify_dir(dir.path()).unwrap().records, N as u64);
+}
+
+/// An Ed25519 answer-signing key and its certificate, made with the openssl CLI.
+fn signing_key(dir: &Path) -> (Arc<crate::signing::SigningKey>, PathBuf) {
+    let key = dir.join("sign.key");
+    let cert = dir.join("sign.pem");
+    let run = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("openssl")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "openssl {args:?}"
+        );
+    };
+    let (k, c) = (key.to_str().unwrap(), cert.to_str().unwrap());
+    run(&["genpkey", "-algorithm", "ED25519", "-out", k]);
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=answers",
+        "-key",
+        k,
+        "-out",
+        c,
+    ]);
+    (
+        Arc::new(crate::signing::SigningKey::from_files(&key, &cert).unwrap()),
+        cert,
+    )
+}
+
+fn signed_opts(dir: &Path, signer: Arc<crate::signing::SigningKey>, rotate: u64) -> AuditOptions {
+    let mut o = opts(true);
+    o.rotate_bytes = rotate;
+    o.heads = Some(HeadOptions {
+        path: dir.join(HEADS_FILE),
+        signer,
+        // Long: heads are written at shutdown in these tests.
+        every: std::time::Duration::from_secs(3600),
+    });
+    o
+}
+
+#[tokio::test]
+async fn strict_records_return_receipts_that_are_the_chain_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(opts(true), Box::new(FileSink::new(dir.path()))).unwrap();
+    let one = log.record(rec(1)).await.unwrap().unwrap();
+    let many = log.record_all((2..5).map(rec).collect()).await.unwrap();
+    log.shutdown().await;
+    assert_eq!(one.seq, 1);
+    assert_eq!(
+        many.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&files(dir.path())[0])
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(one.hash, hash_line(lines[0].as_bytes()));
+    for (r, line) in many.iter().zip(&lines[1..]) {
+        assert_eq!(r.hash, hash_line(line.as_bytes()));
+    }
+    // The last receipt is the chain's tip `verify` reports.
+    assert_eq!(
+        verify_dir(dir.path()).unwrap().last_hash.as_deref(),
+        Some(many[2].hash.as_str())
+    );
+}
+
+#[tokio::test]
+async fn non_strict_records_return_no_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open_with(opts(false), Box::new(FileSink::new(dir.path()))).unwrap();
+    assert_eq!(log.record(rec(1)).await.unwrap(), None);
+    assert_eq!(log.record_all(vec![rec(2), rec(3)]).await.unwrap(), vec![]);
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn tree_heads_are_signed_at_shutdown_rebuilt_at_start_and_prove_inclusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, cert) = signing_key(dir.path());
+    let trail = dir.path().join("trail");
+    let key = crate::signing::VerifyingKey::from_pem_file(&cert).unwrap();
+    // Small files: the tree spans several (seq is monotonic across rotation).
+    let log = AuditLog::open_with(
+        signed_opts(&trail, signer.clone(), 2048),
+        Box::new(FileSink::new(&trail)),
+    )
+    .unwrap();
+    assert_eq!(log.ledger().tree_size(), Some(0));
+    assert_eq!(log.ledger().inclusion(1), Err(ProofRefusal::UnknownSeq(1)));
+    for i in 0..30 {
+        log.record(rec(i)).await.unwrap();
+    }
+    assert!(matches!(
+        log.ledger().inclusion(3),
+        Err(ProofRefusal::NotYetSigned {
+            seq: 3,
+            latest: 0,
+            ..
+        })
+    ));
+    log.shutdown().await;
+    assert!(files(&trail).len() > 2, "rotated");
+    let heads = read_heads(&trail.join(HEADS_FILE)).unwrap();
+    assert_eq!(heads.len(), 1);
+    let head = heads[0].1.clone().unwrap();
+    assert_eq!(head.tree_size, 30);
+    head.verify(&key).unwrap();
+    // A changed field breaks the signature.
+    let mut forged = head.clone();
+    forged.tree_size = 29;
+    assert!(forged.verify(&key).is_err());
+
+    // Restart: the tree is rebuilt from every file, the head is loaded and proofs verify.
+    let log = AuditLog::open_with(
+        signed_opts(&trail, signer.clone(), 2048),
+        Box::new(FileSink::new(&trail)),
+    )
+    .unwrap();
+    assert_eq!(log.ledger().tree_size(), Some(30));
+    assert_eq!(log.ledger().latest(), Some(head.clone()));
+    let all = files(&trail);
+    let lines: Vec<String> = all
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let root = head.root().unwrap();
+    for seq in 1..=30u64 {
+        let p = log.ledger().inclusion(seq).unwrap();
+        let line = read_record(&trail, seq).unwrap().unwrap();
+        assert_eq!(line, lines[seq as usize - 1].as_bytes());
+        let leaf = merkle::leaf_hash(&line);
+        assert_eq!(p.leaf_hash, merkle::to_hex(&leaf));
+        let path: Vec<_> = p
+            .audit_path
+            .iter()
+            .map(|h| merkle::from_hex(h).unwrap())
+            .collect();
+        assert!(merkle::verify_inclusion(
+            p.leaf_index,
+            p.tree_size,
+            &leaf,
+            &path,
+            &root
+        ));
+    }
+    assert_eq!(read_record(&trail, 31).unwrap(), None);
+    assert_eq!(
+        log.ledger().inclusion(31),
+        Err(ProofRefusal::UnknownSeq(31))
+    );
+    for i in 30..45 {
+        log.record(rec(i)).await.unwrap();
+    }
+    log.shutdown().await;
+    let heads = read_heads(&trail.join(HEADS_FILE)).unwrap();
+    assert_eq!(heads.len(), 2);
+    let newer = heads[1].1.clone().unwrap();
+    assert_eq!(newer.tree_size, 45);
+    let log = AuditLog::open_with(
+        signed_opts(&trail, signer.clone(), 2048),
+        Box::new(FileSink::new(&trail)),
+    )
+    .unwrap();
+    let c = log.ledger().consistency(30, 45).unwrap();
+    let proof: Vec<_> = c
+        .proof
+        .iter()
+        .map(|h| merkle::from_hex(h).unwrap())
+        .collect();
+    assert!(merkle::verify_consistency(
+        30,
+        45,
+        &head.root().unwrap(),
+        &newer.root().unwrap(),
+        &proof
+    ));
+    assert_eq!(
+        log.ledger().consistency(29, 45),
+        Err(ProofRefusal::NoSuchHead(29))
+    );
+    assert!(matches!(
+        log.ledger().consistency(45, 30),
+        Err(ProofRefusal::Range(_))
+    ));
+    // No new records: shutdown writes no head.
+    log.shutdown().await;
+    assert_eq!(read_heads(&trail.join(HEADS_FILE)).unwrap().len(), 2);
+
+    // The heads check the trail: intact, then a changed record fails on the head.
+    let report = verify_heads(
+        &all_files(&trail),
+        &trail.join(HEADS_FILE),
+        std::slice::from_ref(&key),
+    )
+    .unwrap();
+    assert_eq!((report.heads, report.latest_size), (2, Some(45)));
+    let first = files(&trail)[0].clone();
+    let text = std::fs::read_to_string(&first).unwrap();
+    std::fs::write(&first, text.replacen("req-0", "req-X", 1)).unwrap();
+    let err = verify_heads(&all_files(&trail), &trail.join(HEADS_FILE), &[key]).unwrap_err();
+    assert!(err.contains("the trail was changed"), "{err}");
+    // At start the gateway does not serve a head the trail no longer matches.
+    let log = AuditLog::open_with(
+        signed_opts(&trail, signer, 2048),
+        Box::new(FileSink::new(&trail)),
+    )
+    .unwrap();
+    assert_eq!(log.ledger().latest(), None);
+    log.shutdown().await;
+}
+
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    files(dir)
+}
+
+#[tokio::test]
+async fn a_trail_that_does_not_start_at_seq_1_keeps_no_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, _) = signing_key(dir.path());
+    let trail = dir.path().join("trail");
+    let log = AuditLog::open_with(
+        signed_opts(&trail, signer.clone(), 2048),
+        Box::new(FileSink::new(&trail)),
+    )
+    .unwrap();
+    for i in 0..30 {
+        log.record(rec(i)).await.unwrap();
+    }
+    log.shutdown().await;
+    std::fs::remove_file(&files(&trail)[0]).unwrap();
+    let log = AuditLog::open_with(
+        signed_opts(&trail, signer, 2048),
+        Box::new(FileSink::new(&trail)),
+    )
+    .unwrap();
+    assert_eq!(log.ledger().tree_size(), None);
+    assert_eq!(log.ledger().inclusion(30), Err(ProofRefusal::NoTree));
+    // Records are still written.
+    assert_eq!(log.record(rec(31)).await.unwrap().unwrap().seq, 31);
+    log.shutdown().await;
+}
+
+#[test]
+fn the_signed_text_is_fixed() {
+    assert_eq!(
+        TreeHead::signed_text(
+            7,
+            &"ab".repeat(32),
+            "2026-12-02T03:00:00Z",
+            "kid",
+            "ed25519"
+        ),
+        format!(
+            "hcgw-audit-tree-head/v1\ntree_size: 7\nroot_hash: {}\ntime: 2026-12-02T03:00:00Z\nkey_id: kid\nalgorithm: ed25519\n",
+            "ab".repeat(32)
+        )
+    );
+}
+
+/// A file sink whose fsync fails while `fail` is set (the lines are on disk, complete).
+struct SyncFailingSink {
+    inner: FileSink,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AuditSink for SyncFailingSink {
+    fn recover(&mut self) -> io::Result<Recovered> {
+        self.inner.recover()
+    }
+    fn start_file(&mut self, opened: DateTime<Utc>, first_seq: u64) -> io::Result<()> {
+        self.inner.start_file(opened, first_seq)
+    }
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.append(bytes)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(io::Error::other("fsync failed"));
+        }
+        self.inner.sync()
+    }
+    fn replay(&mut self, each: &mut dyn FnMut(&[u8])) -> io::Result<bool> {
+        self.inner.replay(each)
+    }
+}
+
+#[tokio::test]
+async fn after_a_failed_batch_left_its_lines_on_disk_the_tree_follows_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signer, cert) = signing_key(dir.path());
+    let trail = dir.path().join("trail");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = SyncFailingSink {
+        inner: FileSink::new(&trail),
+        fail: fail.clone(),
+    };
+    let log = AuditLog::open_with(signed_opts(&trail, signer, 1 << 20), Box::new(sink)).unwrap();
+    for i in 0..3 {
+        log.record(rec(i)).await.unwrap();
+    }
+    fail.store(true, Ordering::SeqCst);
+    assert!(log.record_all(vec![rec(3), rec(4)]).await.is_err());
+    fail.store(false, Ordering::SeqCst);
+    // The writer recovers from the disk (seq 5 is the tip now) and rebuilds the tree.
+    let r = log.record(rec(5)).await.unwrap().unwrap();
+    assert_eq!(r.seq, 6);
+    assert_eq!(log.ledger().tree_size(), Some(6));
+    log.shutdown().await;
+    let key = crate::signing::VerifyingKey::from_pem_file(&cert).unwrap();
+    let report = verify_heads(&files(&trail), &trail.join(HEADS_FILE), &[key]).unwrap();
+    assert_eq!(report.latest_size, Some(6));
+}
+
+#[test]
+fn read_heads_names_bad_and_partial_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(HEADS_FILE);
+    std::fs::write(&path, "").unwrap();
+    assert!(read_heads(&path).unwrap().is_empty());
+    let head = r#"{"tree_size":1,"root_hash":"00","time":"t","key_id":"k","algorithm":"ed25519","signature":""}"#;
+    std::fs::write(&path, format!("{head}\nnot json\n{head}\n{{\"tree_")).unwrap();
+    let heads = read_heads(&path).unwrap();
+    let lines: Vec<(u64, bool)> = heads.iter().map(|(l, h)| (*l, h.is_ok())).collect();
+    assert_eq!(lines, vec![(1, true), (2, false), (3, true), (4, false)]);
+    assert_eq!(heads[3].1, Err("incomplete last line".into()));
+    // An unknown member is not a head (deny_unknown_fields).
+    std::fs::write(
+        &path,
+        head.replace("\"signature\"", "\"extra\":1,\"signature\"") + "\n",
+    )
+    .unwrap();
+    assert!(read_heads(&path).unwrap()[0].1.is_err());
 }

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::heads::{Ledger, TreeHead, append_head};
+use super::merkle::{self, Tree};
 use super::sink::{AuditSink, CurrentFile};
 use super::{
-    AuditError, AuditOptions, AuditRecord, ChainTip, GENESIS_PREV, Stats, encode_line, hash_line,
+    AuditError, AuditOptions, AuditRecord, ChainTip, GENESIS_PREV, Receipt, Stats, encode_line,
+    hash_line,
 };
 use crate::config::FsyncPolicy;
 
@@ -28,7 +31,58 @@ pub(super) const GROUP_COMMIT_WINDOW: Duration = Duration::from_micros(100);
 /// record arrived. After a quieter spell the first record is written at once.
 const BUSY_GAP: Duration = Duration::from_millis(2);
 
-pub(super) type Ack = oneshot::Sender<Result<(), AuditError>>;
+pub(super) type Ack = oneshot::Sender<Result<Vec<Receipt>, AuditError>>;
+
+/// The seq of a record line: its leading `{"seq":N` (as [`encode_line`] writes it), or
+/// the JSON's `seq`.
+fn seq_of(line: &[u8]) -> Option<u64> {
+    if let Some(rest) = line.strip_prefix(b"{\"seq\":") {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 && rest.get(digits) == Some(&b',') {
+            return std::str::from_utf8(&rest[..digits]).ok()?.parse().ok();
+        }
+    }
+    super::sink::tip_of(line).ok().map(|t| t.seq)
+}
+
+/// The Merkle tree over the whole trail, read back through the sink: `None` (with a
+/// warning) when the sink cannot replay, the trail does not start at seq 1 (older files
+/// removed) or its seqs are not 1, 2, 3… — proofs are not served then.
+pub(super) fn rebuild(sink: &mut dyn AuditSink, tip: Option<&ChainTip>) -> Option<Tree> {
+    let mut tree = Tree::new();
+    let mut broken: Option<String> = None;
+    let replayed = sink.replay(&mut |line| {
+        if broken.is_some() {
+            return;
+        }
+        let expected = tree.size() + 1;
+        match seq_of(line) {
+            Some(seq) if seq == expected => tree.push(merkle::leaf_hash(line)),
+            found => broken = Some(format!("seq {found:?} where {expected} was expected")),
+        }
+    });
+    let why = match replayed {
+        Err(e) => Some(e.to_string()),
+        Ok(false) => Some("the audit sink cannot be read back".into()),
+        Ok(true) => broken.or_else(|| {
+            (tree.size() != tip.map_or(0, |t| t.seq))
+                .then(|| "the tree does not end at the chain's tip".to_string())
+        }),
+    };
+    match why {
+        None => {
+            tracing::info!(
+                records = tree.size(),
+                "audit Merkle tree rebuilt from the trail"
+            );
+            Some(tree)
+        }
+        Some(why) => {
+            tracing::warn!(reason = %why, "no Merkle tree over the audit trail (it must start at seq 1): no signed tree heads, no proofs");
+            None
+        }
+    }
+}
 
 pub(super) enum Msg {
     Records(Vec<AuditRecord>, Option<Ack>),
@@ -48,6 +102,12 @@ pub(super) struct Writer {
     pub last_sync: Instant,
     /// When the last batch was written (decides whether to gather the next one).
     pub last_batch: Option<Instant>,
+    /// The Merkle tree and signed heads.
+    pub ledger: Arc<Ledger>,
+    /// When the last tree head was due.
+    pub last_head: Instant,
+    /// The tree size of the latest signed head.
+    pub head_size: u64,
 }
 
 impl Writer {
@@ -63,6 +123,7 @@ impl Writer {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
                         self.idle();
+                        self.maybe_head(false);
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -75,6 +136,7 @@ impl Writer {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
                         self.check();
+                        self.maybe_head(false);
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -102,6 +164,7 @@ impl Writer {
             if !batch.is_empty() {
                 self.write_batch(batch, count);
                 self.last_batch = Some(Instant::now());
+                self.maybe_head(false);
             }
             if let Some(done) = shutdown {
                 self.finish();
@@ -174,6 +237,7 @@ impl Writer {
                 self.current = r.current;
                 self.broken = false;
                 self.dirty = false;
+                self.resync_tree();
                 self.stats.healthy.store(true, Ordering::Relaxed);
                 Ok(())
             }
@@ -185,10 +249,61 @@ impl Writer {
         }
     }
 
+    /// Signs and appends a tree head when one is due (every `audit.checkpoint_s`, or
+    /// `now` at shutdown) and the tree grew since the last one.
+    fn maybe_head(&mut self, now: bool) {
+        let Some(opts) = &self.opts.heads else { return };
+        if !now && self.last_head.elapsed() < opts.every {
+            return;
+        }
+        self.last_head = Instant::now();
+        let (size, root) = {
+            let state = self.ledger.write();
+            let Some(tree) = state.tree.as_ref() else {
+                return;
+            };
+            let size = tree.size();
+            if size <= self.head_size {
+                return;
+            }
+            match tree.root(size) {
+                Ok(root) => (size, root),
+                Err(_) => return,
+            }
+        };
+        let head = TreeHead::sign(size, &root, (self.opts.clock)(), opts.signer.as_ref());
+        match append_head(&opts.path, &head) {
+            Ok(()) => {
+                self.head_size = size;
+                tracing::info!(tree_size = size, root_hash = %head.root_hash, "audit tree head signed");
+                metrics::counter!("hcgw_audit_tree_heads_total").increment(1);
+                let mut state = self.ledger.write();
+                state.heads.push((size, root));
+                state.latest = Some(head);
+            }
+            Err(e) => {
+                // Not served: a head a reader cannot find in the file proves nothing.
+                tracing::error!(file = %opts.path.display(), error = %e, "cannot write the audit tree head; retrying at the next interval");
+            }
+        }
+    }
+
+    /// After a recovery, the tree must end where the chain does (a failed batch may have
+    /// left complete lines on disk): rebuilt from the trail when it does not.
+    fn resync_tree(&mut self) {
+        let want = self.tip.as_ref().map_or(0, |t| t.seq);
+        let have = self.ledger.write().tree.as_ref().map(Tree::size);
+        if have.is_some_and(|h| h != want) {
+            let tree = rebuild(self.sink.as_mut(), self.tip.as_ref());
+            self.ledger.write().tree = tree;
+        }
+    }
+
     fn finish(&mut self) {
         if !self.broken {
             self.sync();
         }
+        self.maybe_head(true);
         if let Some(tip) = &self.tip {
             self.checkpoint(tip.clone());
         }
@@ -199,7 +314,7 @@ impl Writer {
         metrics::gauge!("hcgw_audit_queue_depth").set(depth as f64);
         let result = self.write(&batch);
         match &result {
-            Ok(()) => {
+            Ok(_) => {
                 metrics::counter!("hcgw_audit_records_total").increment(count as u64);
             }
             Err(e) => {
@@ -210,14 +325,25 @@ impl Writer {
                 tracing::error!(records = count, error = %e, "audit write failed; records not written");
             }
         }
-        for (_, ack) in batch {
+        let mut receipts = match result {
+            Ok(r) => Ok(r.into_iter()),
+            Err(e) => Err(e),
+        };
+        for (recs, ack) in batch {
+            let mine = match &mut receipts {
+                Ok(all) => Ok(all.by_ref().take(recs.len()).collect()),
+                Err(e) => Err(e.clone()),
+            };
             if let Some(ack) = ack {
-                let _ = ack.send(result.clone());
+                let _ = ack.send(mine);
             }
         }
     }
 
-    fn write(&mut self, batch: &[(Vec<AuditRecord>, Option<Ack>)]) -> Result<(), AuditError> {
+    fn write(
+        &mut self,
+        batch: &[(Vec<AuditRecord>, Option<Ack>)],
+    ) -> Result<Vec<Receipt>, AuditError> {
         let failed = |e: std::io::Error| AuditError::SinkFailed(e.to_string());
         if self.broken {
             self.recover().map_err(failed)?;
@@ -226,6 +352,8 @@ impl Writer {
         let mut current = self.current;
         let mut pending: Vec<u8> = Vec::new();
         let mut checkpoints = Vec::new();
+        let keep_tree = self.opts.heads.is_some();
+        let mut written: Vec<(Receipt, Option<merkle::Hash>)> = Vec::new();
         let result = (|| {
             for rec in batch.iter().flat_map(|(recs, _)| recs) {
                 let seq = tip.as_ref().map_or(1, |t| t.seq + 1);
@@ -254,6 +382,13 @@ impl Writer {
                     current = Some(CurrentFile { opened, len: 0 });
                 }
                 let hash = hash_line(&line);
+                written.push((
+                    Receipt {
+                        seq,
+                        hash: hash.clone(),
+                    },
+                    keep_tree.then(|| merkle::leaf_hash(&line)),
+                ));
                 pending.extend_from_slice(&line);
                 pending.push(b'\n');
                 if let Some(c) = current.as_mut() {
@@ -292,7 +427,16 @@ impl Writer {
                 for (seq, hash) in checkpoints {
                     self.checkpoint(ChainTip { seq, hash });
                 }
-                Ok(())
+                if keep_tree {
+                    let mut state = self.ledger.write();
+                    if let Some(tree) = state.tree.as_mut() {
+                        for leaf in written.iter().filter_map(|(_, l)| *l) {
+                            tree.push(leaf);
+                        }
+                        metrics::gauge!("hcgw_audit_tree_size").set(tree.size() as f64);
+                    }
+                }
+                Ok(written.into_iter().map(|(r, _)| r).collect())
             }
             Err(e) => {
                 // The end of the trail is unknown now (maybe a partial line): recover

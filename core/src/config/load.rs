@@ -250,6 +250,7 @@ fn load_table(
             fsync: Default::default(),
             queue_capacity: 0,
             rotate_daily: true,
+            checkpoint_s: 60,
         }),
         limits: limits.unwrap_or_default(),
         breaker: breaker.unwrap_or_default(),

@@ -770,6 +770,14 @@ pub struct AuditSection {
     /// Also start a new file when the UTC day changes (default true).
     #[serde(default = "yes")]
     pub rotate_daily: bool,
+    /// Seconds between signed tree heads of the audit log (default 60, 1..=86400); only
+    /// with a `[signing]` key (docs/proofs.md).
+    #[serde(default = "default_checkpoint_s")]
+    pub checkpoint_s: u64,
+}
+
+fn default_checkpoint_s() -> u64 {
+    60
 }
 
 fn default_rotate() -> u64 {

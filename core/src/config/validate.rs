@@ -600,6 +600,13 @@ pub(super) fn validate(c: &Config, parsed: Parsed, problems: &mut Vec<Problem>) 
                 "must be at least 1".into(),
             );
         }
+        if !(1..=86_400).contains(&c.audit.checkpoint_s) {
+            add(
+                problems,
+                "audit.checkpoint_s",
+                "must be between 1 and 86400 (seconds between signed tree heads)".into(),
+            );
+        }
     }
 }
 
@@ -676,10 +683,18 @@ fn revocation(c: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
-/// What `check-config` warns about in a valid configuration: revocation disabled, subject
-/// entries implicitly bound to a root, CRLs past (or within two days of) their nextUpdate.
+/// What `check-config` warns about in a valid configuration: revocation disabled, no
+/// `[signing]` key (no signed tree heads), subject entries implicitly bound to a root, CRLs
+/// past (or within two days of) their nextUpdate.
 pub fn warnings(c: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
+    if c.signing.is_none() {
+        add(
+            &mut out,
+            "signing",
+            "no [signing] key: the audit log writes no signed tree heads, and /v1/audit/checkpoints/latest and /v1/audit/proof answer 404 (docs/proofs.md)".into(),
+        );
+    }
     if c.tls.revocation == Revocation::Disabled {
         add(
             &mut out,

@@ -93,6 +93,23 @@ pub struct Decided {
     pub view: Role,
     /// The recognition decision for the acting jurisdiction.
     pub recognition: Recognition,
+    /// The receipt of the answer's audit record (strict mode; `None` before it is recorded
+    /// and in non-strict mode).
+    pub receipt: Option<crate::receipt::Receipt>,
+}
+
+/// Attaches the receipt of its audit record to an answer or error.
+fn with_receipt(
+    answer: Result<Decided, LookupError>,
+    receipt: Option<crate::receipt::Receipt>,
+) -> Result<Decided, LookupError> {
+    match answer {
+        Ok(mut d) => {
+            d.receipt = receipt;
+            Ok(d)
+        }
+        Err(e) => Err(e.with_receipt(receipt)),
+    }
 }
 
 fn check_short_text(field: &str, value: Option<&str>) -> Result<(), LookupError> {
@@ -181,10 +198,14 @@ impl LookupService {
         ctx.purpose = q.purpose.clone();
         let result = self.fetch(q.region, &q.subject, &ctx).await;
         let decided = self.decide(acting, &q, &result);
-        self.auditor()
+        let receipt = self
+            .auditor()
             .record(vec![self.audited(acting, q, &result, &decided)])
-            .await?;
-        decided
+            .await?
+            .into_iter()
+            .next()
+            .flatten();
+        with_receipt(decided, receipt)
     }
 
     /// The decision for a fetched status (or a verify's manual check for an upstream
@@ -204,6 +225,7 @@ impl LookupService {
                 recognition: self
                     .policy()
                     .unavailable(&acting.jurisdiction, q.region, e.code),
+                receipt: None,
             }),
             Err(e) => Err(e.clone()),
         }
@@ -229,6 +251,7 @@ impl LookupService {
             fetched: Some(fetched.clone()),
             view,
             recognition,
+            receipt: None,
         }
     }
 
@@ -367,6 +390,8 @@ impl LookupService {
         let stopped = lock(&stopped).take();
         let mut results = Vec::with_capacity(items.len());
         let mut audit = Vec::new();
+        // The result index of each audit record.
+        let mut audited_at = Vec::new();
         for (i, (v, key)) in items.into_iter().zip(keys).enumerate() {
             let item = match (v, key) {
                 (Err(e), _) => Err(e),
@@ -381,13 +406,21 @@ impl LookupService {
                     };
                     let decided = self.decide(acting, &v, &result);
                     audit.push(self.audited(acting, v, &result, &decided));
+                    audited_at.push(i);
                     decided
                 }
                 (Ok(_), None) => Err(LookupError::new(ErrorCode::RegionUnavailable, "no answer")),
             };
             results.push(item);
         }
-        self.auditor().record(audit).await?;
+        let receipts = self.auditor().record(audit).await?;
+        for (i, receipt) in audited_at.into_iter().zip(receipts) {
+            let item = std::mem::replace(
+                &mut results[i],
+                Err(LookupError::new(ErrorCode::RegionUnavailable, "no answer")),
+            );
+            results[i] = with_receipt(item, receipt);
+        }
         Ok(results)
     }
 }

@@ -29,6 +29,8 @@ pub struct LookupError {
     pub via_peer: Option<String>,
     /// A peer's verified signature and receipt, when the error is a peer's signed answer.
     pub peer_proof: Option<Arc<super::PeerProof>>,
+    /// The receipt of the audit record of this error, when it was audited (strict mode).
+    pub receipt: Option<crate::receipt::Receipt>,
     /// The underlying error (a region adapter's, a peer call's), when there is one.
     #[source]
     pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
@@ -43,6 +45,7 @@ impl PartialEq for LookupError {
             && self.region == other.region
             && self.retry_after == other.retry_after
             && self.via_peer == other.via_peer
+            && self.receipt == other.receipt
     }
 }
 
@@ -58,8 +61,15 @@ impl LookupError {
             retry_after: None,
             via_peer: None,
             peer_proof: None,
+            receipt: None,
             cause: None,
         }
+    }
+
+    /// Attaches the receipt of the error's audit record.
+    pub fn with_receipt(mut self, receipt: Option<crate::receipt::Receipt>) -> Self {
+        self.receipt = receipt;
+        self
     }
 
     /// `invalid_request`.
