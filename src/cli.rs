@@ -389,7 +389,7 @@ fn verify_trail(
                 h.display()
             ));
         }
-        match crate::audit::verify_heads(&files, &h, &keys) {
+        match crate::audit::verify_heads(&files, &h, keys) {
             Ok(r) => println!(
                 "{label}tree heads intact: {} head(s) in {}, latest tree size {}, signatures {}",
                 r.heads,

@@ -47,8 +47,6 @@ pub const OPENAPI: &str = "/v1/openapi.json";
 pub const METRICS: &str = "/metrics";
 /// `GET /v1/signing-keys`.
 pub const SIGNING_KEYS: &str = "/v1/signing-keys";
-/// Every route of the API (the values of the `endpoint` metric label).
-
 /// `GET /v1/audit/checkpoints/latest`.
 pub const AUDIT_LATEST: &str = "/v1/audit/checkpoints/latest";
 /// `GET /v1/audit/proof/{seq}`.

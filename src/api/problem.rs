@@ -66,7 +66,7 @@ impl ApiError {
             request_id: request_id::current(),
             region: self.region,
             retry_after_s: self.retry_after.map(|d| d.as_secs().max(1)),
-            audit: self.receipt.clone(),
+            audit: self.receipt.as_deref().cloned(),
         }
     }
 }

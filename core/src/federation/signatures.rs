@@ -15,7 +15,8 @@ use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use tokio::sync::RwLock;
 
-use crate::pipeline::{PeerProof, PeerReceipt};
+use crate::pipeline::PeerProof;
+use crate::receipt::Receipt;
 use crate::signing::{AnswerSignatureError, VerifyingKey, verify_answer};
 
 /// The least time between two fetches of a peer's keys.
@@ -53,7 +54,7 @@ struct PublishedKey {
 #[derive(Deserialize)]
 struct WithReceipt {
     #[serde(default)]
-    audit: Option<PeerReceipt>,
+    audit: Option<Receipt>,
 }
 
 impl PeerKeys {

@@ -30,7 +30,7 @@ pub struct LookupError {
     /// A peer's verified signature and receipt, when the error is a peer's signed answer.
     pub peer_proof: Option<Arc<super::PeerProof>>,
     /// The receipt of the audit record of this error, when it was audited (strict mode).
-    pub receipt: Option<crate::receipt::Receipt>,
+    pub receipt: Option<Box<crate::receipt::Receipt>>,
     /// The underlying error (a region adapter's, a peer call's), when there is one.
     #[source]
     pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
@@ -68,7 +68,7 @@ impl LookupError {
 
     /// Attaches the receipt of the error's audit record.
     pub fn with_receipt(mut self, receipt: Option<crate::receipt::Receipt>) -> Self {
-        self.receipt = receipt;
+        self.receipt = receipt.map(Box::new);
         self
     }
 

@@ -42,15 +42,5 @@ pub struct PeerProof {
     pub content_digest: String,
     /// The peer's audit receipt, when its answer carried one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<PeerReceipt>,
-}
-
-/// The `audit` member of a peer's answer: where its own record of the answer is.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerReceipt {
-    /// The record's sequence number in the peer's trail.
-    pub seq: u64,
-    /// The record line's hash (lowercase hex SHA-256).
-    pub hash: String,
+    pub receipt: Option<crate::receipt::Receipt>,
 }

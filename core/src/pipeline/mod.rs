@@ -10,5 +10,5 @@ pub mod layer;
 
 pub use context::ForwardContext;
 pub use error::{DEFAULT_RETRY_AFTER, LookupError};
-pub use fetched::{Fetched, PeerProof, PeerReceipt};
+pub use fetched::{Fetched, PeerProof};
 pub use layer::{Ask, FetchResult, Layer, Next, Route};
