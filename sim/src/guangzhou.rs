@@ -179,10 +179,10 @@ impl RegionSim for GuangzhouSim {
         match subject.fate {
             _ if !via_qr && !self.supports_id_type(subject.id_type) => Intended::error(
                 "identity type not served",
-                hcgw_adapters::ErrorCode::UnsupportedIdType,
+                hcgw_adapters::AdapterCode::UnsupportedIdType,
             ),
             Fate::NotFound => {
-                Intended::error("not found", hcgw_adapters::ErrorCode::SubjectNotFound)
+                Intended::error("not found", hcgw_adapters::AdapterCode::SubjectNotFound)
             }
             // Codes are long-term valid: an "expired" token is still answered.
             _ => self.cases()[subject.case % self.cases().len()].clone(),
@@ -427,7 +427,7 @@ mod tests {
             .status(&Subject::QrToken("Z".repeat(28)))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), hcgw_adapters::ErrorCode::SubjectNotFound);
+        assert_eq!(e.code(), hcgw_adapters::AdapterCode::SubjectNotFound);
         assert_eq!(adapter.token_fetches(), 1, "one token for the whole run");
         running.task.abort();
     }
@@ -448,7 +448,7 @@ mod tests {
             .status(&Subject::QrToken(token.clone()))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), hcgw_adapters::ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), hcgw_adapters::AdapterCode::RegionUnavailable);
         // Taken down: every call is errcode -1 (system busy) → region_unavailable.
         let (running, adapter) = start(
             GuangzhouSim::with_token_ttl(Duration::from_secs(7200)),
@@ -471,7 +471,7 @@ mod tests {
             .status(&Subject::QrToken(token.clone()))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), hcgw_adapters::ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), hcgw_adapters::AdapterCode::RegionUnavailable);
         assert!(e.is_retryable(), "system busy may be retried once");
         running.task.abort();
     }

@@ -29,7 +29,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hcgw_adapters::identity::{mask_id, mask_name};
 use hcgw_adapters::regions::suishen::sm2::SigningKey;
 use hcgw_adapters::regions::suishen::{KEY_ID_HEADER, SIGNATURE_HEADER, id_type_code};
-use hcgw_adapters::{Action, ErrorCode, Level, Reason, RegionId};
+use hcgw_adapters::{Action, AdapterCode, Level, Reason, RegionId};
 use serde_json::{Value, json};
 
 use super::{Fate, Intended, RegionSim, SimContext};
@@ -175,7 +175,7 @@ fn case_table() -> Vec<(CaseAnswer, Intended)> {
         (
             // A green body whose signature was made over a red one.
             case(0, &[], "DONE", Signing::Tampered),
-            Intended::error(BAD_SIGNATURE_CASE, ErrorCode::UpstreamInvalidResponse),
+            Intended::error(BAD_SIGNATURE_CASE, AdapterCode::UpstreamInvalidResponse),
         ),
     ]
 }
@@ -513,7 +513,7 @@ mod tests {
         let cases = sim.cases();
         assert!(
             cases.iter().any(|c| c.label == BAD_SIGNATURE_CASE
-                && c.error == Some(ErrorCode::UpstreamInvalidResponse)),
+                && c.error == Some(AdapterCode::UpstreamInvalidResponse)),
             "the bad-signature fault is a case"
         );
         let (running, adapter) = start(SuishenSim::with_token_ttl(Duration::from_secs(7200))).await;
@@ -656,7 +656,7 @@ mod tests {
         let qr = Subject::QrToken(running.context.population.subjects()[0].token.clone());
         let wrong = adapter_for(&running, "not-the-secret");
         let e = wrong.status(&qr).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(matches!(
             e,
             AdapterError::Unavailable {
@@ -696,7 +696,7 @@ mod tests {
                 .is_success()
         );
         let e = adapter.status(&qr).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(e.is_retryable());
         running.task.abort();
     }

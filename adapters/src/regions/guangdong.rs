@@ -443,8 +443,8 @@ mod tests {
             ))
             .unwrap_err()
         };
-        assert_eq!(e("E404", "null").code(), crate::ErrorCode::SubjectNotFound);
-        assert_eq!(e("E410", "null").code(), crate::ErrorCode::TokenExpired);
+        assert_eq!(e("E404", "null").code(), crate::AdapterCode::SubjectNotFound);
+        assert_eq!(e("E410", "null").code(), crate::AdapterCode::TokenExpired);
         assert_eq!(
             e("E429", r#"{"retryAfter":5}"#).retry_after(),
             Some(Duration::from_secs(5))
@@ -463,7 +463,7 @@ mod tests {
         assert!(e("E503", "null").is_retryable());
         assert_eq!(
             e("E999", "null").code(),
-            crate::ErrorCode::UpstreamInvalidResponse
+            crate::AdapterCode::UpstreamInvalidResponse
         );
     }
 

@@ -473,7 +473,7 @@ mod tests {
                 .unwrap_err()
                 .code()
         };
-        use crate::error::ErrorCode::*;
+        use crate::error::AdapterCode::*;
         assert_eq!(code(401, None), RegionUnavailable);
         assert_eq!(code(404, None), SubjectNotFound);
         assert_eq!(code(410, None), TokenExpired);

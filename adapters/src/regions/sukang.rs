@@ -626,7 +626,7 @@ mod tests {
             let e = run(xml).unwrap_err();
             assert_eq!(
                 e.code(),
-                crate::ErrorCode::UpstreamInvalidResponse,
+                crate::AdapterCode::UpstreamInvalidResponse,
                 "{name}"
             );
         }
@@ -672,15 +672,15 @@ mod tests {
             ))
             .unwrap_err()
         };
-        assert_eq!(code("1001", "").code(), crate::ErrorCode::SubjectNotFound);
-        assert_eq!(code("1002", "").code(), crate::ErrorCode::TokenExpired);
+        assert_eq!(code("1001", "").code(), crate::AdapterCode::SubjectNotFound);
+        assert_eq!(code("1002", "").code(), crate::AdapterCode::TokenExpired);
         let e = code("1003", "<RetryAfter>12</RetryAfter>");
         assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(12)));
-        assert_eq!(code("1004", "").code(), crate::ErrorCode::UnsupportedIdType);
+        assert_eq!(code("1004", "").code(), crate::AdapterCode::UnsupportedIdType);
         assert!(code("9001", "").is_retryable());
         assert_eq!(
             code("7", "").code(),
-            crate::ErrorCode::UpstreamInvalidResponse
+            crate::AdapterCode::UpstreamInvalidResponse
         );
     }
 }

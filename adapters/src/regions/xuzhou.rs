@@ -538,7 +538,7 @@ mod tests {
             )
             .unwrap_err()
         };
-        use crate::error::ErrorCode::*;
+        use crate::error::AdapterCode::*;
         assert_eq!(err(40001).code(), UpstreamInvalidResponse);
         assert_eq!(
             err(40004),
