@@ -9,10 +9,11 @@ use std::fmt;
 use hcgw_adapters::AdapterCode;
 use serde::{Deserialize, Serialize};
 
-/// Every error code of the gateway's API, with its HTTP status: the codes a region adapter
-/// produces ([`AdapterCode`], converted with `From`) and those only the gateway produces
-/// (`unknown_region`, `unrecognized_qr`, `unauthenticated`, `forbidden`,
-/// `payload_too_large`, `rate_limited`, `federation_loop`, `audit_unavailable`).
+// The doc comment below is the schema's description in `docs/openapi.json`: the codes an
+// adapter produces are the [`AdapterCode`]s (converted with `From`), the others
+// (`unknown_region`, `unrecognized_qr`, `unauthenticated`, `forbidden`, `payload_too_large`,
+// `rate_limited`, `federation_loop`, `audit_unavailable`) only the gateway produces.
+/// Every error code of the gateway's API, with its HTTP status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
