@@ -30,7 +30,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use crate::adapter::{RegionAdapter, Subject};
 use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
-use crate::identity::{mask_id, mask_name};
+use crate::identity::{keep_or_mask_present, mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
 use crate::time::parse_shanghai_local;
 use crate::unmapped::record_unmapped;
@@ -302,12 +302,6 @@ pub fn reason_of(gklx: &str) -> Result<Option<Reason>, ()> {
     }
 }
 
-fn masked(value: Option<String>, mask: fn(&str) -> String) -> Option<String> {
-    value
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| if v.contains('*') { v } else { mask(&v) })
-}
-
 /// Maps a parsed answer to a status or the contract's error (no network). `requested` is
 /// the identity type asked for (`None` for a QR lookup).
 pub fn normalise(
@@ -380,9 +374,9 @@ pub fn normalise(
         );
     }
     status.holder = Holder {
-        name_masked: masked(answer.xm, mask_name),
+        name_masked: keep_or_mask_present(answer.xm, mask_name),
         id_type: answer.zjlx.as_deref().and_then(id_type_of),
-        id_masked: masked(answer.zjhm, mask_id),
+        id_masked: keep_or_mask_present(answer.zjhm, mask_id),
     };
     Ok(status)
 }
