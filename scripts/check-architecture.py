@@ -9,7 +9,10 @@
 3. nothing in hcgw-core or hcgw-adapters names `AppState`;
 4. a concrete region id (`RegionId::Suzhou` …) is named, outside tests, only in its own
    adapter and simulator modules and in the one list of regions (and in the demo's
-   scripted tour).
+   scripted tour);
+5. the gateway-only error codes are not in hcgw-adapters: it defines no `ErrorCode`, its
+   `AdapterCode` has no gateway-only variant and every variant is one of hcgw-core's
+   `ErrorCode`, and its code (tests excepted) spells no gateway-only wire string.
 
 Exit status 1 with one line per violation.
 """
@@ -175,10 +178,55 @@ for crate, src in CRATES.items():
         if stray and rel not in allowed_region_files:
             problems.append(f"{rel} names region(s) {', '.join(stray)} (only its own module may)")
 
+# Gateway-only error codes stay out of the adapters crate.
+GATEWAY_ONLY = {
+    "UnknownRegion": "unknown_region",
+    "UnrecognizedQr": "unrecognized_qr",
+    "Unauthenticated": "unauthenticated",
+    "Forbidden": "forbidden",
+    "PayloadTooLarge": "payload_too_large",
+    "RateLimited": "rate_limited",
+    "FederationLoop": "federation_loop",
+    "AuditUnavailable": "audit_unavailable",
+}
+
+
+def enum_variants(text: str, name: str):
+    """The variant names of `pub enum <name> { … }` (unit variants, doc comments stripped)."""
+    m = re.search(r"pub enum " + name + r"\s*\{([^}]*)\}", re.sub(r"//[^\n]*", "", text))
+    return None if m is None else re.findall(r"\b([A-Z]\w*)\s*,", m.group(1))
+
+
+core_codes = enum_variants((ROOT / "core/src/error_code.rs").read_text(), "ErrorCode") or []
+if not core_codes or not set(GATEWAY_ONLY) <= set(core_codes):
+    problems.append("core/src/error_code.rs: ErrorCode must list every code, the gateway-only ones included")
+adapter_code = None
+adapter_tests = test_files(CRATES["hcgw-adapters"])
+for f in CRATES["hcgw-adapters"].rglob("*.rs"):
+    rel = str(f.relative_to(ROOT))
+    text = f.read_text()
+    if re.search(r"\benum\s+ErrorCode\b", text):
+        problems.append(f"{rel} defines ErrorCode (the gateway's codes live in hcgw-core)")
+    variants = enum_variants(text, "AdapterCode")
+    if variants is not None:
+        adapter_code = rel
+        for v in variants:
+            if v in GATEWAY_ONLY:
+                problems.append(f"{rel}: AdapterCode::{v} is a gateway-only code")
+            elif v not in core_codes:
+                problems.append(f"{rel}: AdapterCode::{v} is no ErrorCode of hcgw-core")
+    if f in adapter_tests:
+        continue
+    for wire in GATEWAY_ONLY.values():
+        if f'"{wire}"' in strip_tests(text):
+            problems.append(f"{rel} spells the gateway-only code \"{wire}\"")
+if adapter_code is None:
+    problems.append("hcgw-adapters: no `pub enum AdapterCode` found")
+
 for w in warnings:
     print(f"known (not failing): {w}")
 for p in problems:
     print(p)
 if problems:
     sys.exit(1)
-print(f"architecture: {len(CRATES)} crates, dependencies one way, no module cycle" + (f" but {len(warnings)} known" if warnings else ""))
+print(f"architecture: {len(CRATES)} crates, dependencies one way, no module cycle, gateway-only codes in hcgw-core" + (f" but {len(warnings)} known" if warnings else ""))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::response::Response;
-use hcgw_adapters::ErrorCode;
+use hcgw_core::ErrorCode;
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use x509_parser::prelude::{FromDer, X509Certificate};

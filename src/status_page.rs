@@ -360,7 +360,7 @@ refresh();
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hcgw_adapters::ErrorCode;
+    use hcgw_core::ErrorCode;
 
     fn recent(answers: u64, faults: u64, consecutive: u32) -> Recent {
         Recent {

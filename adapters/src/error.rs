@@ -1,4 +1,4 @@
-//! The gateway's error codes (`gateway-api.md`) and the typed error adapters return.
+//! The typed error adapters return, and the error codes an adapter can produce.
 
 use std::fmt;
 use std::time::Duration;
@@ -7,146 +7,76 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::IdType;
 
-/// Every error code of the gateway's API, with its HTTP status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+/// The error codes a region adapter can produce: the part of the gateway's problem codes
+/// (`gateway-api.md`) that is about a region's answer. The gateway's complete list, with
+/// the codes only the gateway produces (`forbidden`, `rate_limited`, …) and the HTTP
+/// statuses, is `hcgw_core::ErrorCode`, which every `AdapterCode` converts into under the
+/// same wire string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// 400: malformed JSON, unknown field values, bad identity number, wrong sizes.
+pub enum AdapterCode {
+    /// The region says our request was invalid, and it is the caller's input at fault.
     InvalidRequest,
-    /// 400: region not configured here nor at any peer.
-    UnknownRegion,
-    /// 422: QR text matches no region's format.
-    UnrecognizedQr,
-    /// 422: the region does not serve this identity type.
+    /// The region does not serve this identity type.
     UnsupportedIdType,
-    /// 401: only reachable behind a TLS terminator.
-    Unauthenticated,
-    /// 403: the caller's role may not use this endpoint, or the caller is unknown.
-    Forbidden,
-    /// 404: the region has no code for this subject.
+    /// The region has no code for this subject.
     SubjectNotFound,
-    /// 410: the QR token is no longer valid.
+    /// The QR token is no longer valid.
     TokenExpired,
-    /// 413: body over the limit.
-    PayloadTooLarge,
-    /// 429: the caller's quota is spent.
-    RateLimited,
-    /// 503: the region throttles us.
+    /// The region throttles us.
     UpstreamRateLimited,
-    /// 503: circuit open, region down, or its credentials failed.
+    /// The region is down, busy, or refused our credentials.
     RegionUnavailable,
-    /// 504: the region did not answer within its deadline.
+    /// The region did not answer within its deadline.
     RegionTimeout,
-    /// 502: the region's answer broke its contract.
+    /// The region's answer broke its contract.
     UpstreamInvalidResponse,
-    /// 508: a forwarded request came back (hop limit).
-    FederationLoop,
-    /// 503: the audit trail cannot record the lookup, so it is not served (strict mode).
-    AuditUnavailable,
 }
 
-impl ErrorCode {
-    /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 16] = [
-        ErrorCode::InvalidRequest,
-        ErrorCode::UnknownRegion,
-        ErrorCode::UnrecognizedQr,
-        ErrorCode::UnsupportedIdType,
-        ErrorCode::Unauthenticated,
-        ErrorCode::Forbidden,
-        ErrorCode::SubjectNotFound,
-        ErrorCode::TokenExpired,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::RateLimited,
-        ErrorCode::UpstreamRateLimited,
-        ErrorCode::RegionUnavailable,
-        ErrorCode::RegionTimeout,
-        ErrorCode::UpstreamInvalidResponse,
-        ErrorCode::FederationLoop,
-        ErrorCode::AuditUnavailable,
+impl fmt::Display for AdapterCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AdapterCode {
+    /// Every code an adapter can produce (in the order of the gateway's list).
+    pub const ALL: [AdapterCode; 8] = [
+        AdapterCode::InvalidRequest,
+        AdapterCode::UnsupportedIdType,
+        AdapterCode::SubjectNotFound,
+        AdapterCode::TokenExpired,
+        AdapterCode::UpstreamRateLimited,
+        AdapterCode::RegionUnavailable,
+        AdapterCode::RegionTimeout,
+        AdapterCode::UpstreamInvalidResponse,
     ];
 
-    /// The snake_case code of the API.
+    /// The snake_case code of the API (the same string as the gateway's `ErrorCode`).
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::UnknownRegion => "unknown_region",
-            ErrorCode::UnrecognizedQr => "unrecognized_qr",
-            ErrorCode::UnsupportedIdType => "unsupported_id_type",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::SubjectNotFound => "subject_not_found",
-            ErrorCode::TokenExpired => "token_expired",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::UpstreamRateLimited => "upstream_rate_limited",
-            ErrorCode::RegionUnavailable => "region_unavailable",
-            ErrorCode::RegionTimeout => "region_timeout",
-            ErrorCode::UpstreamInvalidResponse => "upstream_invalid_response",
-            ErrorCode::FederationLoop => "federation_loop",
-            ErrorCode::AuditUnavailable => "audit_unavailable",
-        }
-    }
-
-    /// The HTTP status the API answers with.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::InvalidRequest | ErrorCode::UnknownRegion => 400,
-            ErrorCode::Unauthenticated => 401,
-            ErrorCode::Forbidden => 403,
-            ErrorCode::SubjectNotFound => 404,
-            ErrorCode::TokenExpired => 410,
-            ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::UnrecognizedQr | ErrorCode::UnsupportedIdType => 422,
-            ErrorCode::RateLimited => 429,
-            ErrorCode::UpstreamInvalidResponse => 502,
-            ErrorCode::UpstreamRateLimited
-            | ErrorCode::RegionUnavailable
-            | ErrorCode::AuditUnavailable => 503,
-            ErrorCode::RegionTimeout => 504,
-            ErrorCode::FederationLoop => 508,
-        }
-    }
-
-    /// The problem title.
-    pub fn title(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidRequest => "Invalid request",
-            ErrorCode::UnknownRegion => "Unknown region",
-            ErrorCode::UnrecognizedQr => "Unrecognized QR code",
-            ErrorCode::UnsupportedIdType => "Identity type not supported by the region",
-            ErrorCode::Unauthenticated => "Unauthenticated",
-            ErrorCode::Forbidden => "Forbidden",
-            ErrorCode::SubjectNotFound => "Subject not found",
-            ErrorCode::TokenExpired => "QR token expired",
-            ErrorCode::PayloadTooLarge => "Payload too large",
-            ErrorCode::RateLimited => "Rate limited",
-            ErrorCode::UpstreamRateLimited => "Region is throttling the gateway",
-            ErrorCode::RegionUnavailable => "Region unavailable",
-            ErrorCode::RegionTimeout => "Region timeout",
-            ErrorCode::UpstreamInvalidResponse => "Invalid response from the region",
-            ErrorCode::FederationLoop => "Federation loop",
-            ErrorCode::AuditUnavailable => "Audit trail unavailable",
+            AdapterCode::InvalidRequest => "invalid_request",
+            AdapterCode::UnsupportedIdType => "unsupported_id_type",
+            AdapterCode::SubjectNotFound => "subject_not_found",
+            AdapterCode::TokenExpired => "token_expired",
+            AdapterCode::UpstreamRateLimited => "upstream_rate_limited",
+            AdapterCode::RegionUnavailable => "region_unavailable",
+            AdapterCode::RegionTimeout => "region_timeout",
+            AdapterCode::UpstreamInvalidResponse => "upstream_invalid_response",
         }
     }
 
     /// True for codes that mean "the status could not be obtained" (recognition.md's
-    /// first row): a gate gets `manual_check` rather than an error for these.
+    /// first row), as opposed to an answer about the subject (not found, expired,
+    /// unsupported, invalid input).
     pub fn is_upstream_fault(self) -> bool {
         matches!(
             self,
-            ErrorCode::UpstreamRateLimited
-                | ErrorCode::RegionUnavailable
-                | ErrorCode::RegionTimeout
-                | ErrorCode::UpstreamInvalidResponse
-                | ErrorCode::FederationLoop
+            AdapterCode::UpstreamRateLimited
+                | AdapterCode::RegionUnavailable
+                | AdapterCode::RegionTimeout
+                | AdapterCode::UpstreamInvalidResponse
         )
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -223,23 +153,18 @@ impl AdapterError {
         AdapterError::InvalidResponse(detail.into())
     }
 
-    /// The gateway error code.
-    pub fn code(&self) -> ErrorCode {
+    /// The error code (the gateway's `ErrorCode` converts from it).
+    pub fn code(&self) -> AdapterCode {
         match self {
-            AdapterError::SubjectNotFound => ErrorCode::SubjectNotFound,
-            AdapterError::TokenExpired => ErrorCode::TokenExpired,
-            AdapterError::UnsupportedIdType(_) => ErrorCode::UnsupportedIdType,
-            AdapterError::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            AdapterError::RateLimited { .. } => ErrorCode::UpstreamRateLimited,
-            AdapterError::Unavailable { .. } => ErrorCode::RegionUnavailable,
-            AdapterError::Timeout(_) => ErrorCode::RegionTimeout,
-            AdapterError::InvalidResponse(_) => ErrorCode::UpstreamInvalidResponse,
+            AdapterError::SubjectNotFound => AdapterCode::SubjectNotFound,
+            AdapterError::TokenExpired => AdapterCode::TokenExpired,
+            AdapterError::UnsupportedIdType(_) => AdapterCode::UnsupportedIdType,
+            AdapterError::InvalidRequest(_) => AdapterCode::InvalidRequest,
+            AdapterError::RateLimited { .. } => AdapterCode::UpstreamRateLimited,
+            AdapterError::Unavailable { .. } => AdapterCode::RegionUnavailable,
+            AdapterError::Timeout(_) => AdapterCode::RegionTimeout,
+            AdapterError::InvalidResponse(_) => AdapterCode::UpstreamInvalidResponse,
         }
-    }
-
-    /// The HTTP status the gateway answers with.
-    pub fn http_status(&self) -> u16 {
-        self.code().http_status()
     }
 
     /// Whether one retry of the same (idempotent) lookup is allowed by the contract.
@@ -273,39 +198,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_maps_to_the_spec_status() {
+    fn every_adapter_code_has_its_wire_string() {
         let expected = [
-            ("invalid_request", 400),
-            ("unknown_region", 400),
-            ("unrecognized_qr", 422),
-            ("unsupported_id_type", 422),
-            ("unauthenticated", 401),
-            ("forbidden", 403),
-            ("subject_not_found", 404),
-            ("token_expired", 410),
-            ("payload_too_large", 413),
-            ("rate_limited", 429),
-            ("upstream_rate_limited", 503),
-            ("region_unavailable", 503),
-            ("region_timeout", 504),
-            ("upstream_invalid_response", 502),
-            ("federation_loop", 508),
-            ("audit_unavailable", 503),
+            "invalid_request",
+            "unsupported_id_type",
+            "subject_not_found",
+            "token_expired",
+            "upstream_rate_limited",
+            "region_unavailable",
+            "region_timeout",
+            "upstream_invalid_response",
         ];
-        assert_eq!(ErrorCode::ALL.len(), expected.len());
-        for (code, (name, status)) in ErrorCode::ALL.iter().zip(expected) {
-            assert_eq!(code.as_str(), name);
-            assert_eq!(code.http_status(), status, "{name}");
+        assert_eq!(AdapterCode::ALL.len(), expected.len());
+        for (code, name) in AdapterCode::ALL.iter().zip(expected) {
             assert_eq!(serde_json::to_value(code).unwrap(), name);
+            assert_eq!((code.as_str(), code.to_string()), (name, name.to_owned()));
+            let back: AdapterCode = serde_json::from_value(name.into()).unwrap();
+            assert_eq!(back, *code);
         }
+        // A gateway-only code is no adapter code.
+        assert!(serde_json::from_value::<AdapterCode>("forbidden".into()).is_err());
     }
 
     #[test]
-    fn adapter_errors_carry_code_status_and_retryability() {
+    fn adapter_errors_carry_code_and_retryability() {
         let e = AdapterError::unavailable_retryable("9999");
         assert_eq!(
-            (e.code(), e.http_status(), e.is_retryable()),
-            (ErrorCode::RegionUnavailable, 503, true)
+            (e.code(), e.is_retryable(), e.is_upstream_failure()),
+            (AdapterCode::RegionUnavailable, true, true)
         );
         let e = AdapterError::credentials_refused("1001");
         assert!(!e.is_retryable() && e.is_upstream_failure());
@@ -313,15 +233,29 @@ mod tests {
             retry_after: Some(Duration::from_secs(7)),
         };
         assert_eq!(
-            (e.http_status(), e.retry_after()),
-            (503, Some(Duration::from_secs(7)))
+            (e.code(), e.retry_after()),
+            (
+                AdapterCode::UpstreamRateLimited,
+                Some(Duration::from_secs(7))
+            )
         );
         let e = AdapterError::SubjectNotFound;
         assert!(!e.is_upstream_failure() && !e.is_retryable());
+        for e in [
+            AdapterError::TokenExpired,
+            AdapterError::UnsupportedIdType(IdType::ResidentId),
+            AdapterError::InvalidRequest("x".into()),
+        ] {
+            assert!(!e.is_upstream_failure(), "{e}");
+        }
         assert_eq!(
-            AdapterError::Timeout(Duration::from_secs(2)).http_status(),
-            504
+            AdapterError::Timeout(Duration::from_secs(2)).code(),
+            AdapterCode::RegionTimeout
         );
-        assert_eq!(AdapterError::invalid_response("sig").http_status(), 502);
+        assert!(AdapterError::Timeout(Duration::from_secs(2)).is_upstream_failure());
+        assert_eq!(
+            AdapterError::invalid_response("sig").code(),
+            AdapterCode::UpstreamInvalidResponse
+        );
     }
 }

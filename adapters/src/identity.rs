@@ -122,6 +122,23 @@ pub fn mask_id(number: &str) -> String {
         .collect()
 }
 
+/// A value as the region sent it when the region masked it already (it contains `*`), else
+/// masked here with `mask` ([`mask_name`] or [`mask_id`]).
+pub fn keep_or_mask(value: &str, mask: fn(&str) -> String) -> String {
+    if value.contains('*') {
+        value.to_owned()
+    } else {
+        mask(value)
+    }
+}
+
+/// [`keep_or_mask`] for a field the region may leave out or blank: `None` then.
+pub fn keep_or_mask_present(value: Option<String>, mask: fn(&str) -> String) -> Option<String> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| keep_or_mask(&v, mask))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +288,28 @@ mod tests {
         assert_eq!(mask_id("H1234567"), "H******7");
         assert_eq!(mask_id("AB"), "**");
         assert_eq!(mask_id(""), "");
+    }
+
+    #[test]
+    fn a_value_the_region_masked_is_kept_and_any_other_is_masked() {
+        assert_eq!(keep_or_mask("张*", mask_name), "张*");
+        assert_eq!(keep_or_mask("张三", mask_name), "张*");
+        assert_eq!(keep_or_mask("3205**8X", mask_id), "3205**8X");
+        assert_eq!(
+            keep_or_mask("32050219900101123X", mask_id),
+            "3205**********123X"
+        );
+        // No `*` of its own: masked, however short.
+        assert_eq!(keep_or_mask("", mask_name), "*");
+        assert_eq!(
+            keep_or_mask_present(Some("王五".into()), mask_name).as_deref(),
+            Some("王*")
+        );
+        assert_eq!(
+            keep_or_mask_present(Some("王*".into()), mask_name).as_deref(),
+            Some("王*")
+        );
+        assert_eq!(keep_or_mask_present(Some("  ".into()), mask_name), None);
+        assert_eq!(keep_or_mask_present(None, mask_id), None);
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! - [`model`]: the common status model every region is normalised to (`status-model.md`);
 //! - [`identity`]: resident-id validation (GB 11643) and masking of names and numbers;
-//! - [`error`]: the gateway's error codes and the typed [`AdapterError`] adapters return;
+//! - [`error`]: the typed [`AdapterError`] adapters return and its [`AdapterCode`] (the
+//!   gateway's complete list of codes is `hcgw_core::ErrorCode`);
 //! - [`adapter`]: the [`RegionAdapter`] trait and the [`Subject`] of a lookup;
 //! - [`upstream`]: shared plumbing for calling regions (HTTP clients, TLS, size-limited bodies);
 //! - [`strict_json`]: one strict pass from JSON bytes to typed answers (duplicate keys refused);
@@ -36,7 +37,7 @@ pub mod unmapped;
 pub mod upstream;
 
 pub use adapter::{RegionAdapter, Subject};
-pub use error::{AdapterError, ErrorCode};
+pub use error::{AdapterCode, AdapterError};
 pub use model::{Action, Color, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
 pub use secret::{Secret, SecretRef};
 pub use spec::RegionSpec;

@@ -298,7 +298,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
+    use crate::error::AdapterCode;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     /// A clock tests move by hand.
@@ -427,7 +427,7 @@ mod tests {
             .get(|| async { Err(AdapterError::unavailable("down")) })
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(err.code(), AdapterCode::RegionUnavailable);
     }
 
     #[tokio::test]
@@ -565,7 +565,7 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert_eq!(err.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(err.code(), AdapterCode::RegionUnavailable);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         // Errors that are not about the token are returned as they are, without retry.
         let err = cache

@@ -4,6 +4,8 @@
 //! among its dependencies; the regional contracts are in `hcgw-adapters` below it, the HTTP
 //! API, TLS listener, admin port and CLI in `hcgw` above it):
 //!
+//! - [`ErrorCode`] ([`error_code`]): every problem code of the API, with its HTTP status (an
+//!   adapter's [`hcgw_adapters::AdapterCode`] converts into it);
 //! - [`config`]: the TOML configuration, its environment overrides and `check-config`;
 //! - [`pki`]: PEM files and CRLs; [`identity`]: the caller identity taken from a verified
 //!   client certificate, roles and the acting identity;
@@ -23,6 +25,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod error_code;
 pub mod federation;
 pub mod hexfmt;
 pub mod identity;
@@ -39,3 +42,5 @@ pub mod signing;
 pub mod stats;
 pub mod subject;
 pub mod telemetry;
+
+pub use error_code::ErrorCode;

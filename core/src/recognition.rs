@@ -3,10 +3,11 @@
 //! own (the caller passes "now").
 
 use chrono::{DateTime, Duration, Utc};
-use hcgw_adapters::{Action, Color, ErrorCode, HealthStatus, Level, RegionId};
+use hcgw_adapters::{Action, Color, HealthStatus, Level, RegionId};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AgreementEntry;
+use crate::error_code::ErrorCode;
 
 /// The basis id of the built-in rule that every jurisdiction recognises codes issued inside
 /// itself (and, by inheritance, inside its parents).

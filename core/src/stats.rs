@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hcgw_adapters::{ErrorCode, RegionId};
+use hcgw_adapters::RegionId;
 use serde::Serialize;
+
+use crate::error_code::ErrorCode;
 
 /// Length of one slot of the window.
 pub const SLOT: Duration = Duration::from_secs(10);

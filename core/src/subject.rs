@@ -6,11 +6,12 @@
 use hcgw_adapters::adapter::Identity;
 use hcgw_adapters::identity::validate_resident_id;
 use hcgw_adapters::qr;
-use hcgw_adapters::{ErrorCode, IdType, RegionId, Secret, Subject};
+use hcgw_adapters::{IdType, RegionId, Secret, Subject};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::error_code::ErrorCode;
 use crate::pipeline::LookupError;
 
 /// A subject as sent on the API: `{ "qr": "…" }` or

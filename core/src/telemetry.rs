@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use hcgw_adapters::{ErrorCode, RegionId};
+use hcgw_adapters::RegionId;
+
+use crate::error_code::ErrorCode;
 
 /// Records one call for a region's status (to its service, each attempt; or to a peer): its
 /// duration, and its error when it was an upstream fault.

@@ -246,7 +246,7 @@ mod tests {
 
     use hcgw_adapters::regions::guangdong::{GuangdongAdapter, GuangdongConfig};
     use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
-    use hcgw_adapters::{Color, ErrorCode, RegionAdapter, Secret, Subject};
+    use hcgw_adapters::{AdapterCode, Color, RegionAdapter, Secret, Subject};
 
     use super::*;
     use crate::testkit::{drive_all, test_pki, upstream_tls};
@@ -317,14 +317,14 @@ mod tests {
         .status(&token)
         .await
         .unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         // Without the Guangdong client certificate, or with Jiangsu's, no answer.
         for client in [None, Some("sukang")] {
             let e = adapter(running.base_url(), tls(&env, client), paas_id.clone())
                 .status(&token)
                 .await
                 .unwrap_err();
-            assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{client:?}");
+            assert_eq!(e.code(), AdapterCode::RegionUnavailable, "{client:?}");
         }
         // Busy.
         running.context.control.set(&crate::ControlRequest {
@@ -333,7 +333,7 @@ mod tests {
             error_rate: None,
         });
         let e = a.status(&token).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(e.is_retryable());
         running.task.abort();
     }

@@ -262,7 +262,7 @@ mod tests {
     use hcgw_adapters::adapter::Identity;
     use hcgw_adapters::regions::hangzhou::{HangzhouAdapter, HangzhouConfig};
     use hcgw_adapters::upstream::UpstreamConfig;
-    use hcgw_adapters::{ErrorCode, IdType, RegionAdapter, Secret, Subject};
+    use hcgw_adapters::{AdapterCode, IdType, RegionAdapter, Secret, Subject};
 
     use super::*;
     use crate::testkit::{drive_all, test_pki};
@@ -309,7 +309,7 @@ mod tests {
             .status(&Subject::QrToken(s.token.clone()))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
 
         // The busy answer.
         running.context.control.set(&crate::ControlRequest {
@@ -325,7 +325,7 @@ mod tests {
             }))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(e.is_retryable());
         running.task.abort();
     }

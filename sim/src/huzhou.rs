@@ -274,7 +274,7 @@ mod tests {
 
     use hcgw_adapters::regions::huzhou::{HuzhouAdapter, HuzhouConfig};
     use hcgw_adapters::upstream::UpstreamConfig;
-    use hcgw_adapters::{ErrorCode, RegionAdapter, Secret, Subject};
+    use hcgw_adapters::{AdapterCode, RegionAdapter, Secret, Subject};
 
     use super::*;
     use crate::testkit::{drive_all_cases, spawn_sim};
@@ -312,7 +312,7 @@ mod tests {
             .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         // Busy: 500 → region_unavailable.
         running.context.control.set(&crate::ControlRequest {
             down: Some(true),
@@ -323,7 +323,7 @@ mod tests {
             .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         running.task.abort();
     }
 

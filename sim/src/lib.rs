@@ -41,7 +41,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hcgw_adapters::{Action, Color, ErrorCode, IdType, Level, Reason, RegionId};
+use hcgw_adapters::{Action, AdapterCode, Color, IdType, Level, Reason, RegionId};
 use serde::{Deserialize, Serialize};
 
 pub use population::{Fate, Population, Shares, SimSubject};
@@ -195,7 +195,7 @@ pub struct Intended {
     /// The gateway error this case must produce instead of a status (e.g. a bad
     /// signature → `upstream_invalid_response`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorCode>,
+    pub error: Option<AdapterCode>,
 }
 
 impl Intended {
@@ -218,7 +218,7 @@ impl Intended {
     }
 
     /// A case that must end in a gateway error.
-    pub fn error(label: impl Into<String>, code: ErrorCode) -> Self {
+    pub fn error(label: impl Into<String>, code: AdapterCode) -> Self {
         Intended {
             label: label.into(),
             color: Color::Unknown,
@@ -265,12 +265,12 @@ pub trait RegionSim: Send + Sync + 'static {
     /// What a lookup of `subject` must normalise to, by QR (`via_qr`) or by identity.
     fn intended_for(&self, subject: &SimSubject, via_qr: bool) -> Intended {
         match subject.fate {
-            Fate::NotFound => Intended::error("not found", ErrorCode::SubjectNotFound),
+            Fate::NotFound => Intended::error("not found", AdapterCode::SubjectNotFound),
             Fate::TokenExpired if via_qr => {
-                Intended::error("QR token expired", ErrorCode::TokenExpired)
+                Intended::error("QR token expired", AdapterCode::TokenExpired)
             }
             _ if !via_qr && !self.supports_id_type(subject.id_type) => {
-                Intended::error("identity type not served", ErrorCode::UnsupportedIdType)
+                Intended::error("identity type not served", AdapterCode::UnsupportedIdType)
             }
             _ => self.cases()[subject.case % self.cases().len()].clone(),
         }

@@ -29,7 +29,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hcgw_adapters::identity::{mask_id, mask_name};
 use hcgw_adapters::regions::suishen::sm2::SigningKey;
 use hcgw_adapters::regions::suishen::{KEY_ID_HEADER, SIGNATURE_HEADER, id_type_code};
-use hcgw_adapters::{Action, ErrorCode, Level, Reason, RegionId};
+use hcgw_adapters::{Action, AdapterCode, Level, Reason, RegionId};
 use serde_json::{Value, json};
 
 use super::{Fate, Intended, RegionSim, SimContext};
@@ -175,7 +175,7 @@ fn case_table() -> Vec<(CaseAnswer, Intended)> {
         (
             // A green body whose signature was made over a red one.
             case(0, &[], "DONE", Signing::Tampered),
-            Intended::error(BAD_SIGNATURE_CASE, ErrorCode::UpstreamInvalidResponse),
+            Intended::error(BAD_SIGNATURE_CASE, AdapterCode::UpstreamInvalidResponse),
         ),
     ]
 }
@@ -440,31 +440,19 @@ async fn verify(State(st): State<Arc<SimState>>, headers: HeaderMap, body: Bytes
 mod tests {
     use super::*;
     use crate::{RunningSim, SimEnv, SimOptions, spawn};
-    use hcgw_adapters::adapter::Identity;
     use hcgw_adapters::regions::suishen::{SuishenAdapter, SuishenConfig};
     use hcgw_adapters::upstream::{UpstreamConfig, build_client};
     use hcgw_adapters::{AdapterError, HealthStatus, IdType, RegionAdapter, Secret, Subject};
-    use std::collections::HashSet;
     use std::path::PathBuf;
 
-    use crate::testkit::test_pki_dir as test_pki;
+    use crate::testkit::{assert_intended, identity, test_pki_dir as test_pki};
 
+    /// The test kit's check, and an answer carries its time and the (masked) holder.
     fn check(label: &str, got: Result<HealthStatus, AdapterError>, want: &Intended) {
-        let l = format!("{label}: {}", want.label);
-        match (&want.error, got) {
-            (Some(code), Err(e)) => assert_eq!(e.code(), *code, "{l}"),
-            (Some(code), Ok(s)) => panic!("{l}: wanted {code}, got {:?}/{:?}", s.color, s.level),
-            (None, Err(e)) => panic!("{l}: wanted a status, got {e}"),
-            (None, Ok(s)) => {
-                assert_eq!((s.color, s.level), (want.color, want.level), "{l}");
-                let set = |v: &[Reason]| v.iter().copied().collect::<HashSet<_>>();
-                assert_eq!(set(&s.reasons), set(&want.reasons), "{l}");
-                let aset = |v: &[Action]| v.iter().copied().collect::<HashSet<_>>();
-                assert_eq!(aset(&s.actions), aset(&want.actions), "{l}");
-                assert_eq!(s.proxy_applied, want.proxy_applied, "{l}");
-                assert!(s.as_of.is_some(), "{l}: as_of");
-                assert!(s.holder.id_masked.is_some(), "{l}: holder");
-            }
+        assert_intended(label, &got, want);
+        if let Ok(s) = got {
+            assert!(s.as_of.is_some(), "{label}: as_of");
+            assert!(s.holder.id_masked.is_some(), "{label}: holder");
         }
     }
 
@@ -499,21 +487,13 @@ mod tests {
         (running, adapter)
     }
 
-    fn identity(s: &crate::SimSubject) -> Subject {
-        Subject::Identity(Identity {
-            id_type: s.id_type,
-            id_number: s.id_number.clone(),
-            name: s.name.clone(),
-        })
-    }
-
     #[tokio::test]
     async fn adapter_and_simulator_agree_on_every_case() {
         let sim = SuishenSim::with_token_ttl(Duration::from_secs(7200));
         let cases = sim.cases();
         assert!(
             cases.iter().any(|c| c.label == BAD_SIGNATURE_CASE
-                && c.error == Some(ErrorCode::UpstreamInvalidResponse)),
+                && c.error == Some(AdapterCode::UpstreamInvalidResponse)),
             "the bad-signature fault is a case"
         );
         let (running, adapter) = start(SuishenSim::with_token_ttl(Duration::from_secs(7200))).await;
@@ -656,7 +636,7 @@ mod tests {
         let qr = Subject::QrToken(running.context.population.subjects()[0].token.clone());
         let wrong = adapter_for(&running, "not-the-secret");
         let e = wrong.status(&qr).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(matches!(
             e,
             AdapterError::Unavailable {
@@ -696,7 +676,7 @@ mod tests {
                 .is_success()
         );
         let e = adapter.status(&qr).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(e.is_retryable());
         running.task.abort();
     }

@@ -261,7 +261,7 @@ mod tests {
 
     use hcgw_adapters::regions::sukang::{SukangAdapter, SukangConfig};
     use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
-    use hcgw_adapters::{ErrorCode, RegionAdapter, Subject};
+    use hcgw_adapters::{AdapterCode, RegionAdapter, Subject};
 
     use super::*;
     use crate::testkit::{drive_all, test_pki, upstream_tls};
@@ -310,7 +310,7 @@ mod tests {
                 .status(&token)
                 .await
                 .unwrap_err();
-            assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{client:?}");
+            assert_eq!(e.code(), AdapterCode::RegionUnavailable, "{client:?}");
         }
 
         // Busy.
@@ -320,7 +320,7 @@ mod tests {
             error_rate: None,
         });
         let e = a.status(&token).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(e.is_retryable());
         running.task.abort();
     }

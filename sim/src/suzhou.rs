@@ -400,7 +400,7 @@ mod tests {
         // A wrong secret is refused (1001) → region_unavailable.
         let wrong = self::adapter(running.base_url(), "not-the-secret");
         let e = wrong.status(&Subject::QrToken(gp.token)).await.unwrap_err();
-        assert_eq!(e.code(), hcgw_adapters::ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), hcgw_adapters::AdapterCode::RegionUnavailable);
         // Busy: 9999 → region_unavailable (retryable).
         running.context.control.set(&crate::ControlRequest {
             down: Some(true),

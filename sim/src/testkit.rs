@@ -241,6 +241,6 @@ pub async fn drive_all_cases(
         .await;
     assert_eq!(
         got.unwrap_err().code(),
-        hcgw_adapters::ErrorCode::SubjectNotFound
+        hcgw_adapters::AdapterCode::SubjectNotFound
     );
 }

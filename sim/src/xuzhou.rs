@@ -216,7 +216,7 @@ mod tests {
     use hcgw_adapters::regions::xuzhou::{FALLBACK_LABEL, XuzhouAdapter, XuzhouConfig};
     use hcgw_adapters::upstream::UpstreamConfig;
     use hcgw_adapters::{
-        AdapterError, Color, ErrorCode, HealthStatus, RegionAdapter, Secret, Source, Subject,
+        AdapterCode, AdapterError, Color, HealthStatus, RegionAdapter, Secret, Source, Subject,
     };
 
     use super::*;
@@ -277,7 +277,7 @@ mod tests {
             .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         // Xuzhou busy (50001): identity lookups fall back to Sukang, QR lookups do not.
         running.context.control.set(&crate::ControlRequest {
             down: Some(true),
@@ -285,7 +285,7 @@ mod tests {
             error_rate: None,
         });
         let e = plain.status(&identity(&subjects[0])).await.unwrap_err();
-        assert!(e.is_retryable() && e.code() == ErrorCode::RegionUnavailable);
+        assert!(e.is_retryable() && e.code() == AdapterCode::RegionUnavailable);
         let s = with_fallback.status(&identity(&subjects[0])).await.unwrap();
         assert_eq!(s.region, RegionId::Xuzhou);
         assert_eq!(s.source.label.as_deref(), Some(FALLBACK_LABEL));
@@ -294,7 +294,7 @@ mod tests {
             .status(&Subject::QrToken(subjects[0].token.clone()))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         running.task.abort();
     }
 }

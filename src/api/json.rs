@@ -6,7 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
-use hcgw_adapters::ErrorCode;
+use hcgw_core::ErrorCode;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;

@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hcgw_adapters::ErrorCode;
+use hcgw_core::ErrorCode;
 use serde::Serialize;
 
 use crate::config::Role;

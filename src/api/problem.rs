@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hcgw_adapters::{ErrorCode, RegionId};
+use hcgw_adapters::RegionId;
+use hcgw_core::ErrorCode;
 use hcgw_core::lookup::{DEFAULT_RETRY_AFTER, LookupError};
 use serde::Serialize;
 

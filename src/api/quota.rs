@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hcgw_adapters::ErrorCode;
+use hcgw_core::ErrorCode;
 use hcgw_core::identity::ConnIdentity;
 use hcgw_core::protect::quota::Refusal;
 

@@ -13,7 +13,9 @@ use hcgw_adapters::{Action, Color, Level, RegionId};
 use hcgw_sim::{Fate, Intended, RegionSim, SimContext, SimEnv, SimOptions, SimSubject};
 use serde_json::{Value, json};
 
-use crate::support::{CLIENTS, client, client_tls, eventually, pki};
+use crate::support::{
+    CLIENTS, api_client, client, eventually, pki, pki_path, region_section, sim_url,
+};
 
 // ------------------------------------------------------------------ simulators
 
@@ -81,12 +83,7 @@ fn sims() -> &'static BTreeMap<RegionId, Sim> {
                     )
                     .await
                     .expect("simulator starts");
-                    let url = if running.scheme == "https" {
-                        format!("https://localhost:{}", running.addr.port())
-                    } else {
-                        running.base_url()
-                    };
-                    out.push((sim, running.context.clone(), url));
+                    out.push((sim, running.context.clone(), sim_url(&running)));
                     std::mem::forget(running);
                 }
                 tx.send(out).unwrap();
@@ -106,48 +103,6 @@ fn sim(r: RegionId) -> &'static Sim {
 }
 
 // ------------------------------------------------------------------ gateways
-
-fn p(rel: &str) -> String {
-    format!("{:?}", pki().join(rel).display().to_string())
-}
-
-/// The `[regions.<id>]` section of a region, pointing at its simulator.
-fn region_section(r: RegionId) -> String {
-    let url = &sim(r).base_url;
-    let auth = match r {
-        RegionId::Suzhou => format!(
-            "app_id = \"hcgw-dev\"\napp_secret = {{ file = {} }}",
-            p("secrets/suzhou_app_secret")
-        ),
-        RegionId::Suishen => format!(
-            "client_id = \"hcgw-dev\"\nclient_secret = {{ file = {} }}\nsigning_keys = [{{ key_id = \"sign-key-1\", public_key = {} }}, {{ key_id = \"sign-key-2\", public_key = {} }}]",
-            p("secrets/suishen_client_secret"),
-            p("upstream/suishen/sign-key-1.pub.pem"),
-            p("upstream/suishen/sign-key-2.pub.pem")
-        ),
-        RegionId::Sukang => format!(
-            "ca = {}\nclient_cert = {}\nclient_key = {}",
-            p("upstream/sukang/ca.pem"),
-            p("upstream/sukang/client/cert.pem"),
-            p("upstream/sukang/client/key.pem")
-        ),
-        RegionId::Xuzhou => format!("api_key = {{ file = {} }}", p("secrets/xuzhou_api_key")),
-        RegionId::Hangzhou => format!("appcode = {{ file = {} }}", p("secrets/hangzhou_appcode")),
-        RegionId::Huzhou => format!("token = {{ file = {} }}", p("secrets/huzhou_token")),
-        RegionId::Guangzhou => format!(
-            "appid = \"hcgw-dev\"\nsecret = {{ file = {} }}",
-            p("secrets/guangzhou_secret")
-        ),
-        RegionId::Guangdong => format!(
-            "ca = {}\nclient_cert = {}\nclient_key = {}\npaas_id = {{ file = {} }}",
-            p("upstream/guangdong/ca.pem"),
-            p("upstream/guangdong/client/cert.pem"),
-            p("upstream/guangdong/client/key.pem"),
-            p("secrets/guangdong_paas_id")
-        ),
-    };
-    format!("\n[regions.{r}]\nbase_url = \"{url}\"\n[regions.{r}.auth]\n{auth}\n")
-}
 
 /// A peer entry of a gateway configuration.
 #[derive(Clone)]
@@ -291,15 +246,15 @@ circuit_open_ms = 60000
 "#,
         name = spec.name,
         port = spec.port,
-        cert = p(&format!("gateways/{}/cert.pem", spec.name)),
-        key = p(&format!("gateways/{}/key.pem", spec.name)),
-        ca = p("ca-bundle.pem"),
-        crl1 = p("crl/intermediate.crl.pem"),
-        crl2 = p("crl/root.crl.pem"),
-        subject = p("secrets/subject_hash_key"),
+        cert = pki_path(&format!("gateways/{}/cert.pem", spec.name)),
+        key = pki_path(&format!("gateways/{}/key.pem", spec.name)),
+        ca = pki_path("ca-bundle.pem"),
+        crl1 = pki_path("crl/intermediate.crl.pem"),
+        crl2 = pki_path("crl/root.crl.pem"),
+        subject = pki_path("secrets/subject_hash_key"),
         audit = audit_dir.display().to_string(),
-        sign_key = p(&format!("signing/{}/key.pem", spec.name)),
-        sign_cert = p(&format!("signing/{}/cert.pem", spec.name)),
+        sign_key = pki_path(&format!("signing/{}/key.pem", spec.name)),
+        sign_cert = pki_path(&format!("signing/{}/cert.pem", spec.name)),
         max_hops = spec.max_hops,
         circuit_failures = spec.circuit_failures,
     );
@@ -314,7 +269,7 @@ circuit_open_ms = 60000
         }
     }
     for r in &spec.regions {
-        text.push_str(&region_section(*r));
+        text.push_str(&region_section(*r, &sim(*r).base_url));
     }
     for peer in &spec.peers {
         let regions: Vec<String> = peer.regions.iter().map(|r| format!("\"{r}\"")).collect();
@@ -323,10 +278,10 @@ circuit_open_ms = 60000
             name = peer.name,
             port = peer.port,
             regions = regions.join(", "),
-            ca = p("root/ca.pem"),
+            ca = pki_path("root/ca.pem"),
             server_name = peer.server_name.unwrap_or(peer.name),
-            cert = p(&format!("gateways/{}/cert.pem", spec.name)),
-            key = p(&format!("gateways/{}/key.pem", spec.name)),
+            cert = pki_path(&format!("gateways/{}/cert.pem", spec.name)),
+            key = pki_path(&format!("gateways/{}/key.pem", spec.name)),
         ));
         if let Some(pin) = &peer.pinned_sha256 {
             text.push_str(&format!("pinned_sha256 = \"{pin}\"\n"));
@@ -427,12 +382,7 @@ fn fingerprint(gateway: &str) -> String {
 
 /// An API client presenting `dir`'s certificate (`clients/<name>` or `gateways/<name>`).
 fn http(dir: Option<PathBuf>) -> reqwest::Client {
-    hcgw_adapters::upstream::install_crypto_provider();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured((*client_tls(dir.as_deref())).clone())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    api_client(dir.as_deref(), Duration::from_secs(30))
 }
 
 async fn call(

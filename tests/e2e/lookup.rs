@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
-use hcgw_adapters::{Action, Color, ErrorCode, IdType, Level, RegionId};
+use hcgw_adapters::{Action, AdapterCode, Color, IdType, Level, RegionId};
 use hcgw_sim::{Fate, Intended, SimSubject};
 use serde_json::{Value, json};
 use tokio::sync::RwLock;
@@ -206,7 +206,7 @@ async fn the_required_samples_come_through_normalised() {
     .await;
     let bad = check(
         RegionId::Suishen,
-        &|i| i.error == Some(ErrorCode::UpstreamInvalidResponse),
+        &|i| i.error == Some(AdapterCode::UpstreamInvalidResponse),
         "Suishen bad signature",
     )
     .await;
@@ -295,7 +295,7 @@ async fn a_shanghai_checkpoint_gets_every_decision_of_the_table_and_only_its_fie
         ),
         (
             RegionId::Suishen,
-            Box::new(|i: &Intended| i.error == Some(ErrorCode::UpstreamInvalidResponse)),
+            Box::new(|i: &Intended| i.error == Some(AdapterCode::UpstreamInvalidResponse)),
             "manual_check",
             Some("upstream_invalid_response"),
         ),

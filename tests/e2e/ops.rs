@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hcgw_adapters::{ErrorCode, RegionId};
+use hcgw_adapters::RegionId;
+use hcgw_core::ErrorCode;
 use hcgw_sim::{Fate, SimSubject};
 use serde_json::{Value, json};
 

@@ -13,7 +13,7 @@ use hcgw_adapters::RegionId;
 use hcgw_sim::{Fate, RunningSim, SimEnv, SimOptions, SimSubject};
 use serde_json::{Value, json};
 
-use crate::support::{TlsPaths, config_text, pki, start_gateway};
+use crate::support::{TlsPaths, config_text, pki, sim_client, sim_url, start_gateway};
 use crate::world::fresh_client;
 
 struct Setup {
@@ -44,7 +44,7 @@ impl Setup {
 
     async fn control(&self, region: RegionId, body: Value) {
         let r = sim_client()
-            .post(format!("{}/_sim/control", base_url(&self.sims[&region])))
+            .post(format!("{}/_sim/control", sim_url(&self.sims[&region])))
             .json(&body)
             .send()
             .await
@@ -104,23 +104,6 @@ fn most_in_window(arrivals: &[Instant], window: Duration) -> usize {
     most
 }
 
-pub(crate) fn sim_client() -> reqwest::Client {
-    hcgw_adapters::upstream::install_crypto_provider();
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap()
-}
-
-pub(crate) fn base_url(sim: &RunningSim) -> String {
-    let b = sim.base_url();
-    if b.starts_with("https") {
-        format!("https://localhost:{}", sim.addr.port())
-    } else {
-        b
-    }
-}
-
 /// Huzhou and Hangzhou simulators and an in-process gateway serving them;
 /// `huzhou`/`hangzhou` are extra lines of their region sections, `extra` more TOML.
 async fn setup(latency: Duration, huzhou: &str, hangzhou: &str, extra: &str) -> Setup {
@@ -172,8 +155,8 @@ base_url = "{hz}"
 [regions.hangzhou.auth]
 appcode = {{ file = {hz_code} }}
 "#,
-        huz = base_url(&sims[&RegionId::Huzhou]),
-        hz = hangzhou_url.unwrap_or_else(|| base_url(&sims[&RegionId::Hangzhou])),
+        huz = sim_url(&sims[&RegionId::Huzhou]),
+        hz = hangzhou_url.unwrap_or_else(|| sim_url(&sims[&RegionId::Hangzhou])),
         huz_token = p("secrets/huzhou_token"),
         hz_code = p("secrets/hangzhou_appcode"),
     );
@@ -267,7 +250,7 @@ async fn five_hundred_concurrent_identical_lookups_make_one_upstream_request() {
     let stats: Value = sim_client()
         .get(format!(
             "{}/_sim/stats",
-            base_url(&s.sims[&RegionId::Huzhou])
+            sim_url(&s.sims[&RegionId::Huzhou])
         ))
         .send()
         .await
@@ -768,7 +751,7 @@ queue_ms = 2000
 appcode = {{ file = {code} }}
 "#,
             url = redis.url(),
-            hz = base_url(&sim),
+            hz = sim_url(&sim),
             code = p("secrets/hangzhou_appcode"),
             entry_key = p("secrets/redis_entry_key"),
         );
@@ -1190,14 +1173,10 @@ async fn a_half_open_probe_dropped_mid_flight_lets_the_next_call_probe() {
     .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = s.requests(RegionId::Huzhou);
-    let impatient = reqwest::Client::builder()
-        .tls_backend_preconfigured(
-            (*crate::support::client_tls(Some(&crate::support::client("platform-shanghai"))))
-                .clone(),
-        )
-        .timeout(Duration::from_millis(1500))
-        .build()
-        .unwrap();
+    let impatient = crate::support::api_client(
+        Some(&crate::support::client("platform-shanghai")),
+        Duration::from_millis(1500),
+    );
     let gave_up = impatient
         .post(s.url("/v1/lookup"))
         .json(&json!({ "region": "huzhou", "subject": { "qr": subjects[1].qr } }))

@@ -13,8 +13,9 @@ use hcgw_adapters::{Color, Level, RegionId, Secret, Subject};
 use hcgw_sim::{Fate, Intended, RegionSim, RunningSim, SimEnv, SimOptions, SimSubject};
 use serde_json::{Value, json};
 
-use crate::protect::{Redis, base_url, sim_client};
+use crate::protect::Redis;
 use crate::support::{TlsPaths, config_text, eventually, pki, start_gateway};
+use crate::support::{sim_client, sim_url};
 use crate::world::fresh_client;
 
 /// A simulator and the intended answer of each subject.
@@ -90,8 +91,8 @@ token = {{ file = {huz_token} }}
 "#,
             url = redis.url(),
             entry_key = p("secrets/redis_entry_key"),
-            hz = base_url(&hz.running),
-            huz = base_url(&huz.running),
+            hz = sim_url(&hz.running),
+            huz = sim_url(&huz.running),
             hz_code = p("secrets/hangzhou_appcode"),
             huz_token = p("secrets/huzhou_token"),
         );

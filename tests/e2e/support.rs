@@ -1,11 +1,15 @@
-//! RedisTier fixtures: the test PKI, generated configurations, and an mTLS client that keeps
-//! one explicit connection (so keep-alive behaviour can be tested).
+//! Shared fixtures: the test PKI, generated configurations (and each region's section),
+//! API and simulator clients, and an mTLS client that keeps one explicit connection (so
+//! keep-alive behaviour can be tested).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use hcgw_adapters::RegionId;
+use hcgw_sim::RunningSim;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -28,6 +32,79 @@ pub fn pki() -> PathBuf {
         out
     })
     .clone()
+}
+
+/// A PKI file as a quoted TOML string.
+pub fn pki_path(rel: &str) -> String {
+    format!("{:?}", pki().join(rel).display().to_string())
+}
+
+/// The `[regions.<id>]` section of a region at `base_url`, with the dev PKI's credentials.
+pub fn region_section(r: RegionId, base_url: &str) -> String {
+    let p = pki_path;
+    let auth = match r {
+        RegionId::Suzhou => format!(
+            "app_id = \"hcgw-dev\"\napp_secret = {{ file = {} }}",
+            p("secrets/suzhou_app_secret")
+        ),
+        RegionId::Suishen => format!(
+            "client_id = \"hcgw-dev\"\nclient_secret = {{ file = {} }}\nsigning_keys = [{{ key_id = \"sign-key-1\", public_key = {} }}, {{ key_id = \"sign-key-2\", public_key = {} }}]",
+            p("secrets/suishen_client_secret"),
+            p("upstream/suishen/sign-key-1.pub.pem"),
+            p("upstream/suishen/sign-key-2.pub.pem")
+        ),
+        RegionId::Sukang => format!(
+            "ca = {}\nclient_cert = {}\nclient_key = {}",
+            p("upstream/sukang/ca.pem"),
+            p("upstream/sukang/client/cert.pem"),
+            p("upstream/sukang/client/key.pem")
+        ),
+        RegionId::Xuzhou => format!("api_key = {{ file = {} }}", p("secrets/xuzhou_api_key")),
+        RegionId::Hangzhou => format!("appcode = {{ file = {} }}", p("secrets/hangzhou_appcode")),
+        RegionId::Huzhou => format!("token = {{ file = {} }}", p("secrets/huzhou_token")),
+        RegionId::Guangzhou => format!(
+            "appid = \"hcgw-dev\"\nsecret = {{ file = {} }}",
+            p("secrets/guangzhou_secret")
+        ),
+        RegionId::Guangdong => format!(
+            "ca = {}\nclient_cert = {}\nclient_key = {}\npaas_id = {{ file = {} }}",
+            p("upstream/guangdong/ca.pem"),
+            p("upstream/guangdong/client/cert.pem"),
+            p("upstream/guangdong/client/key.pem"),
+            p("secrets/guangdong_paas_id")
+        ),
+    };
+    format!("\n[regions.{r}]\nbase_url = \"{base_url}\"\n[regions.{r}.auth]\n{auth}\n")
+}
+
+/// The URL the gateway reaches a running simulator at: `https://localhost:<port>` for the
+/// mTLS simulators (their certificates name `localhost`), else the simulator's own.
+pub fn sim_url(sim: &RunningSim) -> String {
+    if sim.scheme == "https" {
+        format!("https://localhost:{}", sim.addr.port())
+    } else {
+        sim.base_url()
+    }
+}
+
+/// A client for the simulators' control endpoints (their TLS certificates not checked).
+pub fn sim_client() -> reqwest::Client {
+    hcgw_adapters::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+/// An API client (own connection pool) trusting the PKI and presenting `cert_dir`'s
+/// certificate (see [`client_tls`]), giving up on a call after `timeout`.
+pub fn api_client(cert_dir: Option<&Path>, timeout: Duration) -> reqwest::Client {
+    hcgw_adapters::upstream::install_crypto_provider();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured((*client_tls(cert_dir)).clone())
+        .timeout(timeout)
+        .build()
+        .unwrap()
 }
 
 /// The standard `[[clients]]` of the test configurations (by subject).

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use hcgw_adapters::RegionId;
 use hcgw_sim::{Intended, RegionSim, SimContext, SimEnv, SimOptions, SimSubject};
 
-use crate::support::{CLIENTS, pki, repo};
+use crate::support::{
+    CLIENTS, api_client, pki, pki_path, region_section, repo, sim_client, sim_url,
+};
 
 /// One simulated region.
 pub struct Sim {
@@ -56,16 +58,6 @@ impl Sim {
             .expect("sim control");
         assert!(r.status().is_success());
     }
-}
-
-fn sim_client() -> reqwest::Client {
-    // The mTLS simulators need the region's client certificate; control them over their
-    // own TLS with the upstream client identity.
-    hcgw_adapters::upstream::install_crypto_provider();
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap()
 }
 
 /// The world.
@@ -149,12 +141,7 @@ pub fn start_world(label: &str, log_level: &str, population: usize) -> World {
                 )
                 .await
                 .expect("simulator starts");
-                out.push((
-                    sim,
-                    running.context.clone(),
-                    running.base_url(),
-                    running.addr,
-                ));
+                out.push((sim, running.context.clone(), sim_url(&running)));
                 std::mem::forget(running);
             }
             tx.send(out).unwrap();
@@ -163,18 +150,12 @@ pub fn start_world(label: &str, log_level: &str, population: usize) -> World {
     });
     let started = rx.recv().expect("simulators started");
     let mut sims = BTreeMap::new();
-    for (sim, ctx, base_url, addr) in started {
-        let base_url = if base_url.starts_with("https") {
-            format!("https://localhost:{}", addr.port())
-        } else {
-            base_url
-        };
+    for (sim, ctx, base_url) in started {
         sims.insert(sim.region(), Sim { sim, ctx, base_url });
     }
     assert_eq!(sims.len(), 8, "a simulator for every region");
 
-    let p = |rel: &str| format!("{:?}", pki.join(rel).display().to_string());
-    let url = |r: RegionId| sims[&r].base_url.clone();
+    let p = pki_path;
     let audit_dir = dir.join("audit");
     let config = format!(
         r#"
@@ -207,55 +188,7 @@ cert = {sign_cert}
 previous = [{sign_previous}]
 {CLIENTS}
 
-[regions.suzhou]
-base_url = "{suzhou}"
-[regions.suzhou.auth]
-app_id = "hcgw-dev"
-app_secret = {{ file = {suzhou_secret} }}
-
-[regions.suishen]
-base_url = "{suishen}"
-[regions.suishen.auth]
-client_id = "hcgw-dev"
-client_secret = {{ file = {suishen_secret} }}
-signing_keys = [{{ key_id = "sign-key-1", public_key = {k1} }}, {{ key_id = "sign-key-2", public_key = {k2} }}]
-
-[regions.sukang]
-base_url = "{sukang}"
-[regions.sukang.auth]
-ca = {sk_ca}
-client_cert = {sk_cert}
-client_key = {sk_key}
-
-[regions.xuzhou]
-base_url = "{xuzhou}"
-[regions.xuzhou.auth]
-api_key = {{ file = {xz_key} }}
-
-[regions.hangzhou]
-base_url = "{hangzhou}"
-[regions.hangzhou.auth]
-appcode = {{ file = {hz_code} }}
-
-[regions.huzhou]
-base_url = "{huzhou}"
-[regions.huzhou.auth]
-token = {{ file = {huz_token} }}
-
-[regions.guangzhou]
-base_url = "{guangzhou}"
-[regions.guangzhou.auth]
-appid = "hcgw-dev"
-secret = {{ file = {gz_secret} }}
-
-[regions.guangdong]
-base_url = "{guangdong}"
-[regions.guangdong.auth]
-ca = {gd_ca}
-client_cert = {gd_cert}
-client_key = {gd_key}
-paas_id = {{ file = {gd_paas} }}
-
+{regions}
 [[recognition.agreements]]
 id = "yrd-mutual-recognition"
 members = ["shanghai", "jiangsu", "zhejiang", "anhui"]
@@ -281,29 +214,10 @@ code_systems = ["xuzhou"]
         sign_key = p("signing/hcgw-dev/key.pem"),
         sign_cert = p("signing/hcgw-dev/cert.pem"),
         sign_previous = p("signing/hcgw-dev-previous/cert.pem"),
-        suzhou = url(RegionId::Suzhou),
-        suzhou_secret = p("secrets/suzhou_app_secret"),
-        suishen = url(RegionId::Suishen),
-        suishen_secret = p("secrets/suishen_client_secret"),
-        k1 = p("upstream/suishen/sign-key-1.pub.pem"),
-        k2 = p("upstream/suishen/sign-key-2.pub.pem"),
-        sukang = url(RegionId::Sukang),
-        sk_ca = p("upstream/sukang/ca.pem"),
-        sk_cert = p("upstream/sukang/client/cert.pem"),
-        sk_key = p("upstream/sukang/client/key.pem"),
-        xuzhou = url(RegionId::Xuzhou),
-        xz_key = p("secrets/xuzhou_api_key"),
-        hangzhou = url(RegionId::Hangzhou),
-        hz_code = p("secrets/hangzhou_appcode"),
-        huzhou = url(RegionId::Huzhou),
-        huz_token = p("secrets/huzhou_token"),
-        guangzhou = url(RegionId::Guangzhou),
-        gz_secret = p("secrets/guangzhou_secret"),
-        guangdong = url(RegionId::Guangdong),
-        gd_ca = p("upstream/guangdong/ca.pem"),
-        gd_cert = p("upstream/guangdong/client/cert.pem"),
-        gd_key = p("upstream/guangdong/client/key.pem"),
-        gd_paas = p("secrets/guangdong_paas_id"),
+        regions = sims
+            .iter()
+            .map(|(r, sim)| region_section(*r, &sim.base_url))
+            .collect::<String>(),
     );
     let config_path = dir.join("hcgw.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -355,13 +269,7 @@ code_systems = ["xuzhou"]
 
 /// A new API client (own connection pool) presenting `clients/<name>`.
 pub fn fresh_client(name: &str) -> reqwest::Client {
-    let tls = crate::support::client_tls(Some(&crate::support::client(name)));
-    hcgw_adapters::upstream::install_crypto_provider();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured((*tls).clone())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    api_client(Some(&crate::support::client(name)), Duration::from_secs(20))
 }
 
 /// An API client presenting a client certificate of the PKI (`clients/<name>`). Not shared

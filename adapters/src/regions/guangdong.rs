@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{RegionAdapter, Subject};
 use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
-use crate::identity::{mask_id, mask_name};
+use crate::identity::{keep_or_mask_present, mask_id, mask_name};
 use crate::model::{HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
 use crate::secret::Secret;
 use crate::time::parse_shanghai_local;
@@ -193,12 +193,6 @@ pub fn reason_of(category: &str) -> Option<Reason> {
     }
 }
 
-fn masked(value: Option<String>, mask: fn(&str) -> String) -> Option<String> {
-    value
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| if v.contains('*') { v } else { mask(&v) })
-}
-
 /// `data.retryAfter` in seconds, capped at one day; a negative, fractional, non-numeric or
 /// out-of-range value gives no wait (the gateway's own default applies), never a panic.
 pub fn retry_after_of(data: Option<&CheckData>) -> Option<Duration> {
@@ -242,9 +236,9 @@ pub fn normalise(data: CheckData) -> Result<HealthStatus, AdapterError> {
             })?);
     }
     status.holder = Holder {
-        name_masked: masked(data.mask_name, mask_name),
+        name_masked: keep_or_mask_present(data.mask_name, mask_name),
         id_type: data.card_type.as_deref().and_then(id_type_of),
-        id_masked: masked(data.mask_card_no, mask_id),
+        id_masked: keep_or_mask_present(data.mask_card_no, mask_id),
     };
     Ok(status)
 }
@@ -443,8 +437,8 @@ mod tests {
             ))
             .unwrap_err()
         };
-        assert_eq!(e("E404", "null").code(), crate::ErrorCode::SubjectNotFound);
-        assert_eq!(e("E410", "null").code(), crate::ErrorCode::TokenExpired);
+        assert_eq!(e("E404", "null").code(), crate::AdapterCode::SubjectNotFound);
+        assert_eq!(e("E410", "null").code(), crate::AdapterCode::TokenExpired);
         assert_eq!(
             e("E429", r#"{"retryAfter":5}"#).retry_after(),
             Some(Duration::from_secs(5))
@@ -463,7 +457,7 @@ mod tests {
         assert!(e("E503", "null").is_retryable());
         assert_eq!(
             e("E999", "null").code(),
-            crate::ErrorCode::UpstreamInvalidResponse
+            crate::AdapterCode::UpstreamInvalidResponse
         );
     }
 

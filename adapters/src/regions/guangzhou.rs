@@ -499,7 +499,7 @@ pub static SPEC: crate::spec::RegionSpec = crate::spec::RegionSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
+    use crate::error::AdapterCode;
     use crate::model::Color;
 
     fn now() -> DateTime<Utc> {
@@ -601,7 +601,7 @@ mod tests {
             json!({"color": "green"}),
         ] {
             let e = normalise(&info(c.clone(), "self", Value::Null), now()).unwrap_err();
-            assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{c}");
+            assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{c}");
         }
     }
 
@@ -677,13 +677,13 @@ mod tests {
         );
         // now() is 10:00 in Shanghai: 14 hours until midnight.
         let e = err(45009).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamRateLimited);
+        assert_eq!(e.code(), AdapterCode::UpstreamRateLimited);
         assert_eq!(e.retry_after(), Some(Duration::from_secs(14 * 3600)));
         let e = err(-1).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert_eq!(
             err(12345).unwrap_err().code(),
-            ErrorCode::UpstreamInvalidResponse
+            AdapterCode::UpstreamInvalidResponse
         );
         for bad in [
             &b"{\"errcode\":0}"[..],
@@ -695,7 +695,7 @@ mod tests {
         ] {
             assert_eq!(
                 interpret(bad, now()).unwrap_err().code(),
-                ErrorCode::UpstreamInvalidResponse,
+                AdapterCode::UpstreamInvalidResponse,
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -751,7 +751,7 @@ mod tests {
         }
         let e = parse_token_response(br#"{"errcode":40001,"errmsg":"invalid credential"}"#, now())
             .unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(!e.is_retryable());
         for bad in [
             &br#"{"access_token":"","expires_in":7200}"#[..],
@@ -767,7 +767,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_token_response(bad, now()).unwrap_err().code(),
-                ErrorCode::UpstreamInvalidResponse
+                AdapterCode::UpstreamInvalidResponse
             );
         }
     }

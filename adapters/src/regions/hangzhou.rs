@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{RegionAdapter, Subject};
 use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
-use crate::identity::{mask_id, mask_name};
+use crate::identity::{keep_or_mask_present, mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
 use crate::secret::Secret;
 use crate::time::parse_rfc3339;
@@ -202,12 +202,6 @@ pub fn error_of(code: &str, headers: &HeaderMap) -> AdapterError {
     }
 }
 
-fn masked(value: Option<String>, mask: fn(&str) -> String) -> Option<String> {
-    value
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| if v.contains('*') { v } else { mask(&v) })
-}
-
 /// Normalises a successful `result` (no network).
 pub fn normalise(result: QueryResult) -> Result<HealthStatus, AdapterError> {
     let region = RegionId::Hangzhou;
@@ -257,9 +251,9 @@ pub fn normalise(result: QueryResult) -> Result<HealthStatus, AdapterError> {
         }
     }
     status.holder = Holder {
-        name_masked: masked(result.masked_name, mask_name),
+        name_masked: keep_or_mask_present(result.masked_name, mask_name),
         id_type: result.cert_type.as_deref().and_then(id_type_of),
-        id_masked: masked(result.masked_cert_no, mask_id),
+        id_masked: keep_or_mask_present(result.masked_cert_no, mask_id),
     };
     Ok(status)
 }

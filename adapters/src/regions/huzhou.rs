@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{RegionAdapter, Subject};
 use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
-use crate::identity::{mask_id, mask_name};
+use crate::identity::{keep_or_mask, mask_id, mask_name};
 use crate::model::{HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
 use crate::secret::Secret;
 use crate::time::parse_shanghai_local;
@@ -249,21 +249,9 @@ pub fn normalise(answer: &HuzhouResponse) -> Result<HealthStatus, AdapterError> 
         );
     }
     status.holder = Holder {
-        name_masked: body.xm_masked.as_deref().map(|n| {
-            if n.contains('*') {
-                n.to_owned()
-            } else {
-                mask_name(n)
-            }
-        }),
+        name_masked: body.xm_masked.as_deref().map(|n| keep_or_mask(n, mask_name)),
         id_type: body.sfzh_masked.as_ref().map(|_| IdType::ResidentId),
-        id_masked: body.sfzh_masked.as_deref().map(|n| {
-            if n.contains('*') {
-                n.to_owned()
-            } else {
-                mask_id(n)
-            }
-        }),
+        id_masked: body.sfzh_masked.as_deref().map(|n| keep_or_mask(n, mask_id)),
     };
     Ok(status)
 }
@@ -473,7 +461,7 @@ mod tests {
                 .unwrap_err()
                 .code()
         };
-        use crate::error::ErrorCode::*;
+        use crate::error::AdapterCode::*;
         assert_eq!(code(401, None), RegionUnavailable);
         assert_eq!(code(404, None), SubjectNotFound);
         assert_eq!(code(410, None), TokenExpired);

@@ -595,7 +595,7 @@ mod tests {
     use super::*;
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as BASE64;
-    use crate::error::ErrorCode;
+    use crate::error::AdapterCode;
     use crate::model::Color;
     use reqwest::header::HeaderValue;
 
@@ -656,7 +656,7 @@ mod tests {
             json!(u64::MAX),
         ] {
             let e = normalise(&data(c.clone(), json!([]), "DONE"), now()).unwrap_err();
-            assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{c}");
+            assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{c}");
         }
         let mut d = data(json!(0), json!([]), "DONE");
         d.as_object_mut().unwrap().remove("codeColor");
@@ -769,7 +769,7 @@ mod tests {
         let run = |status, code| interpret(status, &h(Some("17")), &body(code), now());
         assert_eq!(run(401, 40101).unwrap(), Answer::TokenRejected);
         let e = run(403, 40301).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         assert!(!e.is_retryable());
         assert_eq!(run(404, 40401).unwrap_err(), AdapterError::SubjectNotFound);
         assert_eq!(run(410, 40402).unwrap_err(), AdapterError::TokenExpired);
@@ -777,17 +777,17 @@ mod tests {
         assert_eq!(
             (e.code(), e.retry_after()),
             (
-                ErrorCode::UpstreamRateLimited,
+                AdapterCode::UpstreamRateLimited,
                 Some(Duration::from_secs(17))
             )
         );
         let e = run(503, 50301).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable);
         // Mismatched status and code, unknown codes: broken contract.
         for (status, code) in [(200, 40401), (404, 0), (401, 40301), (400, 40001), (200, 1)] {
             assert_eq!(
                 run(status, code).unwrap_err().code(),
-                ErrorCode::UpstreamInvalidResponse,
+                AdapterCode::UpstreamInvalidResponse,
                 "{status}/{code}"
             );
         }
@@ -867,7 +867,7 @@ mod tests {
         ] {
             assert_eq!(
                 v.check(&h, b).unwrap_err().code(),
-                ErrorCode::UpstreamInvalidResponse,
+                AdapterCode::UpstreamInvalidResponse,
                 "{name}"
             );
         }

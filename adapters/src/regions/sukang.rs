@@ -30,7 +30,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use crate::adapter::{RegionAdapter, Subject};
 use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
-use crate::identity::{mask_id, mask_name};
+use crate::identity::{keep_or_mask_present, mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
 use crate::time::parse_shanghai_local;
 use crate::unmapped::record_unmapped;
@@ -302,12 +302,6 @@ pub fn reason_of(gklx: &str) -> Result<Option<Reason>, ()> {
     }
 }
 
-fn masked(value: Option<String>, mask: fn(&str) -> String) -> Option<String> {
-    value
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| if v.contains('*') { v } else { mask(&v) })
-}
-
 /// Maps a parsed answer to a status or the contract's error (no network). `requested` is
 /// the identity type asked for (`None` for a QR lookup).
 pub fn normalise(
@@ -380,9 +374,9 @@ pub fn normalise(
         );
     }
     status.holder = Holder {
-        name_masked: masked(answer.xm, mask_name),
+        name_masked: keep_or_mask_present(answer.xm, mask_name),
         id_type: answer.zjlx.as_deref().and_then(id_type_of),
-        id_masked: masked(answer.zjhm, mask_id),
+        id_masked: keep_or_mask_present(answer.zjhm, mask_id),
     };
     Ok(status)
 }
@@ -626,7 +620,7 @@ mod tests {
             let e = run(xml).unwrap_err();
             assert_eq!(
                 e.code(),
-                crate::ErrorCode::UpstreamInvalidResponse,
+                crate::AdapterCode::UpstreamInvalidResponse,
                 "{name}"
             );
         }
@@ -672,15 +666,15 @@ mod tests {
             ))
             .unwrap_err()
         };
-        assert_eq!(code("1001", "").code(), crate::ErrorCode::SubjectNotFound);
-        assert_eq!(code("1002", "").code(), crate::ErrorCode::TokenExpired);
+        assert_eq!(code("1001", "").code(), crate::AdapterCode::SubjectNotFound);
+        assert_eq!(code("1002", "").code(), crate::AdapterCode::TokenExpired);
         let e = code("1003", "<RetryAfter>12</RetryAfter>");
         assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(12)));
-        assert_eq!(code("1004", "").code(), crate::ErrorCode::UnsupportedIdType);
+        assert_eq!(code("1004", "").code(), crate::AdapterCode::UnsupportedIdType);
         assert!(code("9001", "").is_retryable());
         assert_eq!(
             code("7", "").code(),
-            crate::ErrorCode::UpstreamInvalidResponse
+            crate::AdapterCode::UpstreamInvalidResponse
         );
     }
 }

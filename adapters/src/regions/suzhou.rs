@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::adapter::{RegionAdapter, Subject};
 use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
-use crate::identity::{mask_id, mask_name};
+use crate::identity::{keep_or_mask, mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, Reason, RegionId, Source};
 use crate::secret::Secret;
 use crate::time::{parse_date, parse_shanghai_local};
@@ -294,29 +294,11 @@ fn fill_common(status: &mut HealthStatus, data: &SuzhouData) -> Result<(), Adapt
         );
     }
     status.holder = Holder {
-        name_masked: data.name.as_deref().map(masked_name),
+        name_masked: data.name.as_deref().map(|n| keep_or_mask(n, mask_name)),
         id_type: data.cert_type.as_deref().and_then(id_type_of),
-        id_masked: data.cert_no_masked.as_deref().map(masked_id),
+        id_masked: data.cert_no_masked.as_deref().map(|n| keep_or_mask(n, mask_id)),
     };
     Ok(())
-}
-
-/// A name as sent when the region masked it, else masked here.
-fn masked_name(name: &str) -> String {
-    if name.contains('*') {
-        name.to_owned()
-    } else {
-        mask_name(name)
-    }
-}
-
-/// A number as sent when the region masked it, else masked here.
-fn masked_id(number: &str) -> String {
-    if number.contains('*') {
-        number.to_owned()
-    } else {
-        mask_id(number)
-    }
 }
 
 fn status_of(data: &SuzhouData) -> Result<HealthStatus, AdapterError> {

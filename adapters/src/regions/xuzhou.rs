@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{RegionAdapter, Subject};
 use crate::decode::{DecodeContext, RawAnswer};
 use crate::error::AdapterError;
-use crate::identity::{mask_id, mask_name};
+use crate::identity::{keep_or_mask, mask_id, mask_name};
 use crate::model::{Action, HealthStatus, Holder, IdType, Level, RegionId, Source};
 use crate::secret::Secret;
 use crate::time::parse_rfc3339;
@@ -272,21 +272,9 @@ pub fn normalise(
         status.push_action(Action::RegisterOnArrival);
     }
     status.holder = Holder {
-        name_masked: data.masked_name.as_deref().map(|n| {
-            if n.contains('*') {
-                n.to_owned()
-            } else {
-                mask_name(n)
-            }
-        }),
+        name_masked: data.masked_name.as_deref().map(|n| keep_or_mask(n, mask_name)),
         id_type: data.masked_id_card.as_ref().map(|_| IdType::ResidentId),
-        id_masked: data.masked_id_card.as_deref().map(|n| {
-            if n.contains('*') {
-                n.to_owned()
-            } else {
-                mask_id(n)
-            }
-        }),
+        id_masked: data.masked_id_card.as_deref().map(|n| keep_or_mask(n, mask_id)),
     };
     Ok(status)
 }
@@ -538,7 +526,7 @@ mod tests {
             )
             .unwrap_err()
         };
-        use crate::error::ErrorCode::*;
+        use crate::error::AdapterCode::*;
         assert_eq!(err(40001).code(), UpstreamInvalidResponse);
         assert_eq!(
             err(40004),

@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use hcgw_adapters::regions::{
     guangdong, guangzhou, hangzhou, huzhou, suishen, sukang, suzhou, xuzhou,
 };
-use hcgw_adapters::{Action, AdapterError, Color, ErrorCode, HealthStatus, Level};
+use hcgw_adapters::{Action, AdapterCode, AdapterError, Color, HealthStatus, Level};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
@@ -429,7 +429,7 @@ fn check(cell: &str, result: Result<HealthStatus, AdapterError>, case: &str) {
         let e = result.expect_err(case);
         assert_eq!(
             e.code(),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
             "{case}: {e:?}"
         );
         return;
@@ -577,7 +577,7 @@ fn a_duplicate_key_at_any_depth_is_invalid() {
         let e = run(region, body).expect_err(what);
         assert_eq!(
             e.code(),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
             "{region} {what}"
         );
     };
@@ -624,7 +624,7 @@ fn sukang_a_repeated_element_inside_response_or_data_is_invalid() {
         let body = green.replacen(from, to, 1);
         assert_ne!(body, green, "{what}");
         let e = run("sukang", &body).expect_err(what);
-        assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{what}");
+        assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{what}");
     }
     // Different unknown elements, or a repeat deeper inside one, are still fine.
     let body = green.replacen("<Xm>", "<A><B/><B/></A><C/><Xm>", 1);
@@ -672,7 +672,7 @@ fn wrong_json_types_are_invalid() {
         let e = run(region, &body).expect_err(path);
         assert_eq!(
             e.code(),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
             "{region} {path} = {value}"
         );
     }
@@ -698,15 +698,15 @@ fn a_wrong_content_type_family_is_invalid() {
             let e = run_as(region, &body, ct).expect_err(ct);
             assert_eq!(
                 e.code(),
-                ErrorCode::UpstreamInvalidResponse,
+                AdapterCode::UpstreamInvalidResponse,
                 "{region} {ct}"
             );
         }
     }
     let e = run_as("sukang", &base("sukang"), "application/json").unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     let e = run_as("suzhou", &base("suzhou"), "application/xml").unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
 }
 
 /// `expires_in` values and their documented outcome: `Some(seconds)` of the cached
@@ -746,7 +746,7 @@ fn token_answers_with_absurd_expires_in_never_panic() {
                 Some(secs) => assert_eq!(r.unwrap().lifetime.as_secs(), secs, "{value}"),
                 None => assert_eq!(
                     r.unwrap_err().code(),
-                    ErrorCode::UpstreamInvalidResponse,
+                    AdapterCode::UpstreamInvalidResponse,
                     "{value}"
                 ),
             }
@@ -790,7 +790,7 @@ fn retry_after_values_are_capped_or_ignored_never_a_panic() {
     ] {
         let body = format!(r#"{{"errCode":"E429","errMsg":"x","data":{{"retryAfter":{value}}}}}"#);
         let e = run("guangdong", &body).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamRateLimited, "{value}");
+        assert_eq!(e.code(), AdapterCode::UpstreamRateLimited, "{value}");
         assert_eq!(
             e.retry_after().map(|d| d.as_secs()),
             secs,
@@ -808,7 +808,7 @@ fn retry_after_values_are_capped_or_ignored_never_a_panic() {
         let body =
             format!("<Response><Code>1003</Code><RetryAfter>{value}</RetryAfter></Response>");
         let e = run("sukang", &body).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamRateLimited, "{value}");
+        assert_eq!(e.code(), AdapterCode::UpstreamRateLimited, "{value}");
         assert_eq!(
             e.retry_after().map(|d| d.as_secs()),
             secs,
@@ -854,7 +854,7 @@ fn epoch_times_out_of_range_never_panic_and_give_no_as_of() {
         let e = run(region, &body).expect_err(path);
         assert_eq!(
             e.code(),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
             "{region} {path}"
         );
     }

@@ -9,7 +9,9 @@ use hcgw_adapters::regions::guangdong::{
     self, CHECK_PATH, GuangdongAdapter, GuangdongConfig, PAAS_ID_HEADER,
 };
 use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
-use hcgw_adapters::{AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason, Secret};
+use hcgw_adapters::{
+    AdapterCode, AdapterError, Color, HealthStatus, IdType, Level, Reason, Secret,
+};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
@@ -209,7 +211,7 @@ async fn auth_wrong_paas_id() {
         Duration::from_millis(1500),
     );
     let e = a.status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert!(matches!(
         e,
         AdapterError::Unavailable {
@@ -221,7 +223,7 @@ async fn auth_wrong_paas_id() {
 }
 
 /// One errCode of the error table.
-async fn check_error(code: &str, status: u16, expected: ErrorCode) {
+async fn check_error(code: &str, status: u16, expected: AdapterCode) {
     let mock = mock_with(Reply::new(
         status,
         JSON,
@@ -239,12 +241,12 @@ async fn check_error(code: &str, status: u16, expected: ErrorCode) {
 }
 
 error_tests! {
-    error_e401_not_authorised: ("E401", 200, ErrorCode::RegionUnavailable),
-    error_e404_subject_not_found: ("E404", 200, ErrorCode::SubjectNotFound),
-    error_e410_token_expired: ("E410", 200, ErrorCode::TokenExpired),
-    error_e429_rate_limited: ("E429", 200, ErrorCode::UpstreamRateLimited),
-    error_e503_unavailable_http_503: ("E503", 503, ErrorCode::RegionUnavailable),
-    error_e503_unavailable_http_200: ("E503", 200, ErrorCode::RegionUnavailable),
+    error_e401_not_authorised: ("E401", 200, AdapterCode::RegionUnavailable),
+    error_e404_subject_not_found: ("E404", 200, AdapterCode::SubjectNotFound),
+    error_e410_token_expired: ("E410", 200, AdapterCode::TokenExpired),
+    error_e429_rate_limited: ("E429", 200, AdapterCode::UpstreamRateLimited),
+    error_e503_unavailable_http_503: ("E503", 503, AdapterCode::RegionUnavailable),
+    error_e503_unavailable_http_200: ("E503", 200, AdapterCode::RegionUnavailable),
 }
 
 #[tokio::test]
@@ -256,7 +258,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     ))
     .await;
     let e = adapter(&mock).status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     assert_eq!(mock.count(), 1);
 }
 
@@ -266,7 +268,7 @@ async fn assert_handshake_refused(tls: UpstreamTls, what: &str) {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{what}: {e:?}");
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable, "{what}: {e:?}");
     assert_eq!(mock.count(), 0, "{what}: no request may reach the region");
 }
 
@@ -308,7 +310,7 @@ async fn auth_server_not_chaining_to_the_region_ca_is_refused() {
     })
     .await;
     let e = adapter(&mock).status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{e:?}");
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable, "{e:?}");
     assert_eq!(mock.count(), 0);
 }
 
@@ -327,7 +329,7 @@ async fn slow_region_is_a_timeout() {
     .status(&qr())
     .await
     .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 }
 
 #[tokio::test]
@@ -335,7 +337,7 @@ async fn http_5xx_is_unavailable() {
     for status in [500, 502, 503, 504] {
         let mock = mock_with(Reply::new(status, "text/html", "<html>busy</html>")).await;
         let e = adapter(&mock).status(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable, "HTTP {status}");
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable, "HTTP {status}");
     }
 }
 
@@ -382,7 +384,7 @@ async fn broken_answers_are_invalid_responses() {
     for (name, reply) in cases {
         let mock = mock_with(reply).await;
         let e = adapter(&mock).status(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
+        assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{name}");
     }
 }
 

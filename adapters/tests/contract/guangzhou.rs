@@ -12,7 +12,7 @@ use hcgw_adapters::regions::guangzhou::{
 };
 use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{
-    AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason, RegionAdapter, Secret,
+    AdapterCode, AdapterError, Color, HealthStatus, IdType, Level, Reason, RegionAdapter, Secret,
     Subject,
 };
 use serde_json::{Value, json};
@@ -233,14 +233,14 @@ async fn there_is_no_yellow_unknown_colours_are_unknown() {
         body["code_info"]["color"] = c.clone();
         match lookup_fixture(body.to_string().into_bytes()).await {
             Ok(s) => assert_eq!(s.color, Color::Unknown, "{c}"),
-            Err(e) => assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{c}"),
+            Err(e) => assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{c}"),
         }
     }
 }
 
 /// One errcode of the error table, answered to every query. Returns the error and the
 /// number of token fetches.
-async fn check_error(file: &str, expected: ErrorCode) {
+async fn check_error(file: &str, expected: AdapterCode) {
     let server = suikang("TOK").await;
     answer(&server, "TOK", json_response(fixture(REGION, file))).await;
     let e = adapter(&server).status(&qr()).await.unwrap_err();
@@ -265,13 +265,13 @@ async fn check_error(file: &str, expected: ErrorCode) {
 }
 
 error_tests! {
-    error_40001_credential_invalid: ("error_40001.json", ErrorCode::RegionUnavailable),
-    error_42001_token_expired: ("error_42001.json", ErrorCode::RegionUnavailable),
-    error_46004_subject_not_found: ("error_46004.json", ErrorCode::SubjectNotFound),
-    error_45011_minute_quota: ("error_45011.json", ErrorCode::UpstreamRateLimited),
-    error_45009_daily_quota: ("error_45009.json", ErrorCode::UpstreamRateLimited),
-    error_minus_1_busy: ("error_busy.json", ErrorCode::RegionUnavailable),
-    error_unlisted_is_invalid_response: ("error_unlisted.json", ErrorCode::UpstreamInvalidResponse),
+    error_40001_credential_invalid: ("error_40001.json", AdapterCode::RegionUnavailable),
+    error_42001_token_expired: ("error_42001.json", AdapterCode::RegionUnavailable),
+    error_46004_subject_not_found: ("error_46004.json", AdapterCode::SubjectNotFound),
+    error_45011_minute_quota: ("error_45011.json", AdapterCode::UpstreamRateLimited),
+    error_45009_daily_quota: ("error_45009.json", AdapterCode::UpstreamRateLimited),
+    error_minus_1_busy: ("error_busy.json", AdapterCode::RegionUnavailable),
+    error_unlisted_is_invalid_response: ("error_unlisted.json", AdapterCode::UpstreamInvalidResponse),
 }
 
 #[tokio::test]
@@ -311,7 +311,7 @@ async fn other_identity_types_are_unsupported_without_a_call() {
         }))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UnsupportedIdType);
+    assert_eq!(e.code(), AdapterCode::UnsupportedIdType);
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
@@ -321,7 +321,7 @@ async fn auth_wrong_secret() {
     answer(&server, "TOK", json_response(fixture(REGION, "blue.json"))).await;
     let a = adapter_with(&server, "wrong-secret", Duration::from_secs(2));
     let e = a.status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert!(!e.is_retryable(), "refused credentials are not retried");
     // No query was made without a token.
     let queries = server
@@ -341,7 +341,7 @@ async fn auth_token_not_accepted_40001() {
     let server = suikang("NOT-ACCEPTED").await;
     answer(&server, "TOK", json_response(fixture(REGION, "blue.json"))).await;
     let e = adapter(&server).status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert_eq!(token_fetches(&server).await, 2, "one refresh, then give up");
 }
 
@@ -429,7 +429,7 @@ async fn slow_query_is_a_timeout() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 }
 
 #[tokio::test]
@@ -444,7 +444,7 @@ async fn slow_token_endpoint_is_a_timeout() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 }
 
 #[tokio::test]
@@ -453,7 +453,7 @@ async fn http_5xx_is_region_unavailable() {
         let server = suikang("TOK").await;
         answer(&server, "TOK", ResponseTemplate::new(status)).await;
         let e = adapter(&server).status(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable, "http {status}");
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable, "http {status}");
     }
 }
 
@@ -479,7 +479,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     .status(&qr())
     .await
     .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
@@ -517,7 +517,7 @@ async fn broken_bodies_are_invalid_responses() {
         let server = suikang("TOK").await;
         answer(&server, "TOK", response).await;
         let e = adapter(&server).status(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
+        assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{name}");
     }
 }
 
@@ -674,5 +674,5 @@ fn the_token_answer_fixture_parses() {
         now,
     )
     .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
 }

@@ -7,7 +7,7 @@ use hcgw_adapters::adapter::{Identity, RegionAdapter, Subject};
 use hcgw_adapters::regions::hangzhou::{self, HangzhouAdapter, HangzhouConfig, QUERY_PATH};
 use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{
-    Action, AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason, Secret,
+    Action, AdapterCode, AdapterError, Color, HealthStatus, IdType, Level, Reason, Secret,
 };
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -281,7 +281,7 @@ async fn check_auth(appcode: &str) {
     let server = mock_with(json_reply(200, fixture("hangzhou", "green.json"))).await;
     let a = adapter_for(&server, appcode, Duration::from_millis(1500));
     let e = a.status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert!(
         matches!(
             e,
@@ -299,7 +299,7 @@ auth_tests! {
 }
 
 /// One errorCode of the error table.
-async fn check_error(code: &str, status: u16, expected: ErrorCode) {
+async fn check_error(code: &str, status: u16, expected: AdapterCode) {
     let mut reply = json_reply(status, fixture("hangzhou", &format!("error_{code}.json")));
     if code == "THROTTLED" {
         reply = reply.insert_header("Retry-After", "17");
@@ -319,12 +319,12 @@ async fn check_error(code: &str, status: u16, expected: ErrorCode) {
 }
 
 error_tests! {
-    error_auth_failed: ("AUTH_FAILED", 401, ErrorCode::RegionUnavailable),
-    error_invalid_argument: ("INVALID_ARGUMENT", 400, ErrorCode::UpstreamInvalidResponse),
-    error_not_found: ("NOT_FOUND", 200, ErrorCode::SubjectNotFound),
-    error_qr_expired: ("QR_EXPIRED", 200, ErrorCode::TokenExpired),
-    error_throttled: ("THROTTLED", 429, ErrorCode::UpstreamRateLimited),
-    error_system_error: ("SYSTEM_ERROR", 500, ErrorCode::RegionUnavailable),
+    error_auth_failed: ("AUTH_FAILED", 401, AdapterCode::RegionUnavailable),
+    error_invalid_argument: ("INVALID_ARGUMENT", 400, AdapterCode::UpstreamInvalidResponse),
+    error_not_found: ("NOT_FOUND", 200, AdapterCode::SubjectNotFound),
+    error_qr_expired: ("QR_EXPIRED", 200, AdapterCode::TokenExpired),
+    error_throttled: ("THROTTLED", 429, AdapterCode::UpstreamRateLimited),
+    error_system_error: ("SYSTEM_ERROR", 500, AdapterCode::RegionUnavailable),
 }
 
 #[tokio::test]
@@ -345,7 +345,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     .status(&qr())
     .await
     .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
@@ -357,7 +357,7 @@ async fn slow_region_is_a_timeout() {
     .await;
     let a = adapter_for(&server, APPCODE, Duration::from_millis(300));
     let e = a.status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 }
 
 #[tokio::test]
@@ -367,7 +367,7 @@ async fn http_5xx_without_contract_body_is_unavailable() {
             .set_body_raw(fixture("hangzhou", "html_error.html"), "text/html");
         let server = mock_with(reply).await;
         let e = adapter(&server).status(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable, "HTTP {status}");
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable, "HTTP {status}");
     }
 }
 
@@ -410,7 +410,7 @@ async fn broken_answers_are_invalid_responses() {
     for (name, reply) in cases {
         let server = mock_with(reply).await;
         let e = adapter(&server).status(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
+        assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{name}");
     }
 }
 

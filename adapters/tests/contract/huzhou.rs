@@ -7,7 +7,7 @@ use hcgw_adapters::adapter::Identity;
 use hcgw_adapters::regions::huzhou::{self, HuzhouAdapter, HuzhouConfig, QUERY_PATH};
 use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{
-    AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason, RegionAdapter, Secret,
+    AdapterCode, AdapterError, Color, HealthStatus, IdType, Level, Reason, RegionAdapter, Secret,
     Subject,
 };
 use reqwest::StatusCode;
@@ -199,7 +199,7 @@ case_tests!(check_colour_with_every_reason {
 });
 
 /// One HTTP status of the error table (with `Retry-After: 11`).
-async fn check_error(status: u16, expected: ErrorCode) {
+async fn check_error(status: u16, expected: AdapterCode) {
     let body = error_body(status);
     let e = lookup_with(
         checked(move |_| json_response(status, body.clone()).insert_header("Retry-After", "11")),
@@ -223,12 +223,12 @@ async fn check_error(status: u16, expected: ErrorCode) {
 }
 
 error_tests! {
-    error_401_bad_token: (401, ErrorCode::RegionUnavailable),
-    error_404_subject_not_found: (404, ErrorCode::SubjectNotFound),
-    error_410_token_expired: (410, ErrorCode::TokenExpired),
-    error_422_unsupported_id_type: (422, ErrorCode::UnsupportedIdType),
-    error_429_rate_limited: (429, ErrorCode::UpstreamRateLimited),
-    error_500_unavailable: (500, ErrorCode::RegionUnavailable),
+    error_401_bad_token: (401, AdapterCode::RegionUnavailable),
+    error_404_subject_not_found: (404, AdapterCode::SubjectNotFound),
+    error_410_token_expired: (410, AdapterCode::TokenExpired),
+    error_422_unsupported_id_type: (422, AdapterCode::UnsupportedIdType),
+    error_429_rate_limited: (429, AdapterCode::UpstreamRateLimited),
+    error_500_unavailable: (500, AdapterCode::RegionUnavailable),
 }
 
 /// A wrong static Bearer token: the region answers 401, region_unavailable with an alert.
@@ -243,7 +243,7 @@ async fn check_auth(token: &str) {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert!(matches!(
         e,
         AdapterError::Unavailable {
@@ -270,7 +270,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
@@ -323,38 +323,38 @@ async fn transport_failures() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 
-    let cases: Vec<(&str, ResponseTemplate, ErrorCode)> = vec![
+    let cases: Vec<(&str, ResponseTemplate, AdapterCode)> = vec![
         (
             "HTTP 503",
             ResponseTemplate::new(503),
-            ErrorCode::RegionUnavailable,
+            AdapterCode::RegionUnavailable,
         ),
         (
             "HTTP 418",
             json_response(418, "{}"),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "HTTP 200 with status 500",
             json_response(200, error_body(500)),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "malformed",
             json_response(200, "{status:200"),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "truncated",
             json_response(200, green[..green.len() - 10].to_owned()),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "wrong content type",
             ResponseTemplate::new(200).set_body_raw(green.clone(), "text/plain"),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "huge body",
@@ -365,7 +365,7 @@ async fn transport_failures() {
                     "x".repeat(4 << 20)
                 ),
             ),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
     ];
     for (name, template, expected) in cases {

@@ -20,7 +20,7 @@ use hcgw_adapters::regions::suishen::{
 };
 use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{
-    Action, AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason, RegionAdapter,
+    Action, AdapterCode, AdapterError, Color, HealthStatus, IdType, Level, Reason, RegionAdapter,
     Secret, Subject,
 };
 use reqwest::header::HeaderMap;
@@ -308,7 +308,7 @@ async fn check_code_color_value(c: Value, invalid: bool) {
     if invalid {
         assert_eq!(
             r.unwrap_err().code(),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
             "codeColor {c}"
         );
     } else {
@@ -325,7 +325,7 @@ case_tests!(check_code_color_value {
 
 /// One code of the error table, answered (signed, with `retry-after: 12`) to every
 /// query made with a valid token.
-async fn check_error(status: u16, file: &str, expected: ErrorCode) {
+async fn check_error(status: u16, file: &str, expected: AdapterCode) {
     let server = suishen("TOK").await;
     answer(
         &server,
@@ -354,12 +354,12 @@ async fn check_error(status: u16, file: &str, expected: ErrorCode) {
 }
 
 error_tests! {
-    error_40101_token_expired_twice: (401, "error_40101.json", ErrorCode::RegionUnavailable),
-    error_40301_client_not_allowed: (403, "error_40301.json", ErrorCode::RegionUnavailable),
-    error_40401_subject_not_found: (404, "error_40401.json", ErrorCode::SubjectNotFound),
-    error_40402_qr_expired: (410, "error_40402.json", ErrorCode::TokenExpired),
-    error_42901_rate_limited: (429, "error_42901.json", ErrorCode::UpstreamRateLimited),
-    error_50301_busy: (503, "error_50301.json", ErrorCode::RegionUnavailable),
+    error_40101_token_expired_twice: (401, "error_40101.json", AdapterCode::RegionUnavailable),
+    error_40301_client_not_allowed: (403, "error_40301.json", AdapterCode::RegionUnavailable),
+    error_40401_subject_not_found: (404, "error_40401.json", AdapterCode::SubjectNotFound),
+    error_40402_qr_expired: (410, "error_40402.json", AdapterCode::TokenExpired),
+    error_42901_rate_limited: (429, "error_42901.json", AdapterCode::UpstreamRateLimited),
+    error_50301_busy: (503, "error_50301.json", AdapterCode::RegionUnavailable),
 }
 
 #[tokio::test]
@@ -401,7 +401,7 @@ async fn auth_wrong_client_secret() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert!(matches!(
         e,
         AdapterError::Unavailable {
@@ -417,7 +417,7 @@ async fn auth_token_rejected_twice() {
     // once, then give up.
     let server = suishen("REFUSED").await;
     let e = adapter(&server).status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert_eq!(token_fetches(&server).await, 2);
 }
 
@@ -528,7 +528,7 @@ async fn check_auth(case: &str) {
         other => unreachable!("{other}"),
     };
     let e = lookup_with(response).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{case}");
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{case}");
 }
 
 auth_tests! {
@@ -574,7 +574,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     .status(&qr())
     .await
     .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
@@ -590,7 +590,7 @@ async fn auth_bad_signature_unsigned_token_answer() {
         .await;
     answer(&server, "TOK", signed(200, fixture(REGION, "green.json"))).await;
     let e = adapter(&server).status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
 }
 
 #[tokio::test]
@@ -599,7 +599,7 @@ async fn timeouts() {
         lookup_with(signed(200, fixture(REGION, "green.json")).set_delay(Duration::from_secs(3)))
             .await
             .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path(TOKEN_PATH))
@@ -610,7 +610,7 @@ async fn timeouts() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 }
 
 #[tokio::test]
@@ -628,7 +628,7 @@ async fn http_5xx_is_region_unavailable() {
         ),
     ] {
         let e = lookup_with(response).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{name}");
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable, "{name}");
     }
 }
 
@@ -661,7 +661,7 @@ async fn broken_bodies_are_invalid_responses() {
     ];
     for (name, response) in cases {
         let e = lookup_with(response).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
+        assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{name}");
     }
 }
 
@@ -746,7 +746,7 @@ fn cli_signatures_verify_in_rust_and_only_with_the_right_distid() {
             .check(&headers("sign-key-1", &sig), &body)
             .unwrap_err()
             .code(),
-        ErrorCode::UpstreamInvalidResponse
+        AdapterCode::UpstreamInvalidResponse
     );
     let sig = cli_sign("sign-key-1.pem", &body, Some("0000000000000000"), &dir);
     assert!(verifier.check(&headers("sign-key-1", &sig), &body).is_err());
@@ -958,5 +958,5 @@ fn the_token_answer_fixture_parses() {
     not_bearer["token_type"] = json!("mac");
     let e = parse_token_response(200, &HeaderMap::new(), not_bearer.to_string().as_bytes())
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
 }

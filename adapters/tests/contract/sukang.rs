@@ -6,7 +6,9 @@ use std::time::Duration;
 use hcgw_adapters::adapter::{Identity, RegionAdapter, Subject};
 use hcgw_adapters::regions::sukang::{self, QUERY_PATH, SukangAdapter, SukangConfig};
 use hcgw_adapters::upstream::{UpstreamConfig, UpstreamTls};
-use hcgw_adapters::{Action, AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason};
+use hcgw_adapters::{
+    Action, AdapterCode, AdapterError, Color, HealthStatus, IdType, Level, Reason,
+};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
@@ -217,7 +219,7 @@ async fn requests_follow_the_contract_with_percent_encoded_names() {
 }
 
 /// One Code of the error table, for a passport lookup.
-async fn check_error(code: &str, status: u16, expected: ErrorCode) {
+async fn check_error(code: &str, status: u16, expected: AdapterCode) {
     let mock = mock_with(Reply::new(
         status,
         XML,
@@ -236,12 +238,12 @@ async fn check_error(code: &str, status: u16, expected: ErrorCode) {
 }
 
 error_tests! {
-    error_1001_subject_not_found: ("1001", 200, ErrorCode::SubjectNotFound),
-    error_1002_token_expired: ("1002", 200, ErrorCode::TokenExpired),
-    error_1003_rate_limited: ("1003", 200, ErrorCode::UpstreamRateLimited),
-    error_1004_unsupported_id_type: ("1004", 200, ErrorCode::UnsupportedIdType),
-    error_9001_busy_http_503: ("9001", 503, ErrorCode::RegionUnavailable),
-    error_9001_busy_http_200: ("9001", 200, ErrorCode::RegionUnavailable),
+    error_1001_subject_not_found: ("1001", 200, AdapterCode::SubjectNotFound),
+    error_1002_token_expired: ("1002", 200, AdapterCode::TokenExpired),
+    error_1003_rate_limited: ("1003", 200, AdapterCode::UpstreamRateLimited),
+    error_1004_unsupported_id_type: ("1004", 200, AdapterCode::UnsupportedIdType),
+    error_9001_busy_http_503: ("9001", 503, AdapterCode::RegionUnavailable),
+    error_9001_busy_http_200: ("9001", 200, AdapterCode::RegionUnavailable),
 }
 
 #[tokio::test]
@@ -249,7 +251,7 @@ async fn error_1004_for_a_qr_lookup_is_invalid_response() {
     // 1004 for a QR lookup cannot be right.
     let mock = mock_with(Reply::new(200, XML, fixture("sukang", "error_1004.xml"))).await;
     let e = adapter(&mock).status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
 }
 
 #[tokio::test]
@@ -261,7 +263,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
     ))
     .await;
     let e = adapter(&mock).status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     assert_eq!(mock.count(), 1);
 }
 
@@ -271,7 +273,7 @@ async fn assert_handshake_refused(tls: UpstreamTls, what: &str) {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{what}: {e:?}");
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable, "{what}: {e:?}");
     assert_eq!(mock.count(), 0, "{what}: no request may reach the region");
 }
 
@@ -315,7 +317,7 @@ async fn auth_server_not_chaining_to_the_region_ca_is_refused() {
     })
     .await;
     let e = adapter(&mock).status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{e:?}");
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable, "{e:?}");
     assert_eq!(mock.count(), 0);
 }
 
@@ -329,7 +331,7 @@ async fn slow_region_is_a_timeout() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 }
 
 #[tokio::test]
@@ -337,7 +339,7 @@ async fn http_5xx_is_unavailable() {
     for status in [500, 502, 503, 504] {
         let mock = mock_with(Reply::new(status, "text/html", "<html>busy</html>")).await;
         let e = adapter(&mock).status(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::RegionUnavailable, "HTTP {status}");
+        assert_eq!(e.code(), AdapterCode::RegionUnavailable, "HTTP {status}");
     }
 }
 
@@ -387,7 +389,7 @@ async fn broken_answers_are_invalid_responses() {
     for (name, reply) in cases {
         let mock = mock_with(reply).await;
         let e = adapter(&mock).status(&qr()).await.unwrap_err();
-        assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse, "{name}");
+        assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{name}");
     }
     // text/xml is accepted as well.
     let mock = mock_with(Reply::new(200, "text/xml", green)).await;

@@ -13,7 +13,7 @@ use hcgw_adapters::regions::suzhou::{
 };
 use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{
-    Action, AdapterError, Color, ErrorCode, IdType, Level, Reason, RegionAdapter, Secret, Subject,
+    Action, AdapterCode, AdapterError, Color, IdType, Level, Reason, RegionAdapter, Secret, Subject,
 };
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -215,7 +215,7 @@ async fn every_reason_code() {
 
 /// One retCode of the error table (the mock answers it to every call, with
 /// `Retry-After: 7`).
-async fn check_error(code: &'static str, http: u16, expected: ErrorCode) {
+async fn check_error(code: &'static str, http: u16, expected: AdapterCode) {
     let body = fixture_str("suzhou", &format!("error_{code}.json"));
     let responder = signed(move |_: &Request, _| {
         json_response(http, body.clone()).insert_header("Retry-After", "7")
@@ -237,13 +237,13 @@ async fn check_error(code: &'static str, http: u16, expected: ErrorCode) {
 }
 
 error_tests! {
-    error_1001_signature_invalid: ("1001", 200, ErrorCode::RegionUnavailable),
-    error_1002_timestamp_outside_window: ("1002", 200, ErrorCode::RegionUnavailable),
-    error_1003_nonce_reused: ("1003", 200, ErrorCode::RegionUnavailable),
-    error_2001_subject_not_found: ("2001", 200, ErrorCode::SubjectNotFound),
-    error_2002_token_expired: ("2002", 200, ErrorCode::TokenExpired),
-    error_4290_rate_limited: ("4290", 429, ErrorCode::UpstreamRateLimited),
-    error_9999_busy: ("9999", 503, ErrorCode::RegionUnavailable),
+    error_1001_signature_invalid: ("1001", 200, AdapterCode::RegionUnavailable),
+    error_1002_timestamp_outside_window: ("1002", 200, AdapterCode::RegionUnavailable),
+    error_1003_nonce_reused: ("1003", 200, AdapterCode::RegionUnavailable),
+    error_2001_subject_not_found: ("2001", 200, AdapterCode::SubjectNotFound),
+    error_2002_token_expired: ("2002", 200, AdapterCode::TokenExpired),
+    error_4290_rate_limited: ("4290", 429, AdapterCode::UpstreamRateLimited),
+    error_9999_busy: ("9999", 503, AdapterCode::RegionUnavailable),
 }
 
 #[tokio::test]
@@ -280,7 +280,7 @@ async fn error_unlisted_ret_code_is_invalid_response() {
     )
     .await
     .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
 }
 
 /// A timestamp (1002) or nonce (1003) refusal: retried exactly once with a fresh nonce
@@ -310,7 +310,7 @@ async fn check_refused_then_retried(code: &'static str) {
     let server = server_with(responder).await;
     let adapter = SuzhouAdapter::new(config(&server.uri(), SECRET)).unwrap();
     let e = adapter.status(&qr()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable, "{code} twice");
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable, "{code} twice");
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
@@ -352,7 +352,7 @@ async fn check_auth(app_id: &str, secret: &str) {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert!(matches!(
         e,
         AdapterError::Unavailable {
@@ -441,38 +441,38 @@ async fn transport_failures() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 
-    let cases: Vec<(&str, ResponseTemplate, ErrorCode)> = vec![
+    let cases: Vec<(&str, ResponseTemplate, AdapterCode)> = vec![
         (
             "HTTP 500",
             json_response(500, ret("9999")),
-            ErrorCode::RegionUnavailable,
+            AdapterCode::RegionUnavailable,
         ),
         (
             "HTTP 502 empty",
             ResponseTemplate::new(502),
-            ErrorCode::RegionUnavailable,
+            AdapterCode::RegionUnavailable,
         ),
         (
             "malformed",
             json_response(200, "{retCode:0000"),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "truncated",
             json_response(200, green[..green.len() / 2].to_owned()),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "empty",
             json_response(200, ""),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "wrong content type",
             ResponseTemplate::new(200).set_body_raw(green.clone(), "text/html"),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "huge body",
@@ -483,7 +483,7 @@ async fn transport_failures() {
                     "x".repeat(4 << 20)
                 ),
             ),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
     ];
     for (name, template, expected) in cases {
@@ -507,7 +507,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 

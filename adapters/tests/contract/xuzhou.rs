@@ -10,7 +10,7 @@ use hcgw_adapters::adapter::Identity;
 use hcgw_adapters::regions::xuzhou::{self, FALLBACK_LABEL, XuzhouAdapter, XuzhouConfig};
 use hcgw_adapters::upstream::UpstreamConfig;
 use hcgw_adapters::{
-    Action, AdapterError, Color, ErrorCode, HealthStatus, IdType, Level, Reason, RegionAdapter,
+    Action, AdapterCode, AdapterError, Color, HealthStatus, IdType, Level, Reason, RegionAdapter,
     RegionId, Secret, Source, Subject,
 };
 use reqwest::StatusCode;
@@ -148,7 +148,7 @@ colour_tests! {
 }
 
 /// One errcode of the error table, answered with `http` and `Retry-After: 13`.
-async fn check_error(code: u32, http: u16, expected: ErrorCode) {
+async fn check_error(code: u32, http: u16, expected: AdapterCode) {
     let body = fixture_body(&format!("error_{code}.json"));
     let e = lookup_with(
         checked(move |_| json_response(http, body.clone()).insert_header("Retry-After", "13")),
@@ -173,15 +173,15 @@ async fn check_error(code: u32, http: u16, expected: ErrorCode) {
 }
 
 error_tests! {
-    error_40001_invalid_parameter: (40001, 200, ErrorCode::UpstreamInvalidResponse),
-    error_40004_unsupported_id_type: (40004, 200, ErrorCode::UnsupportedIdType),
-    error_40101_bad_api_key_http_401: (40101, 401, ErrorCode::RegionUnavailable),
-    error_40101_bad_api_key_http_200: (40101, 200, ErrorCode::RegionUnavailable),
-    error_40401_subject_not_found: (40401, 200, ErrorCode::SubjectNotFound),
-    error_41001_token_expired: (41001, 200, ErrorCode::TokenExpired),
-    error_42901_rate_limited_http_429: (42901, 429, ErrorCode::UpstreamRateLimited),
-    error_42901_rate_limited_http_200: (42901, 200, ErrorCode::UpstreamRateLimited),
-    error_50001_busy: (50001, 200, ErrorCode::RegionUnavailable),
+    error_40001_invalid_parameter: (40001, 200, AdapterCode::UpstreamInvalidResponse),
+    error_40004_unsupported_id_type: (40004, 200, AdapterCode::UnsupportedIdType),
+    error_40101_bad_api_key_http_401: (40101, 401, AdapterCode::RegionUnavailable),
+    error_40101_bad_api_key_http_200: (40101, 200, AdapterCode::RegionUnavailable),
+    error_40401_subject_not_found: (40401, 200, AdapterCode::SubjectNotFound),
+    error_41001_token_expired: (41001, 200, AdapterCode::TokenExpired),
+    error_42901_rate_limited_http_429: (42901, 429, AdapterCode::UpstreamRateLimited),
+    error_42901_rate_limited_http_200: (42901, 200, AdapterCode::UpstreamRateLimited),
+    error_50001_busy: (50001, 200, AdapterCode::RegionUnavailable),
 }
 
 /// A wrong API key: the region answers 401/40101, region_unavailable with an alert.
@@ -192,7 +192,7 @@ async fn check_auth(key: &str) {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert!(matches!(
         e,
         AdapterError::Unavailable {
@@ -219,7 +219,7 @@ async fn huge_chunked_body_without_content_length_is_invalid() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::UpstreamInvalidResponse);
+    assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse);
     assert!(server.streamed() >= 1, "the huge body was streamed");
 }
 
@@ -262,33 +262,33 @@ async fn transport_failures() {
         .status(&qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionTimeout);
+    assert_eq!(e.code(), AdapterCode::RegionTimeout);
 
-    let cases: Vec<(&str, ResponseTemplate, ErrorCode)> = vec![
+    let cases: Vec<(&str, ResponseTemplate, AdapterCode)> = vec![
         (
             "HTTP 500",
             ResponseTemplate::new(500),
-            ErrorCode::RegionUnavailable,
+            AdapterCode::RegionUnavailable,
         ),
         (
             "HTTP 404",
             json_response(404, "{}"),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "malformed",
             json_response(200, "{errcode:0"),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "truncated",
             json_response(200, green[..green.len() - 5].to_owned()),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "wrong content type",
             ResponseTemplate::new(200).set_body_raw(green.clone(), "application/xml"),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "huge body",
@@ -299,7 +299,7 @@ async fn transport_failures() {
                     "x".repeat(4 << 20)
                 ),
             ),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
         (
             "offsetless updatedAt",
@@ -307,7 +307,7 @@ async fn transport_failures() {
                 200,
                 green.replace("2022-03-18T21:13:06+08:00", "2022-03-18 21:13:06"),
             ),
-            ErrorCode::UpstreamInvalidResponse,
+            AdapterCode::UpstreamInvalidResponse,
         ),
     ];
     for (name, template, expected) in cases {
@@ -426,13 +426,13 @@ async fn no_fallback_outside_its_rules() {
     let e = with_fallback(busy(), true, &sukang, &qr())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert_eq!(sukang.calls.load(Ordering::SeqCst), 0);
     // Off by configuration.
     let e = with_fallback(busy(), false, &sukang, &person())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert_eq!(sukang.calls.load(Ordering::SeqCst), 0);
     // Refused credentials, throttling, not found, invalid answers: no fallback.
     for (name, status) in [
@@ -450,7 +450,7 @@ async fn no_fallback_outside_its_rules() {
         )
         .await
         .unwrap_err();
-        assert_ne!(e.code(), ErrorCode::InvalidRequest, "{name}");
+        assert_ne!(e.code(), AdapterCode::InvalidRequest, "{name}");
         assert_eq!(sukang.calls.load(Ordering::SeqCst), 0, "{name}");
     }
     // Xuzhou answers: Sukang is not asked.
@@ -463,7 +463,7 @@ async fn no_fallback_outside_its_rules() {
     let e = with_fallback(busy(), true, &failing, &person())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
     assert_eq!(failing.calls.load(Ordering::SeqCst), 1);
     // Fallback on but no Sukang adapter configured.
     let server = server_with(busy()).await;
@@ -472,7 +472,7 @@ async fn no_fallback_outside_its_rules() {
         .status(&person())
         .await
         .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::RegionUnavailable);
+    assert_eq!(e.code(), AdapterCode::RegionUnavailable);
 }
 
 /// Every green answer comes from a document with `errcode` 0 and `skm.color` `GREEN`.

@@ -3,9 +3,10 @@
 //! of the subject, purpose, checkpoint) and the result (colour, decision or error code,
 //! cache hit, upstream latency). Never a raw identity number, name or QR token.
 
-use hcgw_adapters::{Color, ErrorCode, RegionId};
+use hcgw_adapters::{Color, RegionId};
 
 use super::{AuditCaller, AuditLog, AuditRecord, Receipt};
+use crate::error_code::ErrorCode;
 use crate::identity::acting::Acting;
 use crate::pipeline::{Fetched, LookupError};
 use crate::recognition::Recognition;

@@ -34,12 +34,13 @@ use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use hcgw_adapters::{Color, ErrorCode, RegionId};
+use hcgw_adapters::{Color, RegionId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::config::{AuditSection, FsyncPolicy, Role};
+use crate::error_code::ErrorCode;
 
 pub use crate::receipt::Receipt;
 pub use heads::{

@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use hcgw_adapters::{
-    Action, Color, ErrorCode, HealthStatus, Holder, Level, Reason, RegionId, Source,
-};
+use hcgw_adapters::{Action, Color, HealthStatus, Holder, Level, Reason, RegionId, Source};
 use serde::Deserialize;
 
 use super::protocol::{PeerHints, bears_on_decision};
 use crate::config::Role;
+use crate::error_code::ErrorCode;
 use crate::pipeline::Fetched;
 
 /// A problem body from a peer (only what is needed; the detail is not relayed).

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use hcgw_adapters::{ErrorCode, RegionId, Subject};
+use hcgw_adapters::{RegionId, Subject};
 
 use super::answer::PeerProblem;
 use super::protocol::{ForwardContext, HOPS, MAX_PEER_BODY, ON_BEHALF_OF, VIA};
 use super::{Peer, Peers, parse_answer};
 use crate::config::Role;
+use crate::error_code::ErrorCode;
 use crate::pipeline::{Fetched, LookupError};
 
 /// A failed call to one peer: the error to report, and whether to try the next peer.

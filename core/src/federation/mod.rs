@@ -23,9 +23,10 @@ use std::collections::BTreeMap;
 
 use std::time::{Duration, Instant};
 
-use hcgw_adapters::{ErrorCode, RegionId, Subject};
+use hcgw_adapters::{RegionId, Subject};
 
 use crate::config::{Config, PeerEntry, Role};
+use crate::error_code::ErrorCode;
 use crate::pipeline::{Fetched, LookupError};
 use crate::protect::SystemClock;
 use crate::protect::breaker::{BreakerPolicy, CircuitBreaker, CircuitState};

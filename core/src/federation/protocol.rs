@@ -3,10 +3,11 @@
 //! checks of a forwarded request, the hints a gateway adds to its answer for a peer, and
 //! the jurisdiction grants of `acts_for`.
 
-use hcgw_adapters::{Action, ErrorCode, HealthStatus};
+use hcgw_adapters::{Action, HealthStatus};
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::valid_gateway_name;
+use crate::error_code::ErrorCode;
 pub use crate::pipeline::ForwardContext;
 use crate::pipeline::LookupError;
 

@@ -12,11 +12,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use hcgw_adapters::{ErrorCode, RegionId, Subject};
+use hcgw_adapters::{RegionId, Subject};
 
 use super::{Fetched, LookupError, LookupService};
 use crate::audit::audited::Audited;
 use crate::config::Role;
+use crate::error_code::ErrorCode;
 use crate::identity::acting::Acting;
 use crate::protect::quota::{BATCH_PATIENCE, BatchPacing, Quotas, Refusal};
 use crate::recognition::Recognition;

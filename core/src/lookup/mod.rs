@@ -11,10 +11,11 @@ pub use answer::{BATCH_CONCURRENCY, Decided, Endpoint, Query, Validated};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hcgw_adapters::{AdapterError, ErrorCode, RegionId, Subject};
+use hcgw_adapters::{AdapterError, RegionId, Subject};
 
 use crate::audit::audited::Auditor;
 use crate::config::Config;
+use crate::error_code::ErrorCode;
 use crate::federation::{ForwardContext, Peers};
 use crate::protect::cache::StatusCache;
 use crate::protect::region::RegionGuard;
@@ -291,7 +292,11 @@ impl LookupService {
                 Err(_) => Err(AdapterError::Timeout(deadline)),
             };
             let took = attempt.elapsed();
-            crate::telemetry::upstream_call(region, took, r.as_ref().err().map(AdapterError::code));
+            crate::telemetry::upstream_call(
+                region,
+                took,
+                r.as_ref().err().map(|e| ErrorCode::from(e.code())),
+            );
             if let Some(p) = permit {
                 p.finish(took, r.as_ref().map(|_| ()));
             }

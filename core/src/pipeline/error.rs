@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hcgw_adapters::{AdapterError, ErrorCode, RegionId};
+use hcgw_adapters::{AdapterError, RegionId};
+
+use crate::error_code::ErrorCode;
 
 /// The `Retry-After` announced for a 503 whose cause gave none.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -109,10 +111,11 @@ impl LookupError {
     /// The error of a failed region call: the adapter's code and message, its Retry-After
     /// (or [`DEFAULT_RETRY_AFTER`] for a 503), and the adapter's error as the cause.
     pub fn from_adapter(region: RegionId, e: &AdapterError) -> Self {
-        let mut err = LookupError::new(e.code(), e.to_string()).with_region(region);
+        let code = ErrorCode::from(e.code());
+        let mut err = LookupError::new(code, e.to_string()).with_region(region);
         err.retry_after = e
             .retry_after()
-            .or_else(|| (e.code().http_status() == 503).then_some(DEFAULT_RETRY_AFTER));
+            .or_else(|| (code.http_status() == 503).then_some(DEFAULT_RETRY_AFTER));
         err.cause = Some(Arc::new(e.clone()));
         err
     }

@@ -82,7 +82,7 @@ impl<'a> Next<'a> {
 mod tests {
     use std::sync::Mutex;
 
-    use hcgw_adapters::ErrorCode;
+    use crate::error_code::ErrorCode;
 
     use super::*;
 

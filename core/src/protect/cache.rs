@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hcgw_adapters::{Color, ErrorCode, HealthStatus, RegionId};
+use hcgw_adapters::{Color, HealthStatus, RegionId};
 use moka::Expiry;
 
 use super::{Clock, SystemClock};
 use crate::config::{Config, TtlSection};
+use crate::error_code::ErrorCode;
 use crate::pipeline::Fetched;
 use crate::pipeline::LookupError;
 

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::limiter::RateLimiter;
-use hcgw_adapters::ErrorCode;
 
 use super::retry_secs;
 use crate::config::{Config, Role};
+use crate::error_code::ErrorCode;
 use crate::pipeline::LookupError;
 
 /// How long a batch may wait, in all: for its caller's quota (a batch needing more than

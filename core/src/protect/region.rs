@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hcgw_adapters::{AdapterError, ErrorCode, RegionId};
+use hcgw_adapters::{AdapterError, RegionId};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -14,6 +14,7 @@ use super::breaker::{Admission, CircuitBreaker, Refused};
 use super::limiter::RateLimiter;
 use super::{Clock, retry_secs};
 use crate::config::{BreakerSection, RegionEntry};
+use crate::error_code::ErrorCode;
 use crate::pipeline::LookupError;
 
 pub use super::breaker::CircuitState;
