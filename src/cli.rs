@@ -163,6 +163,14 @@ pub enum ProofCommand {
         /// document saved as JSON. Repeatable.
         #[arg(long = "key", required = true, value_name = "FILE")]
         keys: Vec<PathBuf>,
+        /// The inclusion proof of the answer's receipt (`GET /v1/audit/proof/{seq}` saved
+        /// as JSON): also check that its record is in the signed tree head.
+        #[arg(long, value_name = "P.json")]
+        proof: Option<PathBuf>,
+        /// A checkpoint (`GET /v1/audit/checkpoints/latest` saved as JSON, kept earlier):
+        /// the proof must be against exactly this signed tree head.
+        #[arg(long, value_name = "C.json", requires = "proof")]
+        checkpoint: Option<PathBuf>,
     },
 }
 
@@ -205,8 +213,14 @@ pub fn main() -> ExitCode {
             command: AuditCommand::Checkpoints { dir, keys },
         } => audit_checkpoints(&dir, &keys),
         Command::Proof {
-            command: ProofCommand::Verify { answer, keys },
-        } => crate::proof::run_verify(&answer, &keys),
+            command:
+                ProofCommand::Verify {
+                    answer,
+                    keys,
+                    proof,
+                    checkpoint,
+                },
+        } => crate::proof::run_verify(&answer, &keys, proof.as_deref(), checkpoint.as_deref()),
         command => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

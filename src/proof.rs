@@ -1,7 +1,10 @@
-//! `hcgw proof verify ANSWER.http --key KEYS`: checks an answer saved with `curl -i` — its
-//! `Content-Digest` against the body, its RFC 9421 signature against the signing keys
-//! (certificate PEM files, or the `/v1/signing-keys` document saved as JSON), and shows
-//! its audit receipt (docs/proofs.md).
+//! `hcgw proof verify ANSWER.http --key KEYS [--proof P.json] [--checkpoint C.json]`:
+//! checks an answer saved with `curl -i` — its `Content-Digest` against the body, its
+//! RFC 9421 signature against the signing keys (certificate PEM files, or the
+//! `/v1/signing-keys` document saved as JSON) — and, given the inclusion proof of its
+//! receipt (`GET /v1/audit/proof/{seq}` saved as JSON), that its audit record is in the
+//! signed tree head the proof is against (and, given one, that this head is the saved
+//! checkpoint). docs/proofs.md.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -161,8 +164,82 @@ pub fn verify_saved(
     })
 }
 
-/// `hcgw proof verify`: prints what holds, or why not; exit code 0 or 1.
-pub fn run_verify(answer: &Path, keys: &[PathBuf]) -> std::process::ExitCode {
+/// Checks that the record of `receipt` is in the tree head of `proof` (a saved
+/// `GET /v1/audit/proof/{seq}` answer): the record line hashes to the receipt, its leaf is
+/// included under the head's root, the head is signed by one of `keys`, and — given
+/// `checkpoint` — is that checkpoint. What holds, as text; `Err` says what does not.
+pub fn check_inclusion(
+    receipt: (u64, &str),
+    proof: &serde_json::Value,
+    checkpoint: Option<&hcgw_core::audit::TreeHead>,
+    keys: &HashMap<String, VerifyingKey>,
+) -> Result<String, String> {
+    use hcgw_core::audit::merkle;
+    let (seq, hash) = receipt;
+    if proof["seq"].as_u64() != Some(seq) {
+        return Err(format!(
+            "the proof is for seq {}, the receipt says {seq}",
+            proof["seq"]
+        ));
+    }
+    let line = proof["record_line"]
+        .as_str()
+        .ok_or("the proof has no record_line")?;
+    if hcgw_core::audit::hash_line(line.as_bytes()) != hash {
+        return Err("the proof's record line does not hash to the receipt".into());
+    }
+    let head: hcgw_core::audit::TreeHead = serde_json::from_value(proof["checkpoint"].clone())
+        .map_err(|e| format!("the proof's checkpoint is not a tree head ({e})"))?;
+    if let Some(c) = checkpoint
+        && c != &head
+    {
+        return Err(format!(
+            "the proof is against tree size {}, not the checkpoint given (tree size {})",
+            head.tree_size, c.tree_size
+        ));
+    }
+    let key = keys
+        .get(&head.key_id)
+        .ok_or_else(|| format!("the checkpoint is signed by an unknown key {}", head.key_id))?;
+    head.verify(key)
+        .map_err(|_| "the checkpoint's signature does not hold".to_owned())?;
+    let index = proof["leaf_index"]
+        .as_u64()
+        .ok_or("the proof has no leaf_index")?;
+    let size = proof["tree_size"]
+        .as_u64()
+        .ok_or("the proof has no tree_size")?;
+    if index + 1 != seq || size != head.tree_size {
+        return Err("the proof's leaf index or tree size does not match".into());
+    }
+    let path: Vec<merkle::Hash> = proof["audit_path"]
+        .as_array()
+        .ok_or("the proof has no audit_path")?
+        .iter()
+        .map(|h| h.as_str().and_then(merkle::from_hex))
+        .collect::<Option<_>>()
+        .ok_or("the audit path holds a malformed hash")?;
+    let root = head
+        .root()
+        .ok_or("the checkpoint's root hash is malformed")?;
+    let leaf = merkle::leaf_hash(line.as_bytes());
+    if !merkle::verify_inclusion(index, size, &leaf, &path, &root) {
+        return Err("the record is not included under the checkpoint's root".into());
+    }
+    Ok(format!(
+        "record seq {seq} included in the tree head of size {size} signed at {} (key {})",
+        head.time, head.key_id
+    ))
+}
+
+/// `hcgw proof verify`: prints what holds, or why not; exit code 0 (everything asked
+/// holds), 1 (something does not) or 2 (a file cannot be used).
+pub fn run_verify(
+    answer: &Path,
+    keys: &[PathBuf],
+    proof: Option<&Path>,
+    checkpoint: Option<&Path>,
+) -> std::process::ExitCode {
     use std::process::ExitCode;
     let name = answer.display().to_string();
     let result = std::fs::read(answer)
@@ -193,7 +270,49 @@ pub fn run_verify(answer: &Path, keys: &[PathBuf]) -> std::process::ExitCode {
             for (seq, hash) in &p.receipts {
                 println!("  receipt: audit record seq {seq}, hash {hash}");
             }
-            ExitCode::SUCCESS
+            let Some(proof) = proof else {
+                return ExitCode::SUCCESS;
+            };
+            let read_json = |path: &Path| -> Result<serde_json::Value, String> {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: not JSON ({e})", path.display()))
+            };
+            let inputs = read_json(proof).and_then(|proof| {
+                let head = match checkpoint {
+                    None => None,
+                    Some(c) => Some(
+                        serde_json::from_value::<hcgw_core::audit::TreeHead>(read_json(c)?)
+                            .map_err(|e| format!("{}: not a checkpoint ({e})", c.display()))?,
+                    ),
+                };
+                Ok((proof, head))
+            });
+            let (proof, head) = match inputs {
+                Ok(x) => x,
+                Err(e) => {
+                    eprintln!("hcgw proof verify: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let seq = proof["seq"].as_u64();
+            let Some((s, h)) = p.receipts.iter().find(|(s, _)| Some(*s) == seq) else {
+                eprintln!(
+                    "{name}: NOT proved: the proof is for a record this answer has no receipt of"
+                );
+                return ExitCode::FAILURE;
+            };
+            match check_inclusion((*s, h), &proof, head.as_ref(), &keys) {
+                Ok(what) => {
+                    println!("  inclusion: {what}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{name}: NOT proved: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
             eprintln!("{name}: NOT proved: {e}");

@@ -441,3 +441,131 @@ async fn a_record_newer_than_the_latest_head_is_409_and_no_signing_key_means_404
         assert_eq!(p["code"], "proof_not_found", "{path}: {p}");
     }
 }
+
+/// `curl` as platform-shanghai, writing to `out`.
+fn curl(args: &[&str], out: &Path) {
+    let p = pki();
+    let c = p.join("clients/platform-shanghai");
+    let ok = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--cacert"])
+        .arg(p.join("ca-bundle.pem"))
+        .arg("--cert")
+        .arg(c.join("cert.pem"))
+        .arg("--key")
+        .arg(c.join("key.pem"))
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "curl {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hcgw_proof_verify_proves_a_saved_answer_is_in_the_signed_tree() {
+    let w = world();
+    let g = spawn_gateway(w, "proofs-cli", |text| {
+        text.replacen("[audit]\n", "[audit]\ncheckpoint_s = 1\n", 1)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: &str| dir.path().join(n);
+    let qr = good_qrs(w, REGION)[0].clone();
+    let body = json!({ "region": REGION, "subject": { "qr": qr } }).to_string();
+    curl(
+        &[
+            "-i",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body,
+            &g.url("/v1/lookup"),
+        ],
+        &file("answer.http"),
+    );
+    curl(&[&g.url("/v1/signing-keys")], &file("keys.json"));
+    let saved = std::fs::read_to_string(file("answer.http")).unwrap();
+    let json_body = &saved[saved.find("\r\n\r\n").unwrap() + 4..];
+    let seq = serde_json::from_str::<Value>(json_body).unwrap()["audit"]["seq"]
+        .as_u64()
+        .expect("a receipt");
+    // Once a tree head covers the record (checkpoint_s = 1), its proof can be fetched.
+    let platform = fresh_client("platform-shanghai");
+    eventually(20, "a signed head covering the record", async || {
+        let r = platform
+            .get(g.url(&format!("/v1/audit/proof/{seq}")))
+            .send()
+            .await;
+        r.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    curl(
+        &[&g.url(&format!("/v1/audit/proof/{seq}"))],
+        &file("proof.json"),
+    );
+    let proof: Value =
+        serde_json::from_str(&std::fs::read_to_string(file("proof.json")).unwrap()).unwrap();
+    std::fs::write(file("checkpoint.json"), proof["checkpoint"].to_string()).unwrap();
+    let verify = |extra: &[&Path]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hcgw"));
+        cmd.args(["proof", "verify"])
+            .arg(file("answer.http"))
+            .arg("--key")
+            .arg(file("keys.json"));
+        if let [proof, rest @ ..] = extra {
+            cmd.arg("--proof").arg(proof);
+            if let [c] = rest {
+                cmd.arg("--checkpoint").arg(c);
+            }
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = verify(&[&file("proof.json"), &file("checkpoint.json")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("inclusion: record seq {seq} included")),
+        "{text}"
+    );
+
+    // A changed hash of the audit path: not included.
+    let mut bad = proof.clone();
+    let path = bad["audit_path"].as_array_mut().unwrap();
+    if let Some(first) = path.first_mut() {
+        let mut h = first.as_str().unwrap().to_owned();
+        let c = if h.starts_with('0') { "1" } else { "0" };
+        h.replace_range(0..1, c);
+        *first = Value::String(h);
+    } else {
+        // A tree of one record has an empty path: claim a bigger tree instead.
+        bad["tree_size"] = json!(2);
+    }
+    std::fs::write(file("bad-proof.json"), bad.to_string()).unwrap();
+    let (code, text) = verify(&[&file("bad-proof.json")]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("NOT proved"), "{text}");
+    // Another checkpoint than the proof's: refused.
+    let mut other = proof["checkpoint"].clone();
+    other["tree_size"] = json!(other["tree_size"].as_u64().unwrap() + 7);
+    std::fs::write(file("other.json"), other.to_string()).unwrap();
+    let (code, text) = verify(&[&file("proof.json"), &file("other.json")]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not the checkpoint given"), "{text}");
+    // A record line that is not the answer's record: refused.
+    let mut forged = proof.clone();
+    forged["record_line"] = json!(
+        proof["record_line"]
+            .as_str()
+            .unwrap()
+            .replace("\"cache_hit\":false", "\"cache_hit\":true")
+    );
+    std::fs::write(file("forged.json"), forged.to_string()).unwrap();
+    let (code, text) = verify(&[&file("forged.json")]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("does not hash to the receipt"), "{text}");
+    drop(g);
+}
