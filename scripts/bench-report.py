@@ -36,6 +36,7 @@ def verdict(ok):
 
 a = {n: oha(f"a-{n}") for n in ("hcgw", "nginx", "ceiling")}
 a_log = oha("a-nginxlog")
+g_unsigned = oha("g-unsigned")
 c = {n: oha(f"c-{n}") for n in ("hcgw", "nginx")}
 b, d, f = load("b.json"), load("d.json"), load("f.json")
 mem = {}
@@ -66,6 +67,9 @@ print(f"| (d) {d['concurrent']} concurrent identical cold lookups → upstream c
 for n, e in sorted(mem.items()):
     print(f"| (e) memory per cached entry at {n:,} entries | {e['bytes_per_entry']:.0f} B | | | ≤ 1 KiB | {verdict(e['bytes_per_entry'] <= 1024)} |")
 print(f"| (f) {f['items']}-item batch, wall s | {f['wall_s']:.2f} | rate bound {f['rate_bound_s']:.2f} s | {f['ratio']:.2f}× | within 10% | {verdict(f['ratio'] <= 1.10 and f['answered'] == f['items'])} |")
+r_sig = a["hcgw"]["rps"] / g_unsigned["rps"] if g_unsigned["rps"] else 0
+print(f"| (g) cached lookups, answers signed, req/s | {a['hcgw']['rps']:.0f} | the same gateway unsigned {g_unsigned['rps']:.0f} | {r_sig:.2f}× | ≥ 0.95× unsigned | {verdict(r_sig >= 0.95)} |")
+print(f"| (g) cached lookups, answers signed, p99 ms | {a['hcgw']['p99']:.2f} | unsigned {g_unsigned['p99']:.2f} | {a['hcgw']['p99'] / g_unsigned['p99'] if g_unsigned['p99'] else 0:.2f}× | | |")
 print()
 print("Raw: latency p50/p99 (ms) — " + ", ".join(f"{n} {v['p50']:.2f}/{v['p99']:.2f}" for n, v in [*a.items(), ("nginx with access log", a_log)]) + ".")
 print()

@@ -7,7 +7,9 @@
 #  (c) new mTLS connections per second (keep-alive off): hcgw vs nginx;
 #  (d) coalescing: 1,000 concurrent identical cold lookups → upstream calls;
 #  (e) memory per cached entry at 100k and 1M entries (examples/bench-memory.rs);
-#  (f) a 1,000-item batch against one region: wall time vs its rate-limit bound.
+#  (f) a 1,000-item batch against one region: wall time vs its rate-limit bound;
+#  (g) the cost of signing answers (issue 15): cached lookups on the gateway (answers signed,
+#      as by default) vs a second one, identical but without [signing], in the same rounds.
 # Output: bench-results/<date>.md (medians of ROUNDS alternating rounds, and ratios).
 #
 #   scripts/bench.sh            # full run (ROUNDS=3, DURATION=10s)
@@ -47,6 +49,7 @@ bash certs/dev-pki.sh "$PKI" >/dev/null
 export BENCH_PKI=$PKI
 
 SIM_BASE=17101; XZ_PORT=$((SIM_BASE + 3)); GW_PORT=18443; ADMIN_PORT=19090; NGINX_PORT=18444; CEIL_PORT=18445; NGINX_LOG_PORT=18446
+UNSIGNED_PORT=18447; UNSIGNED_ADMIN_PORT=19091
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [[ -f $OUT/nginx.pid ]] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -89,7 +92,18 @@ fsync = "interval"
 [access_log]
 enabled = $ACCESS_LOG
 TOML
+# The second gateway of (g): the same without [signing] (its own ports and audit trail).
+sed -e "s/:$GW_PORT\"/:$UNSIGNED_PORT\"/" -e "s/:$ADMIN_PORT\"/:$UNSIGNED_ADMIN_PORT\"/" \
+  -e "s|$OUT/audit|$OUT/audit-unsigned|" -e 's/hcgw-bench/hcgw-bench-unsigned/' "$OUT/hcgw.toml" >"$OUT/hcgw-unsigned.toml"
+# Answers signed as by default (docs/proofs.md).
+cat >>"$OUT/hcgw.toml" <<TOML
+[signing]
+key = "$PKI/signing/hcgw-dev/key.pem"
+cert = "$PKI/signing/hcgw-dev/cert.pem"
+TOML
 "$BIN/hcgw" serve --config "$OUT/hcgw.toml" >"$OUT/hcgw.log" 2>&1 &
+PIDS+=($!)
+"$BIN/hcgw" serve --config "$OUT/hcgw-unsigned.toml" >"$OUT/hcgw-unsigned.log" 2>&1 &
 PIDS+=($!)
 
 # nginx: the configuration a user would otherwise pick — mTLS (ssl_verify_client on, the
@@ -148,7 +162,8 @@ NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 PIDS+=($!)
 
 for i in $(seq 100); do
-  curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null && curl -sf "http://127.0.0.1:$XZ_PORT/_sim/stats" >/dev/null && break
+  curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null && curl -sf "http://127.0.0.1:$UNSIGNED_ADMIN_PORT/readyz" >/dev/null \
+    && curl -sf "http://127.0.0.1:$XZ_PORT/_sim/stats" >/dev/null && break
   sleep 0.1
 done
 
@@ -161,6 +176,8 @@ TLS=(--cacert "$PKI/ca-bundle.pem" --cert "$PKI/clients/platform-shanghai/cert.p
 curl -sf --cacert "$PKI/ca-bundle.pem" --cert "$PKI/clients/platform-shanghai/cert.pem" --key "$PKI/clients/platform-shanghai/key.pem" \
   -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup" >"$OUT/warm-hcgw.json"
 curl -sf --cacert "$PKI/ca-bundle.pem" --cert "$PKI/clients/platform-shanghai/cert.pem" --key "$PKI/clients/platform-shanghai/key.pem" \
+  -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup" >"$OUT/warm-unsigned.json"
+curl -sf --cacert "$PKI/ca-bundle.pem" --cert "$PKI/clients/platform-shanghai/cert.pem" --key "$PKI/clients/platform-shanghai/key.pem" \
   "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status" >"$OUT/warm-nginx.json"
 
 run_oha() { # name, extra args..., url
@@ -171,6 +188,7 @@ for r in $(seq "$ROUNDS"); do
   run_oha "a-hcgw-$r" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
   run_oha "a-nginx-$r" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
   run_oha "a-nginxlog-$r" "https://localhost:$NGINX_LOG_PORT/xzjkb/v1/qr/$TOKEN/status"
+  run_oha "g-unsigned-$r" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup"
   run_oha "a-ceiling-$r" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$CEIL_PORT/v1/lookup"
   run_oha "c-hcgw-$r" --disable-keepalive -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
   run_oha "c-nginx-$r" --disable-keepalive "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
