@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the dev overlay's Secrets from the dev PKI (certs/dev-pki.sh OUTDIR, default
 # certs/dev) with the flat file names the ConfigMap's hcgw.toml expects:
-#   hcgw-certs               -> /etc/hcgw/certs   (gateway certificate and key, CA bundle,
+#   hcgw-certs               -> /etc/hcgw/certs   (gateway certificate and key, answer-signing
+#                                                  key and certificate, CA bundle,
 #                                                  CRLs, regions' CAs and client certificates)
 #   hcgw-region-credentials  -> /etc/hcgw/secrets (region credentials, subject hash key)
 # Prints the two Secret manifests; with --apply, applies them (kubectl, current context).
@@ -14,6 +15,8 @@ u=$pki/upstream
 cert_files=(
   "gateway-cert.pem=$pki/gateways/hcgw-dev/cert.pem"
   "gateway-key.pem=$pki/gateways/hcgw-dev/key.pem"
+  "signing-cert.pem=$pki/signing/hcgw-dev/cert.pem"
+  "signing-key.pem=$pki/signing/hcgw-dev/key.pem"
   "ca-bundle.pem=$pki/ca-bundle.pem"
   "intermediate.crl.pem=$pki/crl/intermediate.crl.pem"
   "root.crl.pem=$pki/crl/root.crl.pem"
