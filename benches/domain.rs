@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the domain hot path, free of network and TLS: QR
 //! detection, subject validation with its keyed hash, the normalisation of a Suzhou (JSON)
-//! and a Sukang (XML, shuffled elements) answer, and the recognition decision. The end-to-end
+//! and a Sukang (XML, shuffled elements) answer, the recognition decision, and signing and
+//! verifying an answer (RFC 9421, P-256 and Ed25519). The end-to-end
 //! figures come from `scripts/bench.sh`; these show regressions of the pure code in isolation.
 //!
 //! `cargo bench --bench domain`
@@ -96,5 +97,92 @@ fn domain(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, domain);
+/// The cost of signing one answer (issue 15): what every lookup answer pays.
+fn signing(c: &mut Criterion) {
+    use hcgw::signing::{SigningKey, VerifyingKey, sign_answer, verify_answer};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pki = root.join("target/bench-pki");
+    let ok = std::process::Command::new("bash")
+        .arg(root.join("certs/dev-pki.sh"))
+        .arg(&pki)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("certs/dev-pki.sh")
+        .success();
+    assert!(ok, "certs/dev-pki.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let ed_key = dir.path().join("ed.key");
+    let ed_cert = dir.path().join("ed.pem");
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "ED25519",
+            "-out",
+            ed_key.to_str().unwrap(),
+        ],
+        vec![
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=bench",
+            "-key",
+            ed_key.to_str().unwrap(),
+            "-out",
+            ed_cert.to_str().unwrap(),
+        ],
+    ] {
+        assert!(
+            std::process::Command::new("openssl")
+                .args(&args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let body = fixture("suzhou/green.json");
+    for (name, key, cert) in [
+        (
+            "p256",
+            pki.join("signing/hcgw-dev/key.pem"),
+            pki.join("signing/hcgw-dev/cert.pem"),
+        ),
+        ("ed25519", ed_key.clone(), ed_cert.clone()),
+    ] {
+        let key = SigningKey::from_files(&key, &cert).expect("signing key");
+        let public = VerifyingKey::from_pem_file(&cert).unwrap();
+        let mut base = headers("application/json");
+        base.insert(
+            "x-request-id",
+            HeaderValue::from_static("01JDEMO0000000000000000000"),
+        );
+        c.bench_function(&format!("sign_answer_{name}"), |b| {
+            b.iter(|| {
+                let mut h = base.clone();
+                sign_answer(&key, 200, &mut h, black_box(&body), 1_764_640_000).unwrap();
+                h
+            })
+        });
+        let mut signed = base.clone();
+        sign_answer(&key, 200, &mut signed, &body, 1_764_640_000).unwrap();
+        c.bench_function(&format!("verify_answer_{name}"), |b| {
+            b.iter(|| {
+                verify_answer(
+                    200,
+                    black_box(&signed),
+                    &body,
+                    |_| Some(&public),
+                    1_764_640_000,
+                    300,
+                )
+                .unwrap()
+            })
+        });
+    }
+}
+
+criterion_group!(benches, domain, signing);
 criterion_main!(benches);
