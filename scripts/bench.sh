@@ -205,6 +205,8 @@ SUFFIX=""
 ((SMOKE)) && SUFFIX=-smoke
 [[ $ACCESS_LOG == false ]] && SUFFIX=$SUFFIX-no-access-log
 REPORT=bench-results/$(date -u +%Y-%m-%d)$SUFFIX.md
+# A second run on the same day keeps the first report.
+[[ -e $REPORT ]] && REPORT=bench-results/$(date -u +%Y-%m-%d-%H%M)$SUFFIX.md
 python3 scripts/bench-report.py "$OUT" "$ROUNDS" "$SMOKE" >"$REPORT"
 printf '\nAccess log: %s (one line per request into the gateway log; `--access-log-off` measures without it).\n' \
   "$([[ $ACCESS_LOG == true ]] && echo on || echo off)" >>"$REPORT"
