@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::drain::{Spawned, good_qrs, spawn_gateway};
-use crate::support::{eventually, pki, repo};
+use crate::support::{curl_as, eventually, pki, repo};
 use crate::world::{fresh_client, world};
 
 const REGION: RegionId = RegionId::Suzhou;
@@ -442,26 +442,6 @@ async fn a_record_newer_than_the_latest_head_is_409_and_no_signing_key_means_404
     }
 }
 
-/// `curl` as platform-shanghai, writing to `out`.
-fn curl(args: &[&str], out: &Path) {
-    let p = pki();
-    let c = p.join("clients/platform-shanghai");
-    let ok = Command::new("curl")
-        .args(["-sS", "--fail-with-body", "--cacert"])
-        .arg(p.join("ca-bundle.pem"))
-        .arg("--cert")
-        .arg(c.join("cert.pem"))
-        .arg("--key")
-        .arg(c.join("key.pem"))
-        .args(args)
-        .arg("-o")
-        .arg(out)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "curl {args:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hcgw_proof_verify_proves_a_saved_answer_is_in_the_signed_tree() {
     let w = world();
@@ -472,7 +452,8 @@ async fn hcgw_proof_verify_proves_a_saved_answer_is_in_the_signed_tree() {
     let file = |n: &str| dir.path().join(n);
     let qr = good_qrs(w, REGION)[0].clone();
     let body = json!({ "region": REGION, "subject": { "qr": qr } }).to_string();
-    curl(
+    curl_as(
+        "platform-shanghai",
         &[
             "-i",
             "-H",
@@ -483,7 +464,11 @@ async fn hcgw_proof_verify_proves_a_saved_answer_is_in_the_signed_tree() {
         ],
         &file("answer.http"),
     );
-    curl(&[&g.url("/v1/signing-keys")], &file("keys.json"));
+    curl_as(
+        "platform-shanghai",
+        &[&g.url("/v1/signing-keys")],
+        &file("keys.json"),
+    );
     let saved = std::fs::read_to_string(file("answer.http")).unwrap();
     let json_body = &saved[saved.find("\r\n\r\n").unwrap() + 4..];
     let seq = serde_json::from_str::<Value>(json_body).unwrap()["audit"]["seq"]
@@ -499,7 +484,8 @@ async fn hcgw_proof_verify_proves_a_saved_answer_is_in_the_signed_tree() {
         r.is_ok_and(|r| r.status() == 200)
     })
     .await;
-    curl(
+    curl_as(
+        "platform-shanghai",
         &[&g.url(&format!("/v1/audit/proof/{seq}"))],
         &file("proof.json"),
     );

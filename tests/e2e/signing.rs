@@ -13,7 +13,7 @@ use hcgw::signing::{AnswerSignatureError, VerifyingKey, verify_answer};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::support::{TlsPaths, config_text, pki, start_gateway};
+use crate::support::{TlsPaths, config_text, curl_as, pki, start_gateway};
 use crate::world::{client, url, world};
 
 /// A saved answer.
@@ -326,23 +326,7 @@ async fn hcgw_proof_verify_checks_an_answer_saved_with_curl() {
     let w = world();
     let dir = tempfile::tempdir().unwrap();
     let p = pki();
-    let curl = |args: &[&str], out: &std::path::Path| {
-        let c = p.join("clients/platform-shanghai");
-        let ok = Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(p.join("ca-bundle.pem"))
-            .arg("--cert")
-            .arg(c.join("cert.pem"))
-            .arg("--key")
-            .arg(c.join("key.pem"))
-            .args(args)
-            .arg("-o")
-            .arg(out)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "curl {args:?}");
-    };
+    let curl = |args: &[&str], out: &std::path::Path| curl_as("platform-shanghai", args, out);
     let base = format!("https://localhost:{}", w.api.port());
     let keys = dir.path().join("keys.json");
     curl(&[&format!("{base}/v1/signing-keys")], &keys);

@@ -411,3 +411,24 @@ pub async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, what: &str, mut f: F
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Runs `curl` over mTLS as the client `client` (its PKI certificate), writing the output
+/// to `out`; panics when curl fails (`--fail-with-body`: an HTTP error status too).
+pub fn curl_as(client: &str, args: &[&str], out: &Path) {
+    let p = pki();
+    let c = p.join("clients").join(client);
+    let ok = std::process::Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--cacert"])
+        .arg(p.join("ca-bundle.pem"))
+        .arg("--cert")
+        .arg(c.join("cert.pem"))
+        .arg("--key")
+        .arg(c.join("key.pem"))
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "curl {args:?}");
+}
