@@ -133,9 +133,10 @@ pub enum AuditCommand {
         /// detects records removed from the end. Repeatable.
         #[arg(long = "checkpoint", value_name = "SEQ:HASH")]
         checkpoints: Vec<crate::audit::Checkpoint>,
-        /// The answer-signing certificate (PEM) the tree heads' signatures are checked
-        /// with. Repeatable (current and previous keys).
-        #[arg(long = "key", value_name = "CERT.pem")]
+        /// The answer-signing keys the tree heads' signatures are checked with: certificate
+        /// PEM files, or the `GET /v1/signing-keys` document saved as JSON. Repeatable
+        /// (current and previous keys).
+        #[arg(long = "key", value_name = "FILE")]
         keys: Vec<PathBuf>,
     },
     /// List the signed tree heads of an audit directory (size, root, time, key id, and
@@ -144,8 +145,9 @@ pub enum AuditCommand {
     Checkpoints {
         /// The audit directory (or its `tree-heads.jsonl`).
         dir: PathBuf,
-        /// The answer-signing certificate (PEM). Repeatable.
-        #[arg(long = "key", value_name = "CERT.pem")]
+        /// The answer-signing keys: certificate PEM files, or the saved
+        /// `GET /v1/signing-keys` document. Repeatable.
+        #[arg(long = "key", value_name = "FILE")]
         keys: Vec<PathBuf>,
     },
 }
@@ -330,14 +332,12 @@ fn probe(url: &str, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// The verifying keys of `--key` files: certificate PEM files or saved `/v1/signing-keys`
+/// documents ([`crate::proof::load_keys`], the one reader of keys for every command).
 fn load_keys(paths: &[PathBuf]) -> Result<Vec<hcgw_core::signing::VerifyingKey>, String> {
-    paths
-        .iter()
-        .map(|p| {
-            hcgw_core::signing::VerifyingKey::from_pem_file(p)
-                .map_err(|e| format!("{}: {e}", p.display()))
-        })
-        .collect()
+    crate::proof::load_keys(paths)
+        .map(|keys| keys.into_values().collect())
+        .map_err(|e| e.to_string())
 }
 
 fn audit_verify(

@@ -553,5 +553,28 @@ async fn hcgw_proof_verify_proves_a_saved_answer_is_in_the_signed_tree() {
     let (code, text) = verify(&[&file("forged.json")]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("does not hash to the receipt"), "{text}");
+    // Stopped (SIGTERM: the trail and its heads flushed), the saved key document checks
+    // the trail's signed heads too.
+    let mut g = g;
+    let term = Command::new("kill")
+        .args(["-TERM", &g.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    g.child.wait().unwrap();
+    let out = hcgw(&[
+        "audit",
+        "verify",
+        g.audit_dir.to_str().unwrap(),
+        "--key",
+        file("keys.json").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("signatures verified"), "{text}");
     drop(g);
 }
