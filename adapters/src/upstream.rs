@@ -74,7 +74,7 @@ pub enum ClientBuildError {
 }
 
 /// Builds the HTTP client for one region: deadline as total timeout, no proxies, no
-/// redirects, and rustls (TLS 1.2+ AEAD, ring) with the region's CA and client identity.
+/// redirects, and rustls (TLS 1.2+ AEAD, aws-lc-rs) with the region's CA and client identity.
 pub fn build_client(cfg: &UpstreamConfig) -> Result<reqwest::Client, ClientBuildError> {
     if cfg.base_url.starts_with("https://") && cfg.tls.ca_pem.is_none() {
         return Err(ClientBuildError::CaBundle);
@@ -97,11 +97,11 @@ pub fn build_client(cfg: &UpstreamConfig) -> Result<reqwest::Client, ClientBuild
         .map_err(|e| ClientBuildError::Http(e.to_string()))
 }
 
-/// Installs rustls' ring provider as the process default (reqwest asks for one even for
+/// Installs rustls' aws-lc-rs provider as the process default (reqwest asks for one even for
 /// plain-HTTP clients). Idempotent.
 pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
 }
 
@@ -124,7 +124,7 @@ fn rustls_client_config(
     if roots.is_empty() {
         return Err(ClientBuildError::CaBundle);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientBuildError::Http(e.to_string()))?

@@ -44,7 +44,7 @@ pub fn spawn_https(
 }
 
 /// Server settings requiring a client certificate that chains to `client_ca_pem` (the
-/// simulators of the mTLS regions, and test fixtures): the ring provider as the gateway
+/// simulators of the mTLS regions, and test fixtures): the aws-lc-rs provider as the gateway
 /// uses it, TLS 1.3 and 1.2, rustls' `WebPkiClientVerifier` over the CA's certificates, no
 /// CRLs, ALPN h2 and http/1.1. Files are PEM.
 pub fn mtls_server_config(
@@ -61,7 +61,7 @@ pub fn mtls_server_config(
             .add(cert)
             .map_err(|e| format!("{}: not a trust anchor ({e})", client_ca_pem.display()))?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| e.to_string())?;

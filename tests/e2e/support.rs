@@ -250,7 +250,7 @@ pub fn client_tls(client: Option<&Path>) -> Arc<rustls::ClientConfig> {
     for c in CertificateDer::pem_file_iter(pki().join("ca-bundle.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let b = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

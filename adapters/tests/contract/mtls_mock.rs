@@ -180,7 +180,7 @@ fn server_config(server_region: &str, client_ca_region: &str) -> rustls::ServerC
     {
         roots.add(cert.expect("client CA PEM")).expect("client CA");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),

@@ -37,8 +37,8 @@ pub fn spki_fingerprint(der: &[u8]) -> Option<String> {
     Some(crate::hexfmt::lower(&Sha256::digest(cert.public_key().raw)))
 }
 
-/// The ring provider with the cipher suites rustls offers (all AEAD): the one crypto
+/// The aws-lc-rs provider with the cipher suites rustls offers (all AEAD): the one crypto
 /// provider of every TLS client and server of the gateway.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }

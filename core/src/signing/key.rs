@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
@@ -79,7 +79,6 @@ impl SigningKey {
         let pair = if let Ok(p) = EcdsaKeyPair::from_pkcs8(
             &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             pkcs8.secret_pkcs8_der(),
-            &rng,
         ) {
             Pair::Ecdsa(p)
         } else if let Ok(p) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.secret_pkcs8_der()) {
@@ -119,7 +118,7 @@ impl Signer for SigningKey {
 
     fn sign(&self, message: &[u8]) -> Vec<u8> {
         match &self.pair {
-            // ring fails only when its system RNG does: no signature can be made at all.
+            // aws-lc-rs fails only when its system RNG does: no signature can be made at all.
             Pair::Ecdsa(p) => p
                 .sign(&self.rng, message)
                 .expect("the system random number generator failed")
