@@ -156,3 +156,39 @@ fn dev_pki_signing_certificates_are_issued_to_their_gateway() {
     let other = crate::pki::pem::load_certs(&pki.join("untrusted/ca.pem")).unwrap();
     assert!(key.check_issued_to(&other, "hcgw-jiangsu").is_err());
 }
+
+#[test]
+fn the_inner_list_is_the_covered_components() {
+    let joined: Vec<String> = message::COVERED
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect();
+    assert_eq!(message::COVERED_LIST, format!("({})", joined.join(" ")));
+}
+
+#[test]
+fn the_signature_base_is_rfc_9421_section_2_5() {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    headers.append("x-request-id", " abc ".parse().unwrap());
+    headers.append("x-request-id", "def".parse().unwrap());
+    headers.insert(
+        "content-digest",
+        message::content_digest(b"{}").parse().unwrap(),
+    );
+    let params = message::signature_params(1_764_640_000, "kid", SigAlgorithm::Ed25519);
+    let base = message::signature_base(201, &headers, &params).unwrap();
+    assert_eq!(
+        base,
+        "\"@status\": 201\n\
+         \"content-digest\": sha-256=:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=:\n\
+         \"content-type\": application/json\n\
+         \"x-request-id\": abc, def\n\
+         \"@signature-params\": (\"@status\" \"content-digest\" \"content-type\" \"x-request-id\");created=1764640000;keyid=\"kid\";alg=\"ed25519\""
+    );
+    headers.remove("content-type");
+    assert_eq!(
+        message::signature_base(201, &headers, &params),
+        Err(message::AnswerSignatureError::Missing("content-type"))
+    );
+}
