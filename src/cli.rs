@@ -531,7 +531,7 @@ async fn run(command: Command) -> Result<(), String> {
             stop_on_stdin_eof,
         } => {
             let config = crate::config::load(&config).map_err(|e| e.to_string())?;
-            crate::logging::init(config.gateway.log_format, &config.gateway.log_level);
+            let _log = crate::logging::init(config.gateway.log_format, &config.gateway.log_level);
             let drain = Duration::from_secs(config.shutdown.drain_s);
             let gw = crate::app::start(config).await.map_err(|e| e.to_string())?;
             // Standard input closing (a supervising test harness gone) stops without the
@@ -581,7 +581,7 @@ async fn run(command: Command) -> Result<(), String> {
             if !shares_ok {
                 return Err("--error-rate, --expired-share and --not-found-share are shares between 0 and 1".into());
             }
-            crate::logging::init(crate::config::LogFormat::Pretty, "info");
+            let _log = crate::logging::init(crate::config::LogFormat::Pretty, "info");
             let regions = if regions.is_empty() {
                 RegionId::ALL.to_vec()
             } else {

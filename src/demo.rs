@@ -37,7 +37,7 @@ pub async fn run(config_path: &Path) -> Result<(), String> {
         config_path.to_owned()
     };
     let config = crate::config::load(&config_path).map_err(|e| e.to_string())?;
-    crate::logging::init(config.gateway.log_format, &config.gateway.log_level);
+    let _log = crate::logging::init(config.gateway.log_format, &config.gateway.log_level);
 
     let mut sims = Vec::new();
     for (region, entry) in config.regions.iter().filter(|(_, e)| e.enabled) {

@@ -164,6 +164,16 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "nextUpdate of the CRLs in force (Unix seconds; the earliest of the file), by CRL file name: past it, handshakes through that CA are refused",
     ),
+    (
+        "hcgw_answer_signing_failures_total",
+        Kind::Counter,
+        "Answers that left unsigned because signing failed (a verifier refuses them)",
+    ),
+    (
+        "hcgw_log_lines_dropped_total",
+        Kind::Counter,
+        "Log lines (access log included) dropped because standard error fell behind and the log writer's queue was full",
+    ),
 ];
 
 /// A metric's type.
@@ -256,6 +266,7 @@ fn process_collector() -> &'static metrics_process::Collector {
 pub fn render() -> Option<String> {
     let handle = install()?;
     process_collector().collect();
+    metrics::counter!("hcgw_log_lines_dropped_total").absolute(crate::logging::dropped_lines());
     Some(handle.render())
 }
 
