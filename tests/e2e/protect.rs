@@ -596,6 +596,35 @@ impl Redis {
             let _ = c.wait();
         }
     }
+
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) the server: a Redis that stops talking
+    /// without closing its connections.
+    pub(crate) fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// How many commands the server ran, by command (`INFO commandstats`), leaving out
+    /// `PING` (the gateways' probes) and `INFO` (this call's own).
+    pub(crate) fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "info", "commandstats"])
+            .output()
+            .expect("redis-cli is installed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+                let n = rest.split(',').next()?.trim().parse().ok()?;
+                (!["ping", "info"].contains(&name)).then(|| (name.to_owned(), n))
+            })
+            .collect()
+    }
 }
 
 impl Drop for Redis {

@@ -511,3 +511,51 @@ async fn an_idle_gateway_notices_redis_going_and_coming_back_within_seconds() {
     // Looking at the gateways asked no region anything.
     assert_eq!((hz.requests(), huz.requests()), (hz_before, huz_before));
 }
+
+/// A Redis that stops answering (SIGSTOP: connections stay open, nothing comes back) is
+/// left to the background probe: once the tier shows degraded, requests send Redis
+/// nothing, so none of them waits out its timeout. Counted by Redis itself: what was sent
+/// while it was stopped runs when it resumes, and nothing but the probes' PINGs arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_tier_is_not_touched_by_requests() {
+    let redis = Redis::start();
+    let (hz, huz) = (
+        Sim::start(RegionId::Hangzhou).await,
+        Sim::start(RegionId::Huzhou).await,
+    );
+    let gws = two_gateways(&redis, &hz, &huz).await;
+    let (gw, _) = &gws[0];
+    let shared = gw.state.shared.clone().unwrap();
+    let client = fresh_client("platform-shanghai");
+    let subjects = hz.subjects(|i| i.error.is_none());
+    let (status, body) = lookup(&client, gw, RegionId::Hangzhou, &subjects[0]).await;
+    assert_eq!(status, 200, "{body}");
+    // The miss asked the tier and stored its answer there (settled before counting).
+    let mut before = redis.calls();
+    eventually(5, "the tier's traffic settles", async || {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = redis.calls();
+        let settled = now == before && now.values().sum::<u64>() >= 2;
+        before = now;
+        settled
+    })
+    .await;
+
+    redis.signal("-STOP");
+    eventually(5, "the probe marks the tier degraded", async || {
+        shared.degraded()
+    })
+    .await;
+    for s in &subjects[1..6] {
+        for _ in 0..2 {
+            let (status, body) = lookup(&client, gw, RegionId::Hangzhou, s).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    redis.signal("-CONT");
+    eventually(10, "the probe finds Redis back", async || {
+        !shared.degraded()
+    })
+    .await;
+    assert_eq!(redis.calls(), before, "commands sent to a degraded tier");
+}
