@@ -21,7 +21,8 @@
 # region fails fast once its breaker opened, no 2xx answer without an audit receipt, every
 # receipt (and every peer receipt A and B kept) found in its trail, no record without a
 # receipt outside the disk-full fault, `hcgw audit verify` on the three trails, recovery.
-# Output: bench-results/<date>-faults.md (smoke: target/faults/report-smoke.md).
+# Output: bench-results/<date>-faults.md (smoke: target/faults/report-smoke.md); the run's
+# data stays in target/faults (samples.jsonl, windows.jsonl, events.jsonl, the trails).
 #
 #   scripts/faults.sh            # full run, release build (~11 min: 7 × (10+20+20) s + setup)
 #   scripts/faults.sh --smoke    # ≤ 90 s, debug build, short periods: the invariants
@@ -210,13 +211,24 @@ start_gw() { # a|b|p: starts it and sets its PID variable
   "$BIN/hcgw" serve --config "$OUT/$1.toml" >>"$OUT/$1.log" 2>&1 &
   case $1 in a) A_PID=$! ;; b) B_PID=$! ;; p) P_PID=$! ;; esac
 }
-start_gw p; start_gw a; start_gw b
-wait_ready() { # admin port
-  local _
-  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done
-  echo "faults: the gateway with admin port $1 is not ready" >&2; exit 1
+# launch a|b|p ADMIN_PORT: starts it and waits until ready; a start that lost its port to an
+# outgoing connection (ports 37000-37999 are inside the kernel's ephemeral range) is retried.
+launch() {
+  local try pid
+  for try in 1 2 3; do
+    start_gw "$1"
+    case $1 in a) pid=$A_PID ;; b) pid=$B_PID ;; p) pid=$P_PID ;; esac
+    for _ in $(seq 300); do
+      curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    echo "faults: gateway $1 did not become ready (try $try): $(tail -n 1 "$OUT/$1.log")" >&2
+  done
+  exit 1
 }
-for port in $P_ADMIN $A_ADMIN $B_ADMIN; do wait_ready "$port"; done
+launch p $P_ADMIN; launch a $A_ADMIN; launch b $B_ADMIN
 for port in $SUZHOU $SUISHEN $XUZHOU $HANGZHOU $HUZHOU; do
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/_sim/stats" >/dev/null && break; sleep 0.1; done
   curl -sf "http://127.0.0.1:$port/_sim/stats" >/dev/null || { echo "faults: the simulator on port $port is not up" >&2; exit 1; }
@@ -267,6 +279,7 @@ cat >"$OUT/plan.json" <<JSON
  "samples": "$OUT/samples.jsonl", "ready_file": "$OUT/load-started"}
 JSON
 echo "faults: steady load of $RATE/s per series (2 gateways × 5 regions) for ${TOTAL_S}s; faults: $FAULTS"
+echo "start $(cat /proc/loadavg)" >"$OUT/loadavg.txt"
 "$BIN/examples/bench-driver" steady "$OUT/plan.json" >"$OUT/windows.jsonl" 2>"$OUT/driver.log" &
 DRIVER_PID=$!
 for _ in $(seq 600); do [[ -e $OUT/load-started ]] && break; kill -0 "$DRIVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -337,6 +350,7 @@ run_fault() {
 }
 for f in $FAULTS; do run_fault "$f"; done
 wait "$DRIVER_PID"; DRIVER_PID=
+echo "end $(cat /proc/loadavg)" >>"$OUT/loadavg.txt"
 kill "$POLL_PID" 2>/dev/null || true; POLL_PID=
 
 # Stop the gateways (SIGTERM: drain, flush the trail) before verifying their trails.
@@ -353,6 +367,9 @@ for g in a:$A_AUDIT:hcgw-dev b:$B_AUDIT:hcgw-dev p:$P_AUDIT:hcgw-zhejiang; do
   fi
 done
 
+# A copy of A's trail off the tmpfs (unmounted at exit), for the report and for inspection.
+cp -r "$A_AUDIT" "$OUT/audit-a"
+
 if ((SMOKE)); then
   REPORT=$OUT/report-smoke.md
 else
@@ -364,7 +381,7 @@ status=0
 python3 scripts/faults-report.py --out "$OUT" --smoke "$SMOKE" --verify-ok "$VERIFY_OK" --disk-run "$DISK_RUN" \
   --deadline-ms $DEADLINE_MS --window-ms $WINDOW_MS --rate "$RATE" --periods "$BASE_S,$FAULT_S,$RECOVER_S" \
   --p99-floor-ms "${P99_FLOOR_MS:-5}" --err-floor "${ERR_FLOOR:-0.01}" \
-  --trail "A=$A_AUDIT" --trail "B=$B_AUDIT" --trail "P=$P_AUDIT" >"$REPORT" || status=$?
+  --trail "A=$OUT/audit-a" --trail "B=$B_AUDIT" --trail "P=$P_AUDIT" >"$REPORT" || status=$?
 cat "$REPORT"
 echo "report: $REPORT"
 exit "$status"
