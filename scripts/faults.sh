@@ -24,7 +24,7 @@
 # Output: bench-results/<date>-faults.md (smoke: target/faults/report-smoke.md); the run's
 # data stays in target/faults (samples.jsonl, windows.jsonl, events.jsonl, the trails).
 #
-#   scripts/faults.sh            # full run, release build (~11 min: 7 × (10+20+20) s + setup)
+#   scripts/faults.sh            # full run, release build (~7 min: 7 × (10+20+20) s + setup)
 #   scripts/faults.sh --smoke    # ≤ 90 s, debug build, short periods: the invariants
 #   FAULTS="stall disk" scripts/faults.sh --smoke   # only some faults
 # Environment: RATE (per series per second), BASE_S, FAULT_S, RECOVER_S, FAULTS, P99_FLOOR_MS,
