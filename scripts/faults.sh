@@ -40,7 +40,7 @@ for arg in "$@"; do
   esac
 done
 if ((SMOKE)); then
-  PROFILE=dev RATE=${RATE:-6} BASE_S=${BASE_S:-2} FAULT_S=${FAULT_S:-3} RECOVER_S=${RECOVER_S:-3}
+  PROFILE=dev RATE=${RATE:-6} BASE_S=${BASE_S:-2} FAULT_S=${FAULT_S:-4} RECOVER_S=${RECOVER_S:-3}
   OPEN_S=2 PEER_OPEN_MS=1500
 else
   PROFILE=release RATE=${RATE:-20} BASE_S=${BASE_S:-10} FAULT_S=${FAULT_S:-20} RECOVER_S=${RECOVER_S:-20}
@@ -215,7 +215,7 @@ start_gw() { # a|b|p: starts it and sets its PID variable
 # outgoing connection (ports 37000-37999 are inside the kernel's ephemeral range) is retried.
 launch() {
   local try pid
-  for try in 1 2 3; do
+  for try in 1 2 3 4 5; do
     start_gw "$1"
     case $1 in a) pid=$A_PID ;; b) pid=$B_PID ;; p) pid=$P_PID ;; esac
     for _ in $(seq 300); do
@@ -225,6 +225,7 @@ launch() {
     done
     kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
     echo "faults: gateway $1 did not become ready (try $try): $(tail -n 1 "$OUT/$1.log")" >&2
+    sleep 1
   done
   exit 1
 }
