@@ -6,9 +6,20 @@
 //! - `coalesce GW SIM N`: N concurrent identical cold lookups; prints the upstream calls the
 //!   simulator counted;
 //! - `batch GW SIM N RATE`: one batch of N distinct subjects; prints the wall time and the
-//!   bound N / RATE set by the region's rate limit.
+//!   bound N / RATE set by the region's rate limit;
+//! - `steady PLAN.json` (`scripts/faults.sh`): an open-loop load at a fixed rate per
+//!   (gateway, region) series, each request a lookup of a subject not asked before (so it
+//!   reaches the region). Prints one JSON line per time window and series (by send time,
+//!   once every request of the window has ended): `n`, `ok`, `err`, `err_rate`, `p50_ms`,
+//!   `p99_ms`, `codes`, `unaudited_ok` (2xx answers without an `audit` receipt); writes
+//!   every request to the plan's `samples` file (send time, latency, status, code, receipt)
+//!   for the script's own before/during/after figures. See [`Plan`].
 //!
-//! Client certificate: `$BENCH_PKI/clients/platform-shanghai`. Output: one JSON object.
+//! Client certificate: `$BENCH_PKI/clients/platform-shanghai`. Output: one JSON object
+//! (`steady`: JSON lines).
+
+#[path = "bench-driver/steady.rs"]
+mod steady;
 
 use std::time::{Duration, Instant};
 
@@ -23,12 +34,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn client(pki: &str) -> reqwest::Client {
+    client_with_timeout(pki, Duration::from_secs(60))
+}
+
+/// The mTLS client of `platform-shanghai`, each request bounded by `timeout`.
+fn client_with_timeout(pki: &str, timeout: Duration) -> reqwest::Client {
     hcgw_adapters::upstream::install_crypto_provider();
     let pem = |p: &str| std::fs::read(format!("{pki}/{p}")).expect("PKI file");
     let identity_cert = pem("clients/platform-shanghai/cert.pem");
     let identity_key = String::from_utf8(pem("clients/platform-shanghai/key.pem")).unwrap();
-    let mut cfg =
-        hcgw_adapters::upstream::UpstreamConfig::new("https://localhost", Duration::from_secs(60));
+    let mut cfg = hcgw_adapters::upstream::UpstreamConfig::new("https://localhost", timeout);
     cfg.tls.ca_pem = Some(pem("ca-bundle.pem"));
     cfg.tls.client_cert_pem = Some(identity_cert);
     cfg.tls.client_key_pem = Some(hcgw_adapters::Secret::new(identity_key));
@@ -61,6 +76,13 @@ async fn sim_requests(sim: &str) -> u64 {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let pki = std::env::var("BENCH_PKI").expect("BENCH_PKI");
+    if args[1] == "steady" {
+        let plan: steady::Plan =
+            serde_json::from_slice(&std::fs::read(&args[2]).expect("plan file")).expect("plan");
+        let http = client_with_timeout(&pki, Duration::from_millis(plan.timeout_ms));
+        steady::run(plan, http).await;
+        return;
+    }
     let (mode, gw, sim) = (args[1].as_str(), args[2].clone(), args[3].clone());
     let n: usize = args[4].parse().unwrap();
     let http = client(&pki);

@@ -316,6 +316,7 @@ mod tests {
             down: Some(true),
             latency_ms: None,
             error_rate: None,
+            bad_signatures: None,
         });
         let e = adapter
             .status(&Subject::Identity(Identity {

@@ -13,8 +13,10 @@
 //! - `GET /_sim/subjects?offset=&limit=`: subjects with the status each is *intended* to
 //!   normalise to (synthetic data only), for tests and demos;
 //! - `GET /_sim/stats`: requests served to the region API;
-//! - `POST /_sim/control`: `{"down": bool, "latency_ms": n, "error_rate": x}` to change
-//!   behaviour at run time (taking a region down in a test).
+//! - `POST /_sim/control`: `{"down": bool, "latency_ms": n, "error_rate": x,
+//!   "bad_signatures": bool}` to change behaviour at run time (taking a region down in a
+//!   test; `bad_signatures`: a region that signs its answers signs them wrong, see
+//!   [`RegionSim::tamper_signature`]).
 
 pub mod dev_pki;
 pub mod guangdong;
@@ -116,6 +118,7 @@ pub struct SimControl {
     down: AtomicBool,
     latency_ms: AtomicU64,
     error_rate_ppm: AtomicU64,
+    bad_signatures: AtomicBool,
 }
 
 impl SimControl {
@@ -131,7 +134,14 @@ impl SimControl {
     pub fn error_rate(&self) -> f64 {
         self.error_rate_ppm.load(Ordering::Relaxed) as f64 / 1e6
     }
+    /// Whether answers that the region signs carry a signature that does not match them.
+    pub fn bad_signatures(&self) -> bool {
+        self.bad_signatures.load(Ordering::Relaxed)
+    }
     fn set(&self, c: &ControlRequest) {
+        if let Some(b) = c.bad_signatures {
+            self.bad_signatures.store(b, Ordering::Relaxed);
+        }
         if let Some(d) = c.down {
             self.down.store(d, Ordering::Relaxed);
         }
@@ -250,6 +260,14 @@ pub trait RegionSim: Send + Sync + 'static {
     /// when the region is taken down.
     fn busy(&self) -> Response;
 
+    /// `response` with its signature broken, for the `bad_signatures` switch of
+    /// `/_sim/control`: still well-formed and made by the region's key, but over other
+    /// bytes, so a client that checks it must refuse the answer. The default, for regions
+    /// that do not sign their answers, returns it unchanged.
+    fn tamper_signature(&self, response: Response) -> Response {
+        response
+    }
+
     /// Identity types the region serves.
     fn supports_id_type(&self, id_type: IdType) -> bool {
         let _ = id_type;
@@ -309,6 +327,7 @@ struct ControlRequest {
     down: Option<bool>,
     latency_ms: Option<u64>,
     error_rate: Option<f64>,
+    bad_signatures: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -372,6 +391,7 @@ pub fn router(sim: Arc<dyn RegionSim>, ctx: Arc<SimContext>) -> Router {
                     "down": ctx.control.is_down(),
                     "latency_ms": ctx.control.latency().as_millis() as u64,
                     "error_rate": ctx.control.error_rate(),
+                    "bad_signatures": ctx.control.bad_signatures(),
                 }))
             }),
         )
@@ -409,7 +429,11 @@ async fn inject_behaviour(
     if ctx.control.is_down() || (rate > 0.0 && rand::random::<f64>() < rate) {
         return sim.busy().into_response();
     }
-    next.run(req).await
+    let response = next.run(req).await;
+    if ctx.control.bad_signatures() {
+        return sim.tamper_signature(response);
+    }
+    response
 }
 
 /// A running simulator.
@@ -457,6 +481,7 @@ pub async fn spawn(
         down: Some(false),
         latency_ms: Some(options.latency.as_millis() as u64),
         error_rate: Some(options.error_rate),
+        bad_signatures: Some(false),
     });
     let tls = sim
         .tls(&env)

@@ -300,6 +300,35 @@ impl RegionSim for SuishenSim {
     fn busy(&self) -> Response {
         self.error(StatusCode::SERVICE_UNAVAILABLE, 50301, "system busy")
     }
+
+    /// Re-signs the answer with its own key id, but over other bytes than its body.
+    fn tamper_signature(&self, mut response: Response) -> Response {
+        if !response.headers().contains_key(SIGNATURE_HEADER) {
+            return response;
+        }
+        let kid = response
+            .headers()
+            .get(KEY_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let signer = self
+            .keys
+            .get()
+            .and_then(|k| k.iter().find(|(id, _)| Some(*id) == kid.as_deref()))
+            .map(|(_, signer)| signer);
+        let forged = signer
+            .and_then(|s| s.sign(b"not the body of this answer").ok())
+            .and_then(|sig| BASE64.encode(sig).parse().ok());
+        match forged {
+            Some(sig) => {
+                response.headers_mut().insert(SIGNATURE_HEADER, sig);
+            }
+            None => {
+                response.headers_mut().remove(SIGNATURE_HEADER);
+            }
+        }
+        response
+    }
 }
 
 /// Parses an `application/x-www-form-urlencoded` body of plain values (what OAuth2
@@ -542,6 +571,43 @@ mod tests {
             &sim.intended_for(p, false),
         );
         assert_eq!(adapter.token_fetches(), 1, "one token for the whole run");
+        running.task.abort();
+    }
+
+    #[tokio::test]
+    async fn the_bad_signatures_switch_makes_every_answer_fail_verification_until_cleared() {
+        let sim = SuishenSim::with_token_ttl(Duration::from_secs(7200));
+        let cases = sim.cases();
+        let (running, adapter) = start(SuishenSim::with_token_ttl(Duration::from_secs(7200))).await;
+        let s = running
+            .context
+            .population
+            .subjects()
+            .iter()
+            .find(|s| s.fate == Fate::Active && cases[s.case].error.is_none())
+            .cloned()
+            .expect("a well-signed subject");
+        let qr = Subject::QrToken(s.token.clone());
+        assert!(adapter.status(&qr).await.is_ok(), "signed answer accepted");
+        let switch = |on: bool| crate::ControlRequest {
+            down: None,
+            latency_ms: None,
+            error_rate: None,
+            bad_signatures: Some(on),
+        };
+        running.context.control.set(&switch(true));
+        assert!(running.context.control.bad_signatures());
+        for _ in 0..3 {
+            match adapter.status(&qr).await {
+                Err(e) => assert_eq!(e.code(), AdapterCode::UpstreamInvalidResponse, "{e:?}"),
+                Ok(st) => panic!("a badly signed answer was accepted: {st:?}"),
+            }
+        }
+        running.context.control.set(&switch(false));
+        assert!(
+            adapter.status(&qr).await.is_ok(),
+            "accepted again once cleared"
+        );
         running.task.abort();
     }
 

@@ -318,6 +318,7 @@ mod tests {
             down: Some(true),
             latency_ms: None,
             error_rate: None,
+            bad_signatures: None,
         });
         let e = a.status(&token).await.unwrap_err();
         assert_eq!(e.code(), AdapterCode::RegionUnavailable);

@@ -283,6 +283,7 @@ mod tests {
             down: Some(true),
             latency_ms: None,
             error_rate: None,
+            bad_signatures: None,
         });
         let e = plain.status(&identity(&subjects[0])).await.unwrap_err();
         assert!(e.is_retryable() && e.code() == AdapterCode::RegionUnavailable);
