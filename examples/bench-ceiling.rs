@@ -1,7 +1,8 @@
 //! The ceiling of hcgw's stack for the benchmark (`scripts/bench.sh`): a bare axum handler
 //! behind the same rustls mTLS settings as the gateway (`hcgw::tls::server_config`),
 //! returning a fixed lookup-sized JSON body. No identity lookup, no policy, no cache: what
-//! TLS + HTTP alone cost on this machine.
+//! TLS + HTTP alone cost on this machine. `POST /v1/lookup` does not even read the request;
+//! `POST /v1/lookup/read` reads it first (for HTTP/2).
 //!
 //! `bench-ceiling <addr> <server cert> <server key> <client CA bundle>`
 
@@ -35,15 +36,28 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let app = Router::new().route(
-            "/v1/lookup",
-            post(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    BODY,
-                )
-            }),
-        );
+        let app = Router::new()
+            .route(
+                "/v1/lookup",
+                post(|| async {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        BODY,
+                    )
+                }),
+            )
+            // The same, reading the request body first: over HTTP/2 an answer sent before
+            // the body is read resets the stream, and many resets close the connection
+            // (scripts/scale.sh's HTTP/2 run uses this one).
+            .route(
+                "/v1/lookup/read",
+                post(|_: axum::body::Bytes| async {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        BODY,
+                    )
+                }),
+            );
         let listener = tokio::net::TcpListener::bind(&args[1]).await.expect("bind");
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         loop {

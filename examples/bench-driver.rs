@@ -14,6 +14,15 @@
 //!   `p99_ms`, `codes`, `unaudited_ok` (2xx answers without an `audit` receipt); writes
 //!   every request to the plan's `samples` file (send time, latency, status, code, receipt)
 //!   for the script's own before/during/after figures. See [`Plan`].
+//! - `spread-fill GW SIM FROM N` (`scripts/scale.sh`): puts subjects FROM..N of a synthetic
+//!   Xuzhou population into the running gateway's cache. The region's published rate (100/s)
+//!   would take hours for a million, so the entries are written to the shared Redis tier
+//!   (`$BENCH_REDIS`, sealed with the dev PKI's `redis_entry_key` through the gateway's own
+//!   writer, `RedisTier::put`) as another replica would have, then each subject is looked up
+//!   once through the gateway, which takes it from Redis into its own cache. Prints both
+//!   times; every answer must be a 200 cache hit and the region must not be asked;
+//! - `spread-bodies N`: the lookup bodies of subjects 0..N, one a line (for `oha -Z`, which
+//!   sends a line drawn at random with each request).
 //!
 //! Client certificate: `$BENCH_PKI/clients/platform-shanghai`. Output: one JSON object
 //! (`steady`: JSON lines).
@@ -23,6 +32,7 @@ mod steady;
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -72,9 +82,167 @@ async fn sim_requests(sim: &str) -> u64 {
     v["requests"].as_u64().unwrap()
 }
 
+/// Subject `i` of the synthetic population of `spread-fill` and `spread-bodies`: a Xuzhou QR token
+/// (32 lower-case hex characters), distinct for every `i`.
+fn spread_qr(i: u64) -> String {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    hcgw_adapters::qr::qr_text(
+        hcgw_adapters::RegionId::Xuzhou,
+        &format!("{:016x}{i:016x}", z ^ (z >> 31)),
+    )
+}
+
+fn spread_body(i: u64) -> String {
+    json!({ "region": "xuzhou", "subject": { "qr": spread_qr(i) } }).to_string()
+}
+
+/// A green Xuzhou status with masked holder data, as the adapter would normalise it.
+fn spread_status(i: u64) -> hcgw_adapters::HealthStatus {
+    use hcgw_adapters::{HealthStatus, Holder, IdType, Level, RegionId, Source};
+    let mut s = HealthStatus::new(
+        RegionId::Xuzhou,
+        Level::Clear,
+        Source {
+            code: "GREEN".into(),
+            label: None,
+        },
+    );
+    s.as_of = Some(chrono::Utc::now().fixed_offset());
+    s.holder = Holder {
+        name_masked: Some("郭*".into()),
+        id_type: Some(IdType::ResidentId),
+        id_masked: Some(format!("3203**********{:04}", i % 10_000)),
+    };
+    s
+}
+
+/// `spread-fill`: see the module documentation.
+async fn spread_fill(http: &reqwest::Client, pki: &str, gw: &str, sim: &str, from: u64, n: u64) {
+    use hcgw_adapters::{RegionId, SecretRef, Subject};
+    let url = std::env::var("BENCH_REDIS").expect("BENCH_REDIS (redis://127.0.0.1:PORT)");
+    let section = hcgw_core::config::RedisSection {
+        enabled: true,
+        url: Some(url.clone()),
+        local_share: 1.0,
+        entry_key: Some(SecretRef::File(
+            format!("{pki}/secrets/redis_entry_key").into(),
+        )),
+    };
+    let tier = hcgw_core::protect::redis_tier::RedisTier::start(&section).expect("Redis tier");
+    let started = Instant::now();
+    while tier.degraded() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "Redis unreachable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hasher = hcgw_core::subject::SubjectHasher::new(
+        SecretRef::File(format!("{pki}/secrets/subject_hash_key").into())
+            .load()
+            .expect("subject_hash_key"),
+    );
+    let key_of = |i: u64| {
+        let qr = spread_qr(i);
+        let token = qr.strip_prefix("XZJKB:").unwrap().to_string();
+        hasher.cache_key(RegionId::Xuzhou, &Subject::QrToken(token))
+    };
+    let put = |i: u64| {
+        let (tier, key) = (&tier, key_of(i));
+        async move {
+            let status = spread_status(i);
+            tier.put(hcgw_core::protect::redis_tier::L2Put {
+                key: &key,
+                region: RegionId::Xuzhou,
+                status: Some(&status),
+                via_peer: None,
+                peer_view: None,
+                age: Duration::ZERO,
+                ttl: Duration::from_secs(3600),
+            })
+            .await;
+        }
+    };
+    // A write is best effort (dropped past the tier's 250 ms timeout): each is checked with
+    // EXISTS and written again until all are there.
+    let mut redis = redis::Client::open(url)
+        .expect("Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis connection");
+    let t = Instant::now();
+    let mut todo: Vec<u64> = (from..n).collect();
+    for _ in 0..5 {
+        futures_util::stream::iter(todo.iter().copied())
+            .for_each_concurrent(64, put)
+            .await;
+        let mut missing = Vec::new();
+        for chunk in todo.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for &i in chunk {
+                pipe.exists(format!("hcgw:c:{}", key_of(i)));
+            }
+            let there: Vec<bool> = pipe.query_async(&mut redis).await.expect("EXISTS");
+            missing.extend(chunk.iter().zip(there).filter(|(_, t)| !t).map(|(i, _)| *i));
+        }
+        todo = missing;
+        if todo.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        todo.is_empty(),
+        "{} entries could not be written to Redis",
+        todo.len()
+    );
+    let l2_write_s = t.elapsed().as_secs_f64();
+    let before = sim_requests(sim).await;
+    let t = Instant::now();
+    let failed = futures_util::stream::iter(from..n)
+        .map(|i| {
+            let (http, gw) = (http.clone(), gw.to_string());
+            async move {
+                let r = http
+                    .post(format!("{gw}/v1/lookup"))
+                    .header("content-type", "application/json")
+                    .body(spread_body(i))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        let v: Value = r.json().await.unwrap_or_default();
+                        v["cache"]["hit"] != true
+                    }
+                    _ => true,
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .filter(|failed| std::future::ready(*failed))
+        .count()
+        .await;
+    let fill_s = t.elapsed().as_secs_f64();
+    let upstream_calls = sim_requests(sim).await - before;
+    println!(
+        "{}",
+        json!({ "from": from, "n": n, "l2_write_s": l2_write_s, "fill_s": fill_s, "failed": failed, "upstream_calls": upstream_calls })
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args[1] == "spread-bodies" {
+        let n: u64 = args[2].parse().unwrap();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for i in 0..n {
+            std::io::Write::write_all(&mut out, format!("{}\n", spread_body(i)).as_bytes())
+                .unwrap();
+        }
+        return;
+    }
     let pki = std::env::var("BENCH_PKI").expect("BENCH_PKI");
     if args[1] == "steady" {
         let plan: steady::Plan =
@@ -189,6 +357,10 @@ async fn main() {
                 "{}",
                 json!({ "items": items.len(), "answered": answered, "wall_s": wall, "rate_bound_s": items.len() as f64 / rate, "ratio": wall / (items.len() as f64 / rate) })
             );
+        }
+        "spread-fill" => {
+            let to: u64 = args[5].parse().unwrap();
+            spread_fill(&http, &pki, &gw, &sim, n as u64, to).await;
         }
         other => panic!("unknown mode {other}"),
     }

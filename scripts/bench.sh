@@ -44,141 +44,43 @@ cargo build --profile "$PROFILE" --quiet --bin hcgw --example bench-ceiling --ex
 BIN=$ROOT/target/$([[ $PROFILE == dev ]] && echo debug || echo release)
 OUT=$ROOT/target/bench
 rm -rf "$OUT"; mkdir -p "$OUT"
-PKI=$ROOT/target/bench-pki
-bash certs/dev-pki.sh "$PKI" >/dev/null
-export BENCH_PKI=$PKI
+# The shared setup (simulators, gateway configuration, nginx, ceiling): scripts/bench-lib.sh.
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+bench_pki "$ROOT/target/bench-pki"
 
 SIM_BASE=17101; XZ_PORT=$((SIM_BASE + 3)); GW_PORT=18443; ADMIN_PORT=19090; NGINX_PORT=18444; CEIL_PORT=18445; NGINX_LOG_PORT=18446
 UNSIGNED_PORT=18447; UNSIGNED_ADMIN_PORT=19091
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [[ -f $OUT/nginx.pid ]] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true; }
-trap cleanup EXIT
+bench_init
 
-"$BIN/hcgw" simulate --base-port $SIM_BASE --latency-ms 20 --population 20000 --expired-share 0 --not-found-share 0 --pki "$PKI" >"$OUT/sim.log" 2>&1 &
-PIDS+=($!)
+bench_start_sim $SIM_BASE 20 20000
 
 # The gateway: Xuzhou (plain HTTP simulator) is the region under test.
-cat >"$OUT/hcgw.toml" <<TOML
-[gateway]
-name = "hcgw-bench"
-log_level = "warn"
-[listener]
-addr = "127.0.0.1:$GW_PORT"
-[admin]
-addr = "127.0.0.1:$ADMIN_PORT"
-[tls]
-cert = "$PKI/gateways/hcgw-dev/cert.pem"
-key = "$PKI/gateways/hcgw-dev/key.pem"
-client_ca = ["$PKI/ca-bundle.pem"]
-crls = ["$PKI/crl/intermediate.crl.pem", "$PKI/crl/root.crl.pem"]
-[[clients]]
-name = "platform-shanghai"
-role = "platform"
-jurisdiction = "jiangsu"
-subject = "O=shanghai, OU=platform, CN=platform-shanghai"
-rate_limit_per_s = 1000000
-[regions.xuzhou]
-base_url = "http://127.0.0.1:$XZ_PORT"
-max_concurrency = 256
-[regions.xuzhou.auth]
-api_key = { file = "$PKI/secrets/xuzhou_api_key" }
-[cache]
-max_entries = 2000000
-subject_key = { file = "$PKI/secrets/subject_hash_key" }
-[audit]
-dir = "$OUT/audit"
-fsync = "interval"
-# One line per request into hcgw.log (JSON off: the default pretty format, no colour).
-[access_log]
-enabled = $ACCESS_LOG
-TOML
+bench_gateway_config "$OUT/hcgw.toml" $GW_PORT $ADMIN_PORT "$OUT/audit" "$ACCESS_LOG" $XZ_PORT
 # The second gateway of (g): the same without [signing] (its own ports and audit trail).
 sed -e "s/:$GW_PORT\"/:$UNSIGNED_PORT\"/" -e "s/:$ADMIN_PORT\"/:$UNSIGNED_ADMIN_PORT\"/" \
   -e "s|$OUT/audit|$OUT/audit-unsigned|" -e 's/hcgw-bench/hcgw-bench-unsigned/' "$OUT/hcgw.toml" >"$OUT/hcgw-unsigned.toml"
-# Answers signed as by default (docs/proofs.md).
-cat >>"$OUT/hcgw.toml" <<TOML
-[signing]
-key = "$PKI/signing/hcgw-dev/key.pem"
-cert = "$PKI/signing/hcgw-dev/cert.pem"
-TOML
-"$BIN/hcgw" serve --config "$OUT/hcgw.toml" >"$OUT/hcgw.log" 2>&1 &
-PIDS+=($!)
-"$BIN/hcgw" serve --config "$OUT/hcgw-unsigned.toml" >"$OUT/hcgw-unsigned.log" 2>&1 &
-PIDS+=($!)
+bench_signing_section "$OUT/hcgw.toml"
+bench_start_gateway "$OUT/hcgw.toml" "$OUT/hcgw.log"
+bench_start_gateway "$OUT/hcgw-unsigned.toml" "$OUT/hcgw-unsigned.log"
 
-# nginx: the configuration a user would otherwise pick — mTLS (ssl_verify_client on, the
-# same CA bundle and CRLs) and proxy_cache in front of the same simulator. The target
-# reference has no access log; a second server, otherwise the same, keeps nginx's default
-# access log (one line per request, unbuffered): the closer match to hcgw, which writes an
-# audit record for every lookup (reported for information).
-cat "$PKI/crl/intermediate.crl.pem" "$PKI/crl/root.crl.pem" >"$OUT/crls.pem"
+# nginx (scripts/bench-lib.sh). The target reference has no access log; a second server,
+# otherwise the same, keeps nginx's default access log (one line per request, unbuffered):
+# the closer match to hcgw, which writes an audit record for every lookup (reported for
+# information).
 API_KEY=$(cat "$PKI/secrets/xuzhou_api_key")
-mkdir -p "$OUT/nginx-cache"
-# One nginx server: the mTLS caching proxy on port $1, with access-log directive $2.
-nginx_server() {
-  cat <<SERVER
-  server {
-    listen 127.0.0.1:$1 ssl;
-    $2
-    ssl_certificate $PKI/gateways/hcgw-dev/cert.pem;
-    ssl_certificate_key $PKI/gateways/hcgw-dev/key.pem;
-    ssl_client_certificate $PKI/ca-bundle.pem;
-    ssl_crl $OUT/crls.pem;
-    ssl_verify_client on;
-    ssl_verify_depth 3;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    keepalive_requests 1000000;
-    location /xzjkb/ {
-      proxy_pass http://sim;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Api-Key "$API_KEY";
-      proxy_cache hc;
-      proxy_cache_key \$uri;
-      proxy_cache_valid 200 60s;
-      proxy_cache_lock on;
-    }
-  }
-SERVER
-}
-cat >"$OUT/nginx.conf" <<NGINX
-user root;
-worker_processes auto;
-pid $OUT/nginx.pid;
-error_log $OUT/nginx-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  proxy_cache_path $OUT/nginx-cache levels=1:2 keys_zone=hc:64m max_size=2g inactive=60s use_temp_path=off;
-  upstream sim { server 127.0.0.1:$XZ_PORT; keepalive 128; }
-$(nginx_server "$NGINX_PORT" "access_log off;")
-$(nginx_server "$NGINX_LOG_PORT" "access_log $OUT/nginx-access.log combined;")
-}
-NGINX
-NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
-"$NGINX_BIN" -c "$OUT/nginx.conf" -e "$OUT/nginx-error.log"
+bench_start_nginx $XZ_PORT 8192 "" "$(nginx_server "$NGINX_PORT" "access_log off;")
+$(nginx_server "$NGINX_LOG_PORT" "access_log $OUT/nginx-access.log combined;")"
 
-"$BIN/examples/bench-ceiling" "127.0.0.1:$CEIL_PORT" "$PKI/gateways/hcgw-dev/cert.pem" "$PKI/gateways/hcgw-dev/key.pem" "$PKI/ca-bundle.pem" >"$OUT/ceiling.log" 2>&1 &
-PIDS+=($!)
+bench_start_ceiling $CEIL_PORT
 
-for i in $(seq 100); do
-  curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null && curl -sf "http://127.0.0.1:$UNSIGNED_ADMIN_PORT/readyz" >/dev/null \
-    && curl -sf "http://127.0.0.1:$XZ_PORT/_sim/stats" >/dev/null && break
-  sleep 0.1
-done
+bench_wait_ready $XZ_PORT $ADMIN_PORT $UNSIGNED_ADMIN_PORT
 
 # One cached subject, asked through each server.
-SUBJECT=$(curl -s "http://127.0.0.1:$XZ_PORT/_sim/subjects?offset=1&limit=1")
-QR=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[0]["qr"])' "$SUBJECT")
-TOKEN=${QR#XZJKB:}
-BODY="{\"region\":\"xuzhou\",\"subject\":{\"qr\":\"$QR\"}}"
-TLS=(--cacert "$PKI/ca-bundle.pem" --cert "$PKI/clients/platform-shanghai/cert.pem" --key "$PKI/clients/platform-shanghai/key.pem")
-curl -sf --cacert "$PKI/ca-bundle.pem" --cert "$PKI/clients/platform-shanghai/cert.pem" --key "$PKI/clients/platform-shanghai/key.pem" \
-  -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup" >"$OUT/warm-hcgw.json"
-curl -sf --cacert "$PKI/ca-bundle.pem" --cert "$PKI/clients/platform-shanghai/cert.pem" --key "$PKI/clients/platform-shanghai/key.pem" \
-  -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup" >"$OUT/warm-unsigned.json"
-curl -sf --cacert "$PKI/ca-bundle.pem" --cert "$PKI/clients/platform-shanghai/cert.pem" --key "$PKI/clients/platform-shanghai/key.pem" \
-  "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status" >"$OUT/warm-nginx.json"
+bench_subject $XZ_PORT
+curl -sf "${TLS[@]}" -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup" >"$OUT/warm-hcgw.json"
+curl -sf "${TLS[@]}" -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup" >"$OUT/warm-unsigned.json"
+curl -sf "${TLS[@]}" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status" >"$OUT/warm-nginx.json"
 
 run_oha() { # name, extra args..., url
   local name=$1; shift
