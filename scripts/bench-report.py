@@ -8,6 +8,10 @@ import sys
 from datetime import datetime, timezone
 
 out, rounds, smoke = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+CLK_TCK = 100
+if os.path.exists(os.path.join(out, "clk_tck")):
+    with open(os.path.join(out, "clk_tck")) as f:
+        CLK_TCK = int(f.read())
 
 
 def oha(name):
@@ -16,7 +20,14 @@ def oha(name):
         with open(os.path.join(out, f"{name}-{r}.json")) as f:
             d = json.load(f)
         lat = d.get("latencyPercentiles", {})
+        n = sum(d.get("statusCodeDistribution", {}).values())
+        ticks_file = os.path.join(out, f"{name}-{r}.ticks")
+        cpu_us = 0.0
+        if n and os.path.exists(ticks_file):
+            with open(ticks_file) as t:
+                cpu_us = int(t.read()) * 1e6 / CLK_TCK / n
         runs.append({
+            "cpu_us": cpu_us,
             "rps": d["summary"]["requestsPerSec"],
             "p50": (lat.get("p50") or 0) * 1000,
             "p99": (lat.get("p99") or 0) * 1000,
@@ -72,5 +83,8 @@ print(f"| (g) cached lookups, answers signed, req/s | {a['hcgw']['rps']:.0f} | t
 print(f"| (g) cached lookups, answers signed, p99 ms | {a['hcgw']['p99']:.2f} | unsigned {g_unsigned['p99']:.2f} | {a['hcgw']['p99'] / g_unsigned['p99'] if g_unsigned['p99'] else 0:.2f}× | | |")
 print()
 print("Raw: latency p50/p99 (ms) — " + ", ".join(f"{n} {v['p50']:.2f}/{v['p99']:.2f}" for n, v in [*a.items(), ("nginx with access log", a_log)]) + ".")
+print()
+print("Server CPU per request (µs; the server's user + system time over the oha run ÷ requests answered, median of the rounds; the load generator's own CPU not included): "
+      + ", ".join(f"{n} {v['cpu_us']:.1f}" for n, v in [("hcgw signed", a["hcgw"]), ("hcgw unsigned", g_unsigned), ("nginx", a["nginx"]), ("nginx with access log", a_log), ("ceiling", a["ceiling"])]) + ".")
 print()
 print("Command: `scripts/bench.sh` (ROUNDS, DURATION, CONC override the defaults).")

@@ -62,7 +62,9 @@ sed -e "s/:$GW_PORT\"/:$UNSIGNED_PORT\"/" -e "s/:$ADMIN_PORT\"/:$UNSIGNED_ADMIN_
   -e "s|$OUT/audit|$OUT/audit-unsigned|" -e 's/hcgw-bench/hcgw-bench-unsigned/' "$OUT/hcgw.toml" >"$OUT/hcgw-unsigned.toml"
 bench_signing_section "$OUT/hcgw.toml"
 bench_start_gateway "$OUT/hcgw.toml" "$OUT/hcgw.log"
+GW_PID=${PIDS[-1]}
 bench_start_gateway "$OUT/hcgw-unsigned.toml" "$OUT/hcgw-unsigned.log"
+UNSIGNED_PID=${PIDS[-1]}
 
 # nginx (scripts/bench-lib.sh). The target reference has no access log; a second server,
 # otherwise the same, keeps nginx's default access log (one line per request, unbuffered):
@@ -73,6 +75,7 @@ bench_start_nginx $XZ_PORT 8192 "" "$(nginx_server "$NGINX_PORT" "access_log off
 $(nginx_server "$NGINX_LOG_PORT" "access_log $OUT/nginx-access.log combined;")"
 
 bench_start_ceiling $CEIL_PORT
+CEIL_PID=${PIDS[-1]}
 
 bench_wait_ready $XZ_PORT $ADMIN_PORT $UNSIGNED_ADMIN_PORT
 
@@ -82,18 +85,26 @@ curl -sf "${TLS[@]}" -H 'content-type: application/json' -d "$BODY" "https://loc
 curl -sf "${TLS[@]}" -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup" >"$OUT/warm-unsigned.json"
 curl -sf "${TLS[@]}" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status" >"$OUT/warm-nginx.json"
 
-run_oha() { # name, extra args..., url
-  local name=$1; shift
+# nginx's master and workers, for its CPU time.
+NGINX_PIDS="$(cat "$OUT/nginx.pid") $(pgrep -P "$(cat "$OUT/nginx.pid")" | tr '\n' ' ')"
+getconf CLK_TCK >"$OUT/clk_tck"
+# ticks PID...: user + system CPU time of the processes so far, in clock ticks.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+run_oha() { # name, "server pids", extra args..., url: also the servers' CPU time (NAME.ticks)
+  local name=$1 t0; local -a pids
+  read -r -a pids <<<"$2"; shift 2
+  t0=$(ticks "${pids[@]}")
   oha --no-tui --output-format json -z "$DURATION" -c "$CONC" "${TLS[@]}" "$@" >"$OUT/$name.json"
+  echo $(($(ticks "${pids[@]}") - t0)) >"$OUT/$name.ticks"
 }
 for r in $(seq "$ROUNDS"); do
-  run_oha "a-hcgw-$r" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
-  run_oha "a-nginx-$r" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
-  run_oha "a-nginxlog-$r" "https://localhost:$NGINX_LOG_PORT/xzjkb/v1/qr/$TOKEN/status"
-  run_oha "g-unsigned-$r" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup"
-  run_oha "a-ceiling-$r" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$CEIL_PORT/v1/lookup"
-  run_oha "c-hcgw-$r" --disable-keepalive -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
-  run_oha "c-nginx-$r" --disable-keepalive "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
+  run_oha "a-hcgw-$r" "$GW_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
+  run_oha "a-nginx-$r" "$NGINX_PIDS" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
+  run_oha "a-nginxlog-$r" "$NGINX_PIDS" "https://localhost:$NGINX_LOG_PORT/xzjkb/v1/qr/$TOKEN/status"
+  run_oha "g-unsigned-$r" "$UNSIGNED_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup"
+  run_oha "a-ceiling-$r" "$CEIL_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$CEIL_PORT/v1/lookup"
+  run_oha "c-hcgw-$r" "$GW_PID" --disable-keepalive -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
+  run_oha "c-nginx-$r" "$NGINX_PIDS" --disable-keepalive "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
 done
 
 GW="https://localhost:$GW_PORT"; SIM="http://127.0.0.1:$XZ_PORT"
@@ -110,7 +121,8 @@ REPORT=bench-results/$(date -u +%Y-%m-%d)$SUFFIX.md
 # A second run on the same day keeps the first report.
 [[ -e $REPORT ]] && REPORT=bench-results/$(date -u +%Y-%m-%d-%H%M)$SUFFIX.md
 python3 scripts/bench-report.py "$OUT" "$ROUNDS" "$SMOKE" >"$REPORT"
-printf '\nAccess log: %s (one line per request into the gateway log; `--access-log-off` measures without it).\n' \
-  "$([[ $ACCESS_LOG == true ]] && echo on || echo off)" >>"$REPORT"
+printf '\nAccess log: %s (one line per request into the gateway log; `--access-log-off` measures without it). Audit: strict, `fsync = "%s"`%s.\n' \
+  "$([[ $ACCESS_LOG == true ]] && echo on || echo off)" "${BENCH_FSYNC:-every_batch}" \
+  "$([[ ${BENCH_FSYNC:-every_batch} == every_batch ]] && echo ' (the production default)' || echo ' (relaxed; the default is every_batch)')" >>"$REPORT"
 cat "$REPORT"
 echo "report: $REPORT"

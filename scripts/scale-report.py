@@ -75,7 +75,7 @@ print(f"# hcgw scale figures — {now}, {os.cpu_count()} cores"
 print()
 print(f"Medians of {rounds} alternating round(s); every client presents a certificate (mTLS); "
       f"oha shares the cores with the servers. nginx: {nginx_version}, `proxy_cache`, no access log. "
-      "hcgw: strict audit (`fsync = \"interval\"`), access log on, answers signed.")
+      "hcgw: strict audit (`fsync = \"every_batch\"`, the production default), access log on, answers signed.")
 print()
 
 # (m) many connections
