@@ -6,9 +6,13 @@
 //! - `coalesce GW SIM N`: N concurrent identical cold lookups; prints the upstream calls the
 //!   simulator counted;
 //! - `batch GW SIM N RATE`: one batch of N distinct subjects; prints the wall time and the
-//!   bound N / RATE set by the region's rate limit.
+//!   bound N / RATE set by the region's rate limit;
+//! - `soak …` and `soak-max …`: the endurance load of `scripts/soak.sh` (see `soak.rs`).
 //!
 //! Client certificate: `$BENCH_PKI/clients/platform-shanghai`. Output: one JSON object.
+
+#[path = "bench-driver/soak.rs"]
+mod soak;
 
 use std::time::{Duration, Instant};
 
@@ -23,10 +27,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn client(pki: &str) -> reqwest::Client {
+    client_as(pki, "platform-shanghai")
+}
+
+/// An mTLS client presenting the dev client certificate `$pki/clients/<name>`.
+fn client_as(pki: &str, name: &str) -> reqwest::Client {
     hcgw_adapters::upstream::install_crypto_provider();
     let pem = |p: &str| std::fs::read(format!("{pki}/{p}")).expect("PKI file");
-    let identity_cert = pem("clients/platform-shanghai/cert.pem");
-    let identity_key = String::from_utf8(pem("clients/platform-shanghai/key.pem")).unwrap();
+    let identity_cert = pem(&format!("clients/{name}/cert.pem"));
+    let identity_key = String::from_utf8(pem(&format!("clients/{name}/key.pem"))).unwrap();
     let mut cfg =
         hcgw_adapters::upstream::UpstreamConfig::new("https://localhost", Duration::from_secs(60));
     cfg.tls.ca_pem = Some(pem("ca-bundle.pem"));
@@ -61,6 +70,9 @@ async fn sim_requests(sim: &str) -> u64 {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let pki = std::env::var("BENCH_PKI").expect("BENCH_PKI");
+    if let mode @ ("soak" | "soak-max") = args[1].as_str() {
+        return soak::run(mode, &args, &pki).await;
+    }
     let (mode, gw, sim) = (args[1].as_str(), args[2].clone(), args[3].clone());
     let n: usize = args[4].parse().unwrap();
     let http = client(&pki);
