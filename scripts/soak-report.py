@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+from statistics import median
 from datetime import datetime, timezone
 
 out, smoke, rate = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
@@ -80,7 +81,9 @@ for i, n in enumerate(NAMES):
     if not series or not after:
         rss[n] = None
         continue
-    start, warm, end = series[0][1], after[0], series[-1][1]
+    # After the warm-up and at the end: the median of three samples each (one sample can
+    # catch a burst of connections; a leak moves every sample).
+    start, warm, end = series[0][1], median(after[:3]), median(after[-3:])
     rss[n] = {"start": start, "warm": warm, "end": end, "peak": max(after),
               "growth": (end - warm) / warm * 100, "samples": len(series)}
 for n in NAMES:
@@ -183,6 +186,9 @@ if samples:
 print()
 print("## Memory (VmRSS, sampled every 10 s)")
 print()
+print(f"After warm-up: the median of the first three samples from {warmup} s on; end: the median of the "
+      "last three. Growth: from the one to the other.")
+print()
 print("| instance | start MiB | after warm-up MiB | end MiB | peak after warm-up MiB | growth after warm-up | samples |")
 print("|---|---|---|---|---|---|---|")
 for n in NAMES:
@@ -209,6 +215,21 @@ print("|---|---|---|---|---|---|---|---|---|---|---|")
 for row in audit_rows:
     *cells, said = row
     print("| " + " | ".join(str(c) for c in cells) + f" | {said} |")
+print()
+print("A request without an answer (a connection refused or cut) may still have its record, so "
+      "the counts can only be exact when every request was answered.")
+metrics = []
+for n in NAMES:
+    text = read(f"metrics-soak-{n}.txt", "") or ""
+    keep = [line for line in text.splitlines()
+            if line.startswith(("hcgw_connections_refused_total", "hcgw_connections_closed_total",
+                                "hcgw_audit_records_total", "hcgw_audit_write_failures_total"))
+            and line.split()[-1] != "0"]
+    metrics.append(f"- {n}: " + ("; ".join(f"`{line}`" for line in keep) if keep else "none"))
+print()
+print("Connection and audit counters of each instance at the end of the soak (those not zero):")
+print()
+print("\n".join(metrics))
 print()
 print("Warnings and errors the instances logged during the soak, by message (for information; "
       "the simulators' unmapped values and the region taken down log them by design):")

@@ -242,6 +242,10 @@ sample_rss "$(($(date +%s) - T0))" >>"$OUT/rss.txt"
 DRIVER_RC=0
 wait "$DRIVER_PID" || DRIVER_RC=$?
 [[ $DRIVER_RC == 0 ]] || die "the load driver failed (exit $DRIVER_RC): $(tail -n 5 "$OUT/soak.err")"
+# For the report: each instance's connection and audit counters before it stops.
+for i in 0 1; do
+  curl -sf "http://127.0.0.1:${ADMIN_PORTS[$i]}/metrics" >"$OUT/metrics-soak-${NAMES[$i]}.txt" || true
+done
 stop_gateways soak
 verify_trails soak
 
