@@ -8,8 +8,9 @@
 //!   open-loop mixed load of RATE requests per second for SECONDS, each class on its own fixed
 //!   schedule, every class spread round-robin over the gateways. Latency is measured from
 //!   each request's scheduled time (no coordinated omission).
-//!   Each client keeps at most [`POOL_PER_GATEWAY`] requests (HTTP/1 connections) open to
-//!   one instance, as a platform's pool would; beyond that, requests wait in the driver.
+//!   Each client keeps at most [`POOL_PER_GATEWAY`] requests in flight and as many idle
+//!   connections per instance, closing idle ones after [`CLIENT_IDLE_S`], as a platform's
+//!   pool would; beyond that, requests wait in the driver.
 //!
 //! GWS is a comma-separated list of gateway URLs; SIM_BASE_PORT the port of the first
 //! simulator of `hcgw simulate --base-port` (the regions follow in the spec's order). Every
@@ -50,10 +51,14 @@ const UNCACHED_MAX_PER_S: f64 = 100.0;
 const MAX_TTL_S: f64 = 60.0;
 /// Requests in flight at most before the driver counts itself overloaded.
 const MAX_IN_FLIGHT: u64 = 20_000;
-/// Requests (so HTTP/1 connections) each client has open to one instance at most, below the
-/// gateway's `max_connections_per_client` (1,024) as a platform's pool would be; requests
+/// Requests each client has in flight to one instance at most, and idle connections it keeps
+/// per instance at most: together (with connections still being opened) well below the
+/// gateway's `max_connections_per_client` (1,024), as a platform's pool would be. Requests
 /// beyond it wait in the driver, their wait counted in their latency.
-const POOL_PER_GATEWAY: usize = 512;
+const POOL_PER_GATEWAY: usize = 256;
+/// A client drops a connection idle this long, before the gateway would (HTTP/1 keep-alive
+/// ends at its `header_read_timeout_ms`, 10 s), so that no request races a closing one.
+const CLIENT_IDLE_S: u64 = 5;
 
 /// A simulator subject, as `/_sim/subjects` lists it.
 struct Subj {
@@ -949,6 +954,41 @@ async fn open_loop(ctx: &Arc<Ctx>, cls: &[Class], start: Instant, deadline: Inst
     }
 }
 
+/// An mTLS client presenting `$pki/clients/<name>`, with a bounded pool of connections that
+/// it closes before the gateway would (see [`POOL_PER_GATEWAY`], [`CLIENT_IDLE_S`]).
+fn pooled_client(pki: &str, name: &str) -> reqwest::Client {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    hcgw_adapters::upstream::install_crypto_provider();
+    let read = |p: &str| std::fs::read(format!("{pki}/{p}")).expect("PKI file");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&read("ca-bundle.pem")) {
+        roots.add(cert.expect("CA PEM")).expect("CA certificate");
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read(&format!("clients/{name}/cert.pem")))
+            .collect::<Result<_, _>>()
+            .expect("client certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(&read(&format!("clients/{name}/key.pem")))
+        .expect("client key PEM");
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client identity");
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(POOL_PER_GATEWAY)
+        .pool_idle_timeout(Duration::from_secs(CLIENT_IDLE_S))
+        .build()
+        .expect("client")
+}
+
 /// `soak` and `soak-max` (arguments as in the module's documentation).
 pub async fn run(mode: &str, args: &[String], pki: &str) {
     let gws: Vec<String> = args[2].split(',').map(str::to_owned).collect();
@@ -956,8 +996,8 @@ pub async fn run(mode: &str, args: &[String], pki: &str) {
     let amount: f64 = args[4].parse().expect("RATE or CONC");
     let seconds: f64 = args[5].parse().expect("SECONDS");
     let clients = Clients {
-        platform: super::client_as(pki, "platform-shanghai"),
-        checkpoint: super::client_as(pki, "checkpoint-shanghai"),
+        platform: pooled_client(pki, "platform-shanghai"),
+        checkpoint: pooled_client(pki, "checkpoint-shanghai"),
     };
     let f = fixtures(sim_base).await;
     if let Some(path) = args.get(6) {
