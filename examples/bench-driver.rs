@@ -23,12 +23,16 @@
 //!   times; every answer must be a 200 cache hit and the region must not be asked;
 //! - `spread-bodies N`: the lookup bodies of subjects 0..N, one a line (for `oha -Z`, which
 //!   sends a line drawn at random with each request).
+//! - `soak …` and `soak-max …`: the endurance load of `scripts/soak.sh` (see `soak.rs`).
 //!
 //! Client certificate: `$BENCH_PKI/clients/platform-shanghai`. Output: one JSON object
 //! (`steady`: JSON lines).
 
 #[path = "bench-driver/steady.rs"]
 mod steady;
+
+#[path = "bench-driver/soak.rs"]
+mod soak;
 
 use std::time::{Duration, Instant};
 
@@ -44,15 +48,20 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn client(pki: &str) -> reqwest::Client {
-    client_with_timeout(pki, Duration::from_secs(60))
+    client_as(pki, "platform-shanghai")
 }
 
-/// The mTLS client of `platform-shanghai`, each request bounded by `timeout`.
-fn client_with_timeout(pki: &str, timeout: Duration) -> reqwest::Client {
+/// An mTLS client presenting the dev client certificate `$pki/clients/<name>`.
+fn client_as(pki: &str, name: &str) -> reqwest::Client {
+    client_with_timeout(pki, name, Duration::from_secs(60))
+}
+
+/// The mTLS client of `$pki/clients/<name>`, each request bounded by `timeout`.
+fn client_with_timeout(pki: &str, name: &str, timeout: Duration) -> reqwest::Client {
     hcgw_adapters::upstream::install_crypto_provider();
     let pem = |p: &str| std::fs::read(format!("{pki}/{p}")).expect("PKI file");
-    let identity_cert = pem("clients/platform-shanghai/cert.pem");
-    let identity_key = String::from_utf8(pem("clients/platform-shanghai/key.pem")).unwrap();
+    let identity_cert = pem(&format!("clients/{name}/cert.pem"));
+    let identity_key = String::from_utf8(pem(&format!("clients/{name}/key.pem"))).unwrap();
     let mut cfg = hcgw_adapters::upstream::UpstreamConfig::new("https://localhost", timeout);
     cfg.tls.ca_pem = Some(pem("ca-bundle.pem"));
     cfg.tls.client_cert_pem = Some(identity_cert);
@@ -247,9 +256,16 @@ async fn main() {
     if args[1] == "steady" {
         let plan: steady::Plan =
             serde_json::from_slice(&std::fs::read(&args[2]).expect("plan file")).expect("plan");
-        let http = client_with_timeout(&pki, Duration::from_millis(plan.timeout_ms));
+        let http = client_with_timeout(
+            &pki,
+            "platform-shanghai",
+            Duration::from_millis(plan.timeout_ms),
+        );
         steady::run(plan, http).await;
         return;
+    }
+    if let mode @ ("soak" | "soak-max") = args[1].as_str() {
+        return soak::run(mode, &args, &pki).await;
     }
     let (mode, gw, sim) = (args[1].as_str(), args[2].clone(), args[3].clone());
     let n: usize = args[4].parse().unwrap();
