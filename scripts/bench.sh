@@ -85,11 +85,19 @@ curl -sf "${TLS[@]}" -H 'content-type: application/json' -d "$BODY" "https://loc
 curl -sf "${TLS[@]}" -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup" >"$OUT/warm-unsigned.json"
 curl -sf "${TLS[@]}" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status" >"$OUT/warm-nginx.json"
 
-# nginx's master and workers, for its CPU time.
+# nginx's master and workers, for its CPU time (its cache loader exits a minute after start).
 NGINX_PIDS="$(cat "$OUT/nginx.pid") $(pgrep -P "$(cat "$OUT/nginx.pid")" | tr '\n' ' ')"
 getconf CLK_TCK >"$OUT/clk_tck"
-# ticks PID...: user + system CPU time of the processes so far, in clock ticks.
-ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# ticks PID...: user + system CPU time so far of those of the processes still running, in
+# clock ticks.
+ticks() {
+  local t=0 p v
+  for p in "$@"; do
+    v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
+    t=$((t + v))
+  done
+  echo "$t"
+}
 run_oha() { # name, "server pids", extra args..., url: also the servers' CPU time (NAME.ticks)
   local name=$1 t0; local -a pids
   read -r -a pids <<<"$2"; shift 2
@@ -99,6 +107,7 @@ run_oha() { # name, "server pids", extra args..., url: also the servers' CPU tim
 }
 for r in $(seq "$ROUNDS"); do
   run_oha "a-hcgw-$r" "$GW_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
+  NGINX_PIDS="$(cat "$OUT/nginx.pid") $(pgrep -P "$(cat "$OUT/nginx.pid")" | tr '\n' ' ')"
   run_oha "a-nginx-$r" "$NGINX_PIDS" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
   run_oha "a-nginxlog-$r" "$NGINX_PIDS" "https://localhost:$NGINX_LOG_PORT/xzjkb/v1/qr/$TOKEN/status"
   run_oha "g-unsigned-$r" "$UNSIGNED_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup"
