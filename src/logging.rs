@@ -12,9 +12,8 @@
 //! log, is the record of every answer.
 
 use std::io::{BufWriter, IsTerminal};
-use std::sync::OnceLock;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// Lines queued for the writer thread at most.
@@ -24,13 +23,6 @@ pub const QUEUE_LINES: usize = 128_000;
 /// Hold it until the process exits.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
-
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
-
-/// Log lines dropped because the writer's queue was full (`hcgw_log_lines_dropped_total`).
-pub fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
-}
 
 use crate::config::LogFormat;
 
@@ -58,7 +50,7 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
     };
     match installed {
         Ok(()) => {
-            let _ = DROPPED.set(dropped);
+            crate::metrics::count_dropped_log_lines(dropped);
             LogGuard(Some(guard))
         }
         Err(_) => LogGuard(None),

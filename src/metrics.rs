@@ -262,11 +262,22 @@ fn process_collector() -> &'static metrics_process::Collector {
     COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
+static DROPPED_LOG_LINES: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+
+/// Reports the log writer's count of dropped lines as `hcgw_log_lines_dropped_total` (read
+/// at each scrape; the first writer installed is the one counted).
+pub fn count_dropped_log_lines(counter: tracing_appender::non_blocking::ErrorCounter) {
+    let _ = DROPPED_LOG_LINES.set(counter);
+}
+
 /// The current exposition text, or `None` without a recorder.
 pub fn render() -> Option<String> {
     let handle = install()?;
     process_collector().collect();
-    metrics::counter!("hcgw_log_lines_dropped_total").absolute(crate::logging::dropped_lines());
+    let dropped = DROPPED_LOG_LINES
+        .get()
+        .map_or(0, |c| c.dropped_lines() as u64);
+    metrics::counter!("hcgw_log_lines_dropped_total").absolute(dropped);
     Some(handle.render())
 }
 
