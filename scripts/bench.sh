@@ -85,8 +85,6 @@ curl -sf "${TLS[@]}" -H 'content-type: application/json' -d "$BODY" "https://loc
 curl -sf "${TLS[@]}" -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup" >"$OUT/warm-unsigned.json"
 curl -sf "${TLS[@]}" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status" >"$OUT/warm-nginx.json"
 
-# nginx's master and workers, for its CPU time (its cache loader exits a minute after start).
-NGINX_PIDS="$(cat "$OUT/nginx.pid") $(pgrep -P "$(cat "$OUT/nginx.pid")" | tr '\n' ' ')"
 getconf CLK_TCK >"$OUT/clk_tck"
 # ticks PID...: user + system CPU time so far of those of the processes still running, in
 # clock ticks.
@@ -107,6 +105,8 @@ run_oha() { # name, "server pids", extra args..., url: also the servers' CPU tim
 }
 for r in $(seq "$ROUNDS"); do
   run_oha "a-hcgw-$r" "$GW_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
+  # nginx's master and workers, for its CPU time, taken each round: its cache loader exits a
+  # minute after start.
   NGINX_PIDS="$(cat "$OUT/nginx.pid") $(pgrep -P "$(cat "$OUT/nginx.pid")" | tr '\n' ' ')"
   run_oha "a-nginx-$r" "$NGINX_PIDS" "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
   run_oha "a-nginxlog-$r" "$NGINX_PIDS" "https://localhost:$NGINX_LOG_PORT/xzjkb/v1/qr/$TOKEN/status"
