@@ -32,19 +32,21 @@ pub struct ProofProblem {
     /// The request id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// Seconds to wait before asking again (`proof_not_yet_signed`).
+    /// Seconds to wait before asking again (`proof_not_yet_signed`, `proof_unavailable`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u64>,
 }
 
 fn problem(status: StatusCode, detail: String, retry_after_s: Option<u64>) -> Response {
-    let (code, title) = if status == StatusCode::CONFLICT {
-        (
+    let (code, title) = match status {
+        StatusCode::CONFLICT => (
             "proof_not_yet_signed",
             "Not yet covered by a signed tree head",
-        )
-    } else {
-        ("proof_not_found", "No such record or tree head")
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("proof_unavailable", "The proof cannot be computed now")
+        }
+        _ => ("proof_not_found", "No such record or tree head"),
     };
     let body = ProofProblem {
         r#type: format!("https://hcgw.dev/problems/{code}"),
@@ -73,6 +75,10 @@ fn refused(r: ProofRefusal) -> Response {
             problem(StatusCode::CONFLICT, r.to_string(), Some(every_s.max(1)))
         }
         ProofRefusal::Range(_) => ApiError::invalid(r.to_string()).into_response(),
+        ProofRefusal::Unavailable(_) => {
+            tracing::error!(error = %r, "an audit proof cannot be computed from the tree's leaf file");
+            problem(StatusCode::SERVICE_UNAVAILABLE, r.to_string(), Some(60))
+        }
         ProofRefusal::NoTree | ProofRefusal::UnknownSeq(_) | ProofRefusal::NoSuchHead(_) => {
             problem(StatusCode::NOT_FOUND, r.to_string(), None)
         }
@@ -117,6 +123,7 @@ pub struct ProofBody {
         (status = 403, description = "forbidden: the record is another caller's (only ops may see every record)", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "proof_not_found: no record has this seq, or no tree is kept", body = ProofProblem, content_type = "application/problem+json"),
         (status = 409, description = "proof_not_yet_signed: the record is newer than the latest signed tree head; retry after Retry-After seconds", body = ProofProblem, content_type = "application/problem+json"),
+        (status = 503, description = "proof_unavailable: the tree's leaf hashes the proof needs cannot be read back, or do not match the tree", body = ProofProblem, content_type = "application/problem+json"),
     ))]
 pub async fn proof(
     State(state): State<Arc<AppState>>,
@@ -174,6 +181,7 @@ pub async fn proof(
         (status = 200, description = "The RFC 9162 consistency proof", body = Consistency),
         (status = 400, description = "invalid_request: from/to missing, not numbers, or from > to", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "proof_not_found: no signed tree head of that size", body = ProofProblem, content_type = "application/problem+json"),
+        (status = 503, description = "proof_unavailable: the tree's leaf hashes the proof needs cannot be read back, or do not match the tree", body = ProofProblem, content_type = "application/problem+json"),
     ))]
 pub async fn consistency(
     State(state): State<Arc<AppState>>,

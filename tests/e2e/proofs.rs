@@ -146,11 +146,12 @@ async fn receipts_signed_tree_heads_and_proofs_check_out_independently_across_ro
     assert!(problem.get("audit").is_none(), "{problem}");
 
     // Batches: one receipt per item, consecutive seqs; enough records to rotate 64 KiB
-    // files several times.
+    // files many times and to complete two of the tree's 1,024-record chunks (whose leaf
+    // hashes leave memory for tree-leaves.bin).
     let mut last_seq = 2;
-    for round in 0..5 {
-        let items: Vec<Value> = (0..100)
-            .map(|i| json!({ "region": REGION, "subject": { "qr": qrs[(round * 100 + i) % qrs.len()] } }))
+    for round in 0..12 {
+        let items: Vec<Value> = (0..200)
+            .map(|i| json!({ "region": REGION, "subject": { "qr": qrs[(round * 200 + i) % qrs.len()] } }))
             .collect();
         let r = platform
             .post(g.url("/v1/lookup/batch"))
@@ -182,9 +183,21 @@ async fn receipts_signed_tree_heads_and_proofs_check_out_independently_across_ro
     let parsed: hcgw::audit::TreeHead = serde_json::from_value(head.clone()).unwrap();
     parsed.verify(&signing_key).unwrap();
 
-    // Inclusion proofs of records in every file, for their caller and for ops.
+    // Inclusion proofs of records in every file and every chunk, for their caller and for
+    // ops: chunks 0 and 1 are read back from tree-leaves.bin, the last one is in memory.
     let mut inclusion = Vec::new();
-    for seq in [1, 2, 150, 300, last_seq / 2, last_seq] {
+    for seq in [
+        1,
+        2,
+        150,
+        300,
+        1024,
+        1025,
+        last_seq / 2,
+        2048,
+        2049,
+        last_seq,
+    ] {
         let (s, p) = get(&platform, &g, &format!("/v1/audit/proof/{seq}")).await;
         assert_eq!(s, 200, "{p}");
         assert_eq!(p["seq"], seq);
@@ -240,6 +253,33 @@ async fn receipts_signed_tree_heads_and_proofs_check_out_independently_across_ro
     );
     let (s, _) = get(&platform, &g, "/v1/audit/consistency?from=1").await;
     assert_eq!(s, 400);
+
+    // The leaf file holds the two completed chunks (32 bytes a record), no more. Changed
+    // under the running gateway, it is refused, not used: the proofs reaching into the
+    // changed chunk are 503, the others still given.
+    let leaves = g.audit_dir.join("tree-leaves.bin");
+    let mut bytes = std::fs::read(&leaves).unwrap();
+    assert_eq!(bytes.len(), 2 * 1024 * 32);
+    bytes[32 * 1030] ^= 1;
+    std::fs::write(&leaves, &bytes).unwrap();
+    let (s, p) = get(&platform, &g, "/v1/audit/proof/1100").await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (503, Some("proof_unavailable")),
+        "{p}"
+    );
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("records 1025..=2048"),
+        "{p}"
+    );
+    let (s, p) = get(&platform, &g, "/v1/audit/proof/150").await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p, inclusion[2], "the same proof as before the change");
+    let (s, p) = get(&platform, &g, &format!("/v1/audit/proof/{last_seq}")).await;
+    assert_eq!(s, 200, "{p}");
 
     // The metrics count the heads and show the tree size.
     let metrics = ops

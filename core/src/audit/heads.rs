@@ -27,7 +27,7 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::merkle::{self, Hash, ProofError, Tree};
+use super::merkle::{self, Hash, NoLeaves, ProofError, Tree};
 use crate::signing::{SignatureError, Signer, VerifyingKey};
 
 /// The tree heads file in the audit directory.
@@ -172,6 +172,19 @@ pub enum ProofRefusal {
     /// A consistency proof with `from > to` or `from == 0`.
     #[error("{0}")]
     Range(ProofError),
+    /// The leaf hashes the proof needs cannot be read back, or do not match the tree
+    /// (`tree-leaves.bin` changed or damaged): retry later; an operator looks.
+    #[error("{0}")]
+    Unavailable(ProofError),
+}
+
+impl From<ProofError> for ProofRefusal {
+    fn from(e: ProofError) -> Self {
+        match e {
+            ProofError::Store { .. } => ProofRefusal::Unavailable(e),
+            other => ProofRefusal::Range(other),
+        }
+    }
 }
 
 /// An inclusion proof of one record against the latest signed tree head.
@@ -270,14 +283,12 @@ impl Ledger {
                 });
             }
         };
-        let path = tree
-            .inclusion_proof(seq - 1, head.tree_size)
-            .map_err(ProofRefusal::Range)?;
+        let path = tree.inclusion_proof(seq - 1, head.tree_size)?;
         Ok(Inclusion {
             seq,
             leaf_index: seq - 1,
             tree_size: head.tree_size,
-            leaf_hash: merkle::to_hex(&tree.leaf(seq - 1)),
+            leaf_hash: merkle::to_hex(&tree.leaf(seq - 1)?),
             audit_path: path.iter().map(merkle::to_hex).collect(),
             checkpoint: head,
         })
@@ -297,9 +308,7 @@ impl Ledger {
             return Err(ProofRefusal::Range(ProofError::BadRange { from, to }));
         }
         let (from_root, to_root) = (root_of(from)?, root_of(to)?);
-        let proof = tree
-            .consistency_proof(from, to)
-            .map_err(ProofRefusal::Range)?;
+        let proof = tree.consistency_proof(from, to)?;
         Ok(Consistency {
             from,
             to,
@@ -399,15 +408,24 @@ pub fn verify_heads(
     heads: &Path,
     keys: &[VerifyingKey],
 ) -> Result<HeadsReport, String> {
-    let mut tree = Tree::new();
-    for path in files {
-        let text = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for line in text.split(|&b| b == b'\n') {
-            if !line.is_empty() {
-                tree.push(merkle::leaf_hash(line));
-            }
-        }
-    }
+    // Streamed: the tree grows record by record and each head's root is taken when the
+    // tree reaches its size (heads must grow), so memory stays bounded whatever the trail.
+    let mut tree = Tree::with_store(Box::new(NoLeaves), merkle::CHUNK_BITS);
+    let mut lines = files
+        .iter()
+        .flat_map(
+            |path| -> Box<dyn Iterator<Item = Result<Vec<u8>, String>>> {
+                let shown = path.display().to_string();
+                match fs::File::open(path) {
+                    Ok(f) => Box::new(
+                        io::BufRead::split(io::BufReader::new(f), b'\n')
+                            .map(move |l| l.map_err(|e| format!("{shown}: {e}"))),
+                    ),
+                    Err(e) => Box::new(std::iter::once(Err(format!("{shown}: {e}")))),
+                }
+            },
+        )
+        .filter(|l| l.as_ref().map_or(true, |l| !l.is_empty()));
     let name = heads.display();
     let mut report = HeadsReport {
         heads: 0,
@@ -422,6 +440,14 @@ pub fn verify_heads(
                 head.tree_size,
                 report.latest_size.unwrap_or_default()
             ));
+        }
+        while tree.size() < head.tree_size {
+            match lines.next() {
+                Some(l) => {
+                    let _ = tree.push(merkle::leaf_hash(&l?));
+                }
+                None => break,
+            }
         }
         let root = tree.root(head.tree_size).map_err(|_| {
             format!(

@@ -23,6 +23,7 @@
 
 pub mod audited;
 mod heads;
+pub mod leaves;
 pub mod merkle;
 mod sink;
 mod verify;
@@ -37,7 +38,7 @@ use chrono::{DateTime, Utc};
 use hcgw_adapters::{Color, RegionId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::{AuditSection, FsyncPolicy, Role};
 use crate::error_code::ErrorCode;
@@ -249,6 +250,11 @@ pub(crate) struct Stats {
     checkpoint: std::sync::Mutex<Option<ChainTip>>,
 }
 
+/// How long a strict record waits for room in a full queue before it is refused with
+/// [`AuditError::QueueFull`] (the answer is then 503): long enough for the writer to
+/// take a burst of concurrent 1,000-item batches, short against a caller's timeout.
+pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The audit trail: a handle to its writer. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
@@ -260,6 +266,9 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     strict: bool,
     capacity: usize,
+    /// Room in the queue, one permit a record (fair: a waiting batch is served in turn,
+    /// not overtaken by single records); the writer releases them as it takes records.
+    room: Arc<Semaphore>,
     stats: Arc<Stats>,
     ledger: Arc<Ledger>,
     /// The trail's directory (a [`FileSink`]'s), where records are read back for proofs.
@@ -313,7 +322,7 @@ impl AuditLog {
         }
         let every_s = opts.heads.as_ref().map_or(0, |h| h.every.as_secs());
         let tree = match &opts.heads {
-            Some(_) => writer::rebuild(sink.as_mut(), recovered.tip.as_ref()),
+            Some(h) => writer::rebuild(sink.as_mut(), recovered.tip.as_ref(), h),
             None => None,
         };
         let ledger = Arc::new(Ledger::new(tree, every_s));
@@ -336,6 +345,9 @@ impl AuditLog {
             tx,
             strict: opts.strict,
             capacity: opts.queue_capacity.max(1),
+            room: Arc::new(Semaphore::new(
+                opts.queue_capacity.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             stats: stats.clone(),
             ledger: ledger.clone(),
             dir: None,
@@ -406,9 +418,11 @@ impl AuditLog {
         s.healthy.load(Ordering::Relaxed) && !s.closed.load(Ordering::Relaxed)
     }
 
-    /// Whether a record submitted now could be written: `Err` when the log is closed, its
+    /// Whether a record submitted now could be written: `Err` when the log is closed or its
     /// sink failed (a write or the writer's periodic check of the trail's directory, until
-    /// it recovers) or its queue is full. Strict handlers ask before any upstream call.
+    /// it recovers). Strict handlers ask before any upstream call. A full queue is not
+    /// refused here: it is a moment's backlog the strict `record` waits out
+    /// ([`QUEUE_WAIT`]).
     pub fn ready(&self) -> Result<(), AuditError> {
         let s = &self.inner.stats;
         if s.closed.load(Ordering::SeqCst) {
@@ -418,9 +432,6 @@ impl AuditLog {
             return Err(AuditError::SinkFailed(
                 "the trail failed and has not recovered yet".into(),
             ));
-        }
-        if s.depth.load(Ordering::Acquire) >= self.inner.capacity {
-            return Err(AuditError::QueueFull);
         }
         Ok(())
     }
@@ -440,6 +451,8 @@ impl AuditLog {
     /// Later `record`s fail with [`AuditError::Closed`] (strict) or are counted.
     pub async fn shutdown(self) {
         self.inner.stats.closed.store(true, Ordering::SeqCst);
+        // Records still waiting for room are refused as closed.
+        self.inner.room.close();
         let (done, wait) = oneshot::channel();
         if self.inner.tx.send(Msg::Shutdown(done)).is_ok() {
             let _ = wait.await;
@@ -469,16 +482,25 @@ impl AuditLog {
         if stats.closed.load(Ordering::SeqCst) {
             return self.refuse(n, AuditError::Closed);
         }
-        // Reserve room; one batch larger than the whole queue passes only when it is empty.
-        let reserved = stats
-            .depth
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
-                (d == 0 || d + n <= self.inner.capacity).then_some(d + n)
-            });
-        let depth = match reserved {
-            Ok(d) => d + n,
-            Err(_) => return self.refuse(n, AuditError::QueueFull),
+        // Reserve room: one permit a record; a batch larger than the whole queue takes the
+        // whole queue (it passes when the queue is empty). Strict: wait for room at most
+        // QUEUE_WAIT; non-strict: never wait.
+        let room = &self.inner.room;
+        let permits = n.min(self.inner.capacity).min(Semaphore::MAX_PERMITS) as u32;
+        let permit = match room.clone().try_acquire_many_owned(permits) {
+            Ok(p) => p,
+            Err(_) if !self.inner.strict => return self.refuse(n, AuditError::QueueFull),
+            Err(_) => {
+                match tokio::time::timeout(QUEUE_WAIT, room.clone().acquire_many_owned(permits))
+                    .await
+                {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return self.refuse(n, AuditError::Closed),
+                    Err(_) => return self.refuse(n, AuditError::QueueFull),
+                }
+            }
         };
+        let depth = stats.depth.fetch_add(n, Ordering::AcqRel) + n;
         metrics::gauge!("hcgw_audit_queue_depth").set(depth as f64);
         let (ack, wait) = if self.inner.strict {
             let (tx, rx) = oneshot::channel();
@@ -486,7 +508,7 @@ impl AuditLog {
         } else {
             (None, None)
         };
-        if self.inner.tx.send(Msg::Records(recs, ack)).is_err() {
+        if self.inner.tx.send(Msg::Records(recs, ack, permit)).is_err() {
             stats.depth.fetch_sub(n, Ordering::AcqRel);
             return self.refuse(n, AuditError::Closed);
         }

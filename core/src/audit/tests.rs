@@ -357,8 +357,23 @@ async fn a_full_queue_refuses_in_strict_mode() {
     while log.queue_depth() < 3 {
         tokio::task::yield_now().await;
     }
+    // Still full after QUEUE_WAIT: refused (the answer is 503), counted.
+    let started = std::time::Instant::now();
     assert_eq!(log.record(rec(9)).await, Err(AuditError::QueueFull));
+    assert!(started.elapsed() >= QUEUE_WAIT);
     assert_eq!(log.write_failures(), 1);
+    // A record (and a batch larger than the whole queue) waiting for room gets it when
+    // the writer moves on.
+    let patient = tokio::spawn({
+        let log = log.clone();
+        async move { log.record(rec(5)).await }
+    });
+    let big = tokio::spawn({
+        let log = log.clone();
+        async move { log.record_all((10..15).map(rec).collect()).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!patient.is_finished() && !big.is_finished());
     {
         let (lock, cv) = &*gate;
         *lock.lock().unwrap() = true;
@@ -368,9 +383,43 @@ async fn a_full_queue_refuses_in_strict_mode() {
     for w in waiting {
         w.await.unwrap().unwrap();
     }
+    assert!(patient.await.unwrap().unwrap().is_some());
+    assert_eq!(big.await.unwrap().unwrap().len(), 5);
     assert_eq!(log.queue_depth(), 0);
+    log.clone().shutdown().await;
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 10);
+    assert_eq!(log.write_failures(), 1);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_at_once_in_non_strict_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let sink = GatedSink {
+        inner: FileSink::new(dir.path()),
+        gate: gate.clone(),
+    };
+    let mut o = opts(false);
+    o.queue_capacity = 1;
+    let log = AuditLog::open_with(o, Box::new(sink)).unwrap();
+    log.record(rec(0)).await.unwrap();
+    while files(dir.path()).is_empty() || log.queue_depth() != 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The writer is blocked on record 0; record 1 fills the queue; record 2 is dropped at
+    // once and counted (non-strict never waits).
+    log.record(rec(1)).await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(log.record(rec(2)).await, Ok(None));
+    assert!(started.elapsed() < QUEUE_WAIT);
+    assert_eq!(log.write_failures(), 1);
+    {
+        let (lock, cv) = &*gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
     log.shutdown().await;
-    assert_eq!(verify_dir(dir.path()).unwrap().records, 4);
+    assert_eq!(verify_dir(dir.path()).unwrap().records, 2);
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::heads::{Ledger, TreeHead, append_head};
+use super::heads::{HeadOptions, Ledger, TreeHead, append_head};
+use super::leaves::FileLeaves;
 use super::merkle::{self, Tree};
 use super::sink::{AuditSink, CurrentFile};
 use super::{
@@ -48,8 +49,23 @@ fn seq_of(line: &[u8]) -> Option<u64> {
 /// The Merkle tree over the whole trail, read back through the sink: `None` (with a
 /// warning) when the sink cannot replay, the trail does not start at seq 1 (older files
 /// removed) or its seqs are not 1, 2, 3… — proofs are not served then.
-pub(super) fn rebuild(sink: &mut dyn AuditSink, tip: Option<&ChainTip>) -> Option<Tree> {
-    let mut tree = Tree::new();
+///
+/// The leaves of completed chunks go to a new `tree-leaves.bin` beside the heads file
+/// ([`FileLeaves`]); `None` too when it cannot be created.
+pub(super) fn rebuild(
+    sink: &mut dyn AuditSink,
+    tip: Option<&ChainTip>,
+    heads: &HeadOptions,
+) -> Option<Tree> {
+    let dir = heads.path.parent().unwrap_or(std::path::Path::new("."));
+    let store = match FileLeaves::create(dir, 1 << merkle::CHUNK_BITS) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot create the audit tree's leaf file: no signed tree heads, no proofs");
+            return None;
+        }
+    };
+    let mut tree = Tree::with_store(Box::new(store), merkle::CHUNK_BITS);
     let mut broken: Option<String> = None;
     let replayed = sink.replay(&mut |line| {
         if broken.is_some() {
@@ -57,7 +73,11 @@ pub(super) fn rebuild(sink: &mut dyn AuditSink, tip: Option<&ChainTip>) -> Optio
         }
         let expected = tree.size() + 1;
         match seq_of(line) {
-            Some(seq) if seq == expected => tree.push(merkle::leaf_hash(line)),
+            Some(seq) if seq == expected => {
+                if let Err(e) = tree.push(merkle::leaf_hash(line)) {
+                    log_unstored(&tree, &e);
+                }
+            }
             found => broken = Some(format!("seq {found:?} where {expected} was expected")),
         }
     });
@@ -84,8 +104,20 @@ pub(super) fn rebuild(sink: &mut dyn AuditSink, tip: Option<&ChainTip>) -> Optio
     }
 }
 
+/// A completed chunk of leaves the leaf file did not take (it is held in memory and
+/// offered again with the next chunk).
+fn log_unstored(tree: &Tree, e: &std::io::Error) {
+    tracing::error!(error = %e, chunks_in_memory = tree.unstored_chunks(), "cannot write the audit tree's leaf file; its chunks are held in memory until it can");
+}
+
 pub(super) enum Msg {
-    Records(Vec<AuditRecord>, Option<Ack>),
+    /// Records, the acknowledgement a strict caller waits on, and their room in the
+    /// queue (released when the writer takes them).
+    Records(
+        Vec<AuditRecord>,
+        Option<Ack>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -151,9 +183,11 @@ impl Writer {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Records(recs, ack) => {
+                    Msg::Records(recs, ack, room) => {
                         count += recs.len();
                         batch.push((recs, ack));
+                        // Taken off the queue: its room is free again.
+                        drop(room);
                     }
                     Msg::Shutdown(done) => shutdown = Some(done),
                 }
@@ -293,8 +327,10 @@ impl Writer {
     fn resync_tree(&mut self) {
         let want = self.tip.as_ref().map_or(0, |t| t.seq);
         let have = self.ledger.write().tree.as_ref().map(Tree::size);
-        if have.is_some_and(|h| h != want) {
-            let tree = rebuild(self.sink.as_mut(), self.tip.as_ref());
+        if have.is_some_and(|h| h != want)
+            && let Some(heads) = &self.opts.heads
+        {
+            let tree = rebuild(self.sink.as_mut(), self.tip.as_ref(), heads);
             self.ledger.write().tree = tree;
         }
     }
@@ -431,7 +467,9 @@ impl Writer {
                     let mut state = self.ledger.write();
                     if let Some(tree) = state.tree.as_mut() {
                         for leaf in written.iter().filter_map(|(_, l)| *l) {
-                            tree.push(leaf);
+                            if let Err(e) = tree.push(leaf) {
+                                log_unstored(tree, &e);
+                            }
                         }
                         metrics::gauge!("hcgw_audit_tree_size").set(tree.size() as f64);
                     }

@@ -762,9 +762,9 @@ pub struct AuditSection {
     /// `every_batch` (fsync after each batch) or `interval` (at most every second).
     #[serde(default)]
     pub fsync: FsyncPolicy,
-    /// Records waiting for the writer at most; beyond it `record` fails with `QueueFull`
-    /// (strict: the lookup is refused with 503; non-strict: the record is dropped and
-    /// counted). Default 10000.
+    /// Records waiting for the writer at most. When it is full a strict `record` waits up
+    /// to a second for room, then fails with `QueueFull` (the lookup is refused with 503);
+    /// non-strict, the record is dropped and counted at once. Default 10000.
     #[serde(default = "default_audit_queue")]
     pub queue_capacity: usize,
     /// Also start a new file when the UTC day changes (default true).
