@@ -153,12 +153,25 @@ async fn receipts_signed_tree_heads_and_proofs_check_out_independently_across_ro
         let items: Vec<Value> = (0..200)
             .map(|i| json!({ "region": REGION, "subject": { "qr": qrs[(round * 200 + i) % qrs.len()] } }))
             .collect();
-        let r = platform
-            .post(g.url("/v1/lookup/batch"))
-            .json(&json!({ "items": items }))
-            .send()
-            .await
-            .unwrap();
+        // The caller's quota paces this many items: a refused batch (429, not audited)
+        // is sent again after its Retry-After.
+        let r = loop {
+            let r = platform
+                .post(g.url("/v1/lookup/batch"))
+                .json(&json!({ "items": items }))
+                .send()
+                .await
+                .unwrap();
+            if r.status() != 429 {
+                break r;
+            }
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(1u64);
+            tokio::time::sleep(std::time::Duration::from_secs(wait.clamp(1, 5))).await;
+        };
         assert_eq!(r.status(), 200);
         let body: Value = r.json().await.unwrap();
         for item in body["results"].as_array().unwrap() {
