@@ -262,21 +262,22 @@ fn process_collector() -> &'static metrics_process::Collector {
     COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
-static DROPPED_LOG_LINES: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+/// Reads the log writer's count of dropped lines.
+type DroppedLines = Box<dyn Fn() -> u64 + Send + Sync>;
+
+static DROPPED_LOG_LINES: OnceLock<DroppedLines> = OnceLock::new();
 
 /// Reports the log writer's count of dropped lines as `hcgw_log_lines_dropped_total` (read
 /// at each scrape; the first writer installed is the one counted).
-pub fn count_dropped_log_lines(counter: tracing_appender::non_blocking::ErrorCounter) {
-    let _ = DROPPED_LOG_LINES.set(counter);
+pub fn count_dropped_log_lines(counter: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = DROPPED_LOG_LINES.set(Box::new(counter));
 }
 
 /// The current exposition text, or `None` without a recorder.
 pub fn render() -> Option<String> {
     let handle = install()?;
     process_collector().collect();
-    let dropped = DROPPED_LOG_LINES
-        .get()
-        .map_or(0, |c| c.dropped_lines() as u64);
+    let dropped = DROPPED_LOG_LINES.get().map_or(0, |lines| lines());
     metrics::counter!("hcgw_log_lines_dropped_total").absolute(dropped);
     Some(handle.render())
 }

@@ -4,25 +4,23 @@
 //! redirected log holds no ANSI escapes.
 //!
 //! Lines are formatted on the thread that logs them and written to standard error by one
-//! writer thread (`hcgw-log`), through a buffer flushed whenever its queue is empty: a
-//! request never waits for a `write` on the log, and a busy gateway writes many lines per
-//! system call. When the queue ([`QUEUE_LINES`]) is full — standard error slower than the
+//! writer thread ([`batch`]), which gathers them for a few milliseconds and writes them
+//! in one system call: a request never waits for a `write` on the log, nor wakes a thread
+//! per line. When the buffer ([`batch::LIMIT`]) is full — standard error slower than the
 //! gateway for that long — further lines are dropped and counted in
 //! `hcgw_log_lines_dropped_total` rather than stalling answers; the audit trail, not the
 //! log, is the record of every answer.
 
-use std::io::{BufWriter, IsTerminal};
+pub mod batch;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
-/// Lines queued for the writer thread at most.
-pub const QUEUE_LINES: usize = 128_000;
-
-/// The writer thread of the log; dropping it writes what is queued and stops the thread.
-/// Hold it until the process exits.
+/// The writer thread of the log; dropping it writes what is buffered and stops the
+/// thread. Hold it until the process exits.
 #[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
+pub struct LogGuard(#[allow(dead_code)] Option<batch::Guard>);
 
 use crate::config::LogFormat;
 
@@ -31,12 +29,15 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let filter = with_access_log(filter);
     let ansi = colour();
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(QUEUE_LINES)
-        .thread_name("hcgw-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
-    let dropped = writer.error_counter();
+    let Ok((writer, guard)) = batch::BatchWriter::spawn(std::io::stderr()) else {
+        eprintln!("hcgw: cannot start the log writer thread; logging to standard error directly");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+        return LogGuard(None);
+    };
+    let dropped = writer.dropped();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -50,7 +51,7 @@ pub fn init(format: LogFormat, level: &str) -> LogGuard {
     };
     match installed {
         Ok(()) => {
-            crate::metrics::count_dropped_log_lines(dropped);
+            crate::metrics::count_dropped_log_lines(move || dropped.lines());
             LogGuard(Some(guard))
         }
         Err(_) => LogGuard(None),
