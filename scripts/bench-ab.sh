@@ -45,8 +45,7 @@ for v in $VARIANTS; do
   case $signing in
     none) ;;
     ed25519) bench_signing_section "$conf" ;;
-    p256) printf '[signing]\nkey = "%s"\ncert = "%s"\n' "$PKI/signing/hcgw-dev-previous/key.pem" \
-      "$PKI/signing/hcgw-dev-previous/cert.pem" >>"$conf" ;;
+    p256) cfg_signing hcgw-dev-previous >>"$conf" ;;
     *) echo "bench-ab: $v: signing is none, p256 or ed25519" >&2; exit 2 ;;
   esac
   "$exe" serve --config "$conf" >"$OUT/$name.log" 2>&1 &

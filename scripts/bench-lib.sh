@@ -1,8 +1,11 @@
 # shellcheck shell=bash
-# The setup scripts/bench.sh and scripts/scale.sh share (sourced, never run): the dev PKI,
-# the region simulators, the gateway's configuration (with [signing]), nginx as an mTLS
-# caching reverse proxy in front of the same simulator, the bare axum+rustls ceiling
+# The benchmark harness's shared setup, sourced (never run) by scripts/bench.sh,
+# scripts/scale.sh and scripts/bench-ab.sh, each taking what it needs: the dev PKI, the
+# region simulators, the gateway's configuration (with [signing]), nginx as an mTLS caching
+# reverse proxy in front of the same simulator, the bare axum+rustls ceiling
 # (examples/bench-ceiling.rs), readiness, the cached subject and the client's TLS options.
+# scripts/soak.sh and scripts/faults.sh source it for the gateway configuration's sections
+# only (the cfg_* functions, which need nothing but PKI).
 #
 # The caller sets ROOT (the repository), BIN (target/debug or target/release) and OUT (its
 # scratch directory, already made), then calls the functions below in its own order. Every
@@ -33,63 +36,147 @@ bench_start_sim() {
   PIDS+=($!)
 }
 
-# The gateway's configuration, without [signing] (bench_signing_section appends it):
-# file $1, API port $2, admin port $3, audit directory $4, access log on ($5 = true|false),
+# The gateway's configuration, section by section: each cfg_* function prints one TOML
+# section (or one [[clients]] entry) to stdout, and a script concatenates the ones it needs
+# (bench_gateway_config below; gw_config in scripts/soak.sh and scripts/faults.sh). Paths
+# are those of the dev PKI in PKI. An optional EXTRA argument is printed as is, one or more
+# lines at the end of the section (nothing when empty).
+cfg_extra() { if [[ -n ${1:-} ]]; then printf '%s\n' "$1"; fi; }
+
+# [gateway]: name $1, log_level $2, log_format $3 (left out when empty: the default).
+cfg_gateway() {
+  printf '[gateway]\nname = "%s"\n' "$1"
+  if [[ -n ${3:-} ]]; then printf 'log_format = "%s"\n' "$3"; fi
+  printf 'log_level = "%s"\n' "$2"
+}
+
+# [listener] on 127.0.0.1, port $1; EXTRA $2.
+cfg_listener() {
+  printf '[listener]\naddr = "127.0.0.1:%s"\n' "$1"
+  cfg_extra "${2:-}"
+}
+
+# [admin] on 127.0.0.1, port $1.
+cfg_admin() { printf '[admin]\naddr = "127.0.0.1:%s"\n' "$1"; }
+
+# [tls]: the dev PKI's server certificate of gateway $1 (gateways/$1), the CA bundle, the
+# CRLs intermediate.crl.pem and root.crl.pem of directory $2 (usually $PKI/crl); EXTRA $3.
+cfg_tls() {
+  cat <<TOML
+[tls]
+cert = "$PKI/gateways/$1/cert.pem"
+key = "$PKI/gateways/$1/key.pem"
+client_ca = ["$PKI/ca-bundle.pem"]
+crls = ["$2/intermediate.crl.pem", "$2/root.crl.pem"]
+TOML
+  cfg_extra "${3:-}"
+}
+
+# One [[clients]] entry: name $1 (the certificate's CN), role $2 (its OU), the subject's
+# organisation $3 (O), jurisdiction $4, rate_limit_per_s $5 (left out when empty: the
+# default); EXTRA $6.
+cfg_client() {
+  cat <<TOML
+[[clients]]
+name = "$1"
+role = "$2"
+jurisdiction = "$4"
+subject = "O=$3, OU=$2, CN=$1"
+TOML
+  if [[ -n ${5:-} ]]; then printf 'rate_limit_per_s = %s\n' "$5"; fi
+  cfg_extra "${6:-}"
+}
+
+# [regions.$1] on http://127.0.0.1:$2 (a simulator) with EXTRA $3, then its
+# [regions.$1.auth]: the credentials the dev PKI holds for that region (secrets/, and
+# suishen's upstream signing keys), with EXTRA $4 (e.g. "fallback_to_sukang = false").
+cfg_region() {
+  printf '[regions.%s]\nbase_url = "http://127.0.0.1:%s"\n' "$1" "$2"
+  cfg_extra "${3:-}"
+  printf '[regions.%s.auth]\n' "$1"
+  case $1 in
+    suzhou)
+      cat <<TOML
+app_id = "hcgw-dev"
+app_secret = { file = "$PKI/secrets/suzhou_app_secret" }
+TOML
+      ;;
+    suishen)
+      cat <<TOML
+client_id = "hcgw-dev"
+client_secret = { file = "$PKI/secrets/suishen_client_secret" }
+signing_keys = [
+  { key_id = "sign-key-1", public_key = "$PKI/upstream/suishen/sign-key-1.pub.pem" },
+  { key_id = "sign-key-2", public_key = "$PKI/upstream/suishen/sign-key-2.pub.pem" },
+]
+TOML
+      ;;
+    xuzhou) printf 'api_key = { file = "%s" }\n' "$PKI/secrets/xuzhou_api_key" ;;
+    hangzhou) printf 'appcode = { file = "%s" }\n' "$PKI/secrets/hangzhou_appcode" ;;
+    huzhou) printf 'token = { file = "%s" }\n' "$PKI/secrets/huzhou_token" ;;
+    *) echo "cfg_region: no dev credentials for region $1" >&2; return 1 ;;
+  esac
+  cfg_extra "${4:-}"
+}
+
+# [cache]: max_entries $1 (left out when empty: the default), the subject hash key.
+cfg_cache() {
+  printf '[cache]\n'
+  if [[ -n ${1:-} ]]; then printf 'max_entries = %s\n' "$1"; fi
+  printf 'subject_key = { file = "%s" }\n' "$PKI/secrets/subject_hash_key"
+}
+
+# [redis]: the shared tier on 127.0.0.1, port $1, with the dev entry key.
+cfg_redis() {
+  cat <<TOML
+[redis]
+enabled = true
+url = "redis://127.0.0.1:$1"
+entry_key = { file = "$PKI/secrets/redis_entry_key" }
+TOML
+}
+
+# [audit]: directory $1, strict $2 (true|false) and fsync $3 (e.g. every_batch), each left
+# out when empty (the defaults).
+cfg_audit() {
+  printf '[audit]\ndir = "%s"\n' "$1"
+  if [[ -n ${2:-} ]]; then printf 'strict = %s\n' "$2"; fi
+  if [[ -n ${3:-} ]]; then printf 'fsync = "%s"\n' "$3"; fi
+}
+
+# [access_log]: enabled = $1 (true|false).
+cfg_access_log() { printf '[access_log]\nenabled = %s\n' "$1"; }
+
+# [signing]: the dev PKI's answer-signing key and certificate of signer $1 (signing/$1).
+cfg_signing() {
+  printf '[signing]\nkey = "%s"\ncert = "%s"\n' "$PKI/signing/$1/key.pem" "$PKI/signing/$1/cert.pem"
+}
+
+# The benchmarks' gateway configuration, without [signing] (bench_signing_section appends
+# it): file $1, API port $2, admin port $3, audit directory $4, access log on ($5 = true|false),
 # Xuzhou on port $6; optional extra [listener] lines $7 and extra sections $8.
 bench_gateway_config() {
   local file=$1 gw_port=$2 admin_port=$3 audit=$4 access_log=$5 xz_port=$6 listener_extra=${7:-} extra=${8:-}
   {
-    cat <<TOML
-[gateway]
-name = "hcgw-bench"
-log_level = "warn"
-[listener]
-addr = "127.0.0.1:$gw_port"
-TOML
-    if [[ -n $listener_extra ]]; then printf '%s\n' "$listener_extra"; fi
-    cat <<TOML
-[admin]
-addr = "127.0.0.1:$admin_port"
-[tls]
-cert = "$PKI/gateways/hcgw-dev/cert.pem"
-key = "$PKI/gateways/hcgw-dev/key.pem"
-client_ca = ["$PKI/ca-bundle.pem"]
-crls = ["$PKI/crl/intermediate.crl.pem", "$PKI/crl/root.crl.pem"]
-[[clients]]
-name = "platform-shanghai"
-role = "platform"
-jurisdiction = "jiangsu"
-subject = "O=shanghai, OU=platform, CN=platform-shanghai"
-rate_limit_per_s = 1000000
-[regions.xuzhou]
-base_url = "http://127.0.0.1:$xz_port"
-max_concurrency = 256
-[regions.xuzhou.auth]
-api_key = { file = "$PKI/secrets/xuzhou_api_key" }
-[cache]
-max_entries = 2000000
-subject_key = { file = "$PKI/secrets/subject_hash_key" }
-[audit]
-dir = "$audit"
-# fsync at its production default (after every group-committed batch); BENCH_FSYNC=interval
-# measures the relaxed setting.
-fsync = "${BENCH_FSYNC:-every_batch}"
-# One line per request into hcgw.log (JSON off: the default pretty format, no colour).
-[access_log]
-enabled = $access_log
-TOML
-    if [[ -n $extra ]]; then printf '%s\n' "$extra"; fi
+    cfg_gateway hcgw-bench warn
+    cfg_listener "$gw_port" "$listener_extra"
+    cfg_admin "$admin_port"
+    cfg_tls hcgw-dev "$PKI/crl"
+    cfg_client platform-shanghai platform shanghai jiangsu 1000000
+    cfg_region xuzhou "$xz_port" "max_concurrency = 256"
+    cfg_cache 2000000
+    cfg_audit "$audit"
+    echo "# fsync at its production default (after every group-committed batch); BENCH_FSYNC=interval"
+    echo "# measures the relaxed setting."
+    printf 'fsync = "%s"\n' "${BENCH_FSYNC:-every_batch}"
+    echo "# One line per request into hcgw.log (JSON off: the default pretty format, no colour)."
+    cfg_access_log "$access_log"
+    cfg_extra "$extra"
   } >"$file"
 }
 
 # Answers signed as by default (docs/proofs.md): appends [signing] to the configuration $1.
-bench_signing_section() {
-  cat >>"$1" <<TOML
-[signing]
-key = "$PKI/signing/hcgw-dev/key.pem"
-cert = "$PKI/signing/hcgw-dev/cert.pem"
-TOML
-}
+bench_signing_section() { cfg_signing hcgw-dev >>"$1"; }
 
 # Starts a gateway with configuration $1, logging to $2.
 bench_start_gateway() {

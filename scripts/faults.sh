@@ -66,6 +66,9 @@ rm -rf "$OUT"; mkdir -p "$OUT" "$AUDITFS"
 PKI=$ROOT/target/bench-pki   # the benchmark's dev PKI (made once, shared with scripts/bench.sh)
 bash certs/dev-pki.sh "$PKI" >/dev/null
 export BENCH_PKI=$PKI
+# The gateway configuration's sections (cfg_*): scripts/bench-lib.sh.
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 now_ms() { date +%s%3N; }
 
 SIM_PID='' REDIS_PID='' A_PID='' B_PID='' P_PID='' POLL_PID='' DRIVER_PID=''
@@ -97,85 +100,36 @@ start_redis() {
 }
 start_redis
 
-# Gateway configuration: gw_config NAME PORT ADMIN AUDIT_DIR SIGNER, then the regions.
+# Gateway configuration: gw_config NAME PORT ADMIN AUDIT_DIR SIGNER (the sections:
+# scripts/bench-lib.sh), then the regions.
 cp -r "$PKI/crl" "$OUT/crl"   # the CRLs the gateways read (replaced by the crl fault)
 gw_config() {
+  cfg_gateway "$1" warn
+  cfg_listener "$2"
+  cfg_admin "$3"
+  cfg_tls "$5" "$OUT/crl" "reload_interval_ms = 500"
+  cfg_client platform-shanghai platform shanghai shanghai 100000
+  cfg_client platform-guangdong platform guangdong guangdong
   cat <<TOML
-[gateway]
-name = "$1"
-log_level = "warn"
-[listener]
-addr = "127.0.0.1:$2"
-[admin]
-addr = "127.0.0.1:$3"
-[tls]
-cert = "$PKI/gateways/$5/cert.pem"
-key = "$PKI/gateways/$5/key.pem"
-client_ca = ["$PKI/ca-bundle.pem"]
-crls = ["$OUT/crl/intermediate.crl.pem", "$OUT/crl/root.crl.pem"]
-reload_interval_ms = 500
-[[clients]]
-name = "platform-shanghai"
-role = "platform"
-jurisdiction = "shanghai"
-subject = "O=shanghai, OU=platform, CN=platform-shanghai"
-rate_limit_per_s = 100000
-[[clients]]
-name = "platform-guangdong"
-role = "platform"
-jurisdiction = "guangdong"
-subject = "O=guangdong, OU=platform, CN=platform-guangdong"
 [shutdown]
 drain_s = 0
 [breaker]
 open_s = $OPEN_S
 [federation]
 circuit_open_ms = $PEER_OPEN_MS
-[cache]
-max_entries = 200000
-subject_key = { file = "$PKI/secrets/subject_hash_key" }
-[audit]
-dir = "$4"
-strict = true
-[signing]
-key = "$PKI/signing/$5/key.pem"
-cert = "$PKI/signing/$5/cert.pem"
 TOML
+  cfg_cache 200000
+  cfg_audit "$4" true
+  cfg_signing "$5"
 }
 shared_gateway() { # NAME PORT ADMIN AUDIT_DIR
   gw_config "$1" "$2" "$3" "$4" hcgw-dev
+  cfg_redis $REDIS_PORT
+  cfg_region suzhou $SUZHOU "deadline_ms = $DEADLINE_MS"
+  cfg_region suishen $SUISHEN "deadline_ms = $DEADLINE_MS"
+  cfg_region xuzhou $XUZHOU "deadline_ms = $DEADLINE_MS" "fallback_to_sukang = false"
+  cfg_region huzhou $HUZHOU "deadline_ms = $DEADLINE_MS"
   cat <<TOML
-[redis]
-enabled = true
-url = "redis://127.0.0.1:$REDIS_PORT"
-entry_key = { file = "$PKI/secrets/redis_entry_key" }
-[regions.suzhou]
-base_url = "http://127.0.0.1:$SUZHOU"
-deadline_ms = $DEADLINE_MS
-[regions.suzhou.auth]
-app_id = "hcgw-dev"
-app_secret = { file = "$PKI/secrets/suzhou_app_secret" }
-[regions.suishen]
-base_url = "http://127.0.0.1:$SUISHEN"
-deadline_ms = $DEADLINE_MS
-[regions.suishen.auth]
-client_id = "hcgw-dev"
-client_secret = { file = "$PKI/secrets/suishen_client_secret" }
-signing_keys = [
-  { key_id = "sign-key-1", public_key = "$PKI/upstream/suishen/sign-key-1.pub.pem" },
-  { key_id = "sign-key-2", public_key = "$PKI/upstream/suishen/sign-key-2.pub.pem" },
-]
-[regions.xuzhou]
-base_url = "http://127.0.0.1:$XUZHOU"
-deadline_ms = $DEADLINE_MS
-[regions.xuzhou.auth]
-api_key = { file = "$PKI/secrets/xuzhou_api_key" }
-fallback_to_sukang = false
-[regions.huzhou]
-base_url = "http://127.0.0.1:$HUZHOU"
-deadline_ms = $DEADLINE_MS
-[regions.huzhou.auth]
-token = { file = "$PKI/secrets/huzhou_token" }
 [[peers]]
 name = "hcgw-zhejiang"
 url = "https://127.0.0.1:$P_PORT"
@@ -192,19 +146,8 @@ shared_gateway hcgw-faults-a $A_PORT $A_ADMIN "$A_AUDIT" >"$OUT/a.toml"
 shared_gateway hcgw-faults-b $B_PORT $B_ADMIN "$B_AUDIT" >"$OUT/b.toml"
 {
   gw_config hcgw-zhejiang $P_PORT $P_ADMIN "$P_AUDIT" hcgw-zhejiang
-  cat <<TOML
-[[clients]]
-name = "hcgw-dev"
-role = "peer"
-jurisdiction = "shanghai"
-subject = "O=shanghai, OU=peer, CN=hcgw-dev"
-max_on_behalf_of = "platform"
-[regions.hangzhou]
-base_url = "http://127.0.0.1:$HANGZHOU"
-deadline_ms = $DEADLINE_MS
-[regions.hangzhou.auth]
-appcode = { file = "$PKI/secrets/hangzhou_appcode" }
-TOML
+  cfg_client hcgw-dev peer shanghai shanghai "" 'max_on_behalf_of = "platform"'
+  cfg_region hangzhou $HANGZHOU "deadline_ms = $DEADLINE_MS"
 } >"$OUT/p.toml"
 for g in a b p; do "$BIN/hcgw" check-config "$OUT/$g.toml" >"$OUT/check-$g.log" 2>&1 || { cat "$OUT/check-$g.log" >&2; exit 1; }; done
 start_gw() { # a|b|p: starts it and sets its PID variable

@@ -94,10 +94,7 @@ bench_signing_section "$OUT/hcgw.toml"
 # (g)'s gateway: the same with the Redis tier (only to fill it).
 bench_gateway_config "$OUT/hcgw-cache.toml" $CACHE_PORT $CACHE_ADMIN_PORT "$OUT/audit-cache" true $XZ_PORT "$LISTENER" \
   "$TTL
-[redis]
-enabled = true
-url = \"redis://127.0.0.1:$REDIS_PORT\"
-entry_key = { file = \"$PKI/secrets/redis_entry_key\" }"
+$(cfg_redis $REDIS_PORT)"
 sed -i 's/hcgw-bench"/hcgw-bench-cache"/' "$OUT/hcgw-cache.toml"
 bench_signing_section "$OUT/hcgw-cache.toml"
 bench_start_gateway "$OUT/hcgw.toml" "$OUT/hcgw.log"

@@ -57,6 +57,9 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 PKI=$ROOT/target/soak-pki
 bash certs/dev-pki.sh "$PKI" >/dev/null
 export BENCH_PKI=$PKI
+# The gateway configuration's sections (cfg_*): scripts/bench-lib.sh.
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 BASE=${SOAK_PORT_BASE:-27000}
 SIM_BASE=$((BASE + 101)) REDIS_PORT=$((BASE + 379))
@@ -85,72 +88,28 @@ PIDS+=($!)
   --population 20000 --pki "$PKI" >"$OUT/sim.log" 2>&1 &
 PIDS+=($!)
 
-# One instance's configuration: $1 name, $2 API port, $3 admin port, $4 audit directory.
+# One instance's configuration: $1 name, $2 API port, $3 admin port, $4 audit directory
+# (the sections: scripts/bench-lib.sh).
 gw_config() {
-  cat <<TOML
-[gateway]
-name = "hcgw-soak-$1"
-log_format = "json"
-log_level = "info"
-[listener]
-addr = "127.0.0.1:$2"
-[admin]
-addr = "127.0.0.1:$3"
-[tls]
-cert = "$PKI/gateways/hcgw-dev/cert.pem"
-key = "$PKI/gateways/hcgw-dev/key.pem"
-client_ca = ["$PKI/ca-bundle.pem"]
-crls = ["$PKI/crl/intermediate.crl.pem", "$PKI/crl/root.crl.pem"]
-# The quotas are not under test: far above the soak's rate.
-[[clients]]
-name = "platform-shanghai"
-role = "platform"
-jurisdiction = "shanghai"
-subject = "O=shanghai, OU=platform, CN=platform-shanghai"
-rate_limit_per_s = 1000000
-[[clients]]
-name = "checkpoint-shanghai"
-role = "checkpoint"
-jurisdiction = "shanghai"
-subject = "O=shanghai, OU=checkpoint, CN=checkpoint-shanghai"
-rate_limit_per_s = 1000000
-[regions.suzhou]
-base_url = "http://127.0.0.1:$SIM_BASE"
-[regions.suzhou.auth]
-app_id = "hcgw-dev"
-app_secret = { file = "$PKI/secrets/suzhou_app_secret" }
-[regions.xuzhou]
-base_url = "http://127.0.0.1:$((SIM_BASE + 3))"
-[regions.xuzhou.auth]
-api_key = { file = "$PKI/secrets/xuzhou_api_key" }
-fallback_to_sukang = false
-[regions.hangzhou]
-base_url = "http://127.0.0.1:$((SIM_BASE + 4))"
-[regions.hangzhou.auth]
-appcode = { file = "$PKI/secrets/hangzhou_appcode" }
-[regions.huzhou]
-base_url = "http://127.0.0.1:$((SIM_BASE + 5))"
-[regions.huzhou.auth]
-token = { file = "$PKI/secrets/huzhou_token" }
-[cache]
-subject_key = { file = "$PKI/secrets/subject_hash_key" }
-# The shared tier (docs/operations.md; config/shared-tier/): L2 cache, global quotas and
-# region rates, the same entry key on both instances.
-[redis]
-enabled = true
-url = "redis://127.0.0.1:$REDIS_PORT"
-entry_key = { file = "$PKI/secrets/redis_entry_key" }
-# Strict, fsync per batch: the defaults, written out.
-[audit]
-dir = "$4"
-strict = true
-fsync = "every_batch"
-[access_log]
-enabled = true
-[signing]
-key = "$PKI/signing/hcgw-dev/key.pem"
-cert = "$PKI/signing/hcgw-dev/cert.pem"
-TOML
+  cfg_gateway "hcgw-soak-$1" info json
+  cfg_listener "$2"
+  cfg_admin "$3"
+  cfg_tls hcgw-dev "$PKI/crl"
+  echo "# The quotas are not under test: far above the soak's rate."
+  cfg_client platform-shanghai platform shanghai shanghai 1000000
+  cfg_client checkpoint-shanghai checkpoint shanghai shanghai 1000000
+  cfg_region suzhou "$SIM_BASE"
+  cfg_region xuzhou $((SIM_BASE + 3)) "" "fallback_to_sukang = false"
+  cfg_region hangzhou $((SIM_BASE + 4))
+  cfg_region huzhou $((SIM_BASE + 5))
+  cfg_cache
+  echo "# The shared tier (docs/operations.md; config/shared-tier/): L2 cache, global quotas and"
+  echo "# region rates, the same entry key on both instances."
+  cfg_redis "$REDIS_PORT"
+  echo "# Strict, fsync per batch: the defaults, written out."
+  cfg_audit "$4" true every_batch
+  cfg_access_log true
+  cfg_signing hcgw-dev
 }
 
 # Starts both instances for phase $1 (their configs, logs and trails are named after it).
