@@ -335,7 +335,12 @@ fn judge(expect: &Expect, status: u16, body: &[u8]) -> Judged {
         }
         Expect::Batch { colors } => {
             let results = v["results"].as_array().cloned().unwrap_or_default();
-            receipts = results.iter().filter_map(receipt).collect();
+            // An item's receipt: in its answer, or in its problem for an item that failed
+            // after it was audited (`{"error": {…, "audit": {…}}}`).
+            receipts = results
+                .iter()
+                .filter_map(|r| receipt(r).or_else(|| receipt(&r["error"])))
+                .collect();
             let items_ok = results.len() == colors.len() + 1
                 && colors
                     .iter()
@@ -1083,4 +1088,26 @@ pub async fn run(mode: &str, args: &[String], pki: &str) {
         out["concurrency_per_gateway"] = json!(amount);
     }
     println!("{out}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_item_that_failed_after_its_record_counts_its_receipt() {
+        let expect = Expect::Batch {
+            colors: vec!["green".into(), "green".into()],
+        };
+        let body = serde_json::json!({ "results": [
+            { "status": { "color": "green" }, "audit": { "seq": 7 } },
+            { "error": { "code": "upstream_rate_limited", "audit": { "seq": 8 } } },
+            { "error": { "code": "unknown_region" } },
+        ]});
+        let j = judge(&expect, 200, body.to_string().as_bytes());
+        assert_eq!(j.receipts, vec![7, 8]);
+        assert_eq!(j.predicted_audit, 2);
+        // Still unexpected: the second item was meant to be green.
+        assert!(!j.expected);
+    }
 }
