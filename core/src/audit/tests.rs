@@ -108,6 +108,49 @@ impl AuditSink for GatedSink {
     }
 }
 
+/// The gate of a [`GatedSink`]: the writer blocks in `append` until it is opened.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        let (lock, cv) = &*self.0;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+/// A log (strict or not, `queue_capacity` records) over a [`GatedSink`] whose gate is shut,
+/// after its first record `rec(0)` has reached the writer and blocked it in the sink.
+async fn gated_log(
+    strict: bool,
+    queue_capacity: usize,
+) -> (
+    tempfile::TempDir,
+    Gate,
+    AuditLog,
+    tokio::task::JoinHandle<Result<Option<Receipt>, AuditError>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Gate::default();
+    let sink = GatedSink {
+        inner: FileSink::new(dir.path()),
+        gate: gate.0.clone(),
+    };
+    let mut o = opts(strict);
+    o.queue_capacity = queue_capacity;
+    let log = AuditLog::open_with(o, Box::new(sink)).unwrap();
+    let first = tokio::spawn({
+        let log = log.clone();
+        async move { log.record(rec(0)).await }
+    });
+    // The writer creates the file before it blocks in `append`.
+    while files(dir.path()).is_empty() || log.queue_depth() != 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    (dir, gate, log, first)
+}
+
 #[tokio::test]
 async fn chain_over_many_records_and_rotations_verifies() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,24 +374,8 @@ async fn non_strict_mode_counts_failures_and_returns_ok() {
 
 #[tokio::test]
 async fn a_full_queue_refuses_in_strict_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new((Mutex::new(false), Condvar::new()));
-    let sink = GatedSink {
-        inner: FileSink::new(dir.path()),
-        gate: gate.clone(),
-    };
-    let mut o = opts(true);
-    o.queue_capacity = 3;
-    let log = AuditLog::open_with(o, Box::new(sink)).unwrap();
     // The first record reaches the writer and blocks in the sink.
-    let first = tokio::spawn({
-        let log = log.clone();
-        async move { log.record(rec(0)).await }
-    });
-    // The writer creates the file before it blocks in `append`.
-    while files(dir.path()).is_empty() || log.queue_depth() != 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let (dir, gate, log, first) = gated_log(true, 3).await;
     let mut waiting = Vec::new();
     for i in 1..4 {
         let log = log.clone();
@@ -374,11 +401,7 @@ async fn a_full_queue_refuses_in_strict_mode() {
     });
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert!(!patient.is_finished() && !big.is_finished());
-    {
-        let (lock, cv) = &*gate;
-        *lock.lock().unwrap() = true;
-        cv.notify_all();
-    }
+    gate.open();
     first.await.unwrap().unwrap();
     for w in waiting {
         w.await.unwrap().unwrap();
@@ -393,19 +416,7 @@ async fn a_full_queue_refuses_in_strict_mode() {
 
 #[tokio::test]
 async fn a_full_queue_refuses_at_once_in_non_strict_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new((Mutex::new(false), Condvar::new()));
-    let sink = GatedSink {
-        inner: FileSink::new(dir.path()),
-        gate: gate.clone(),
-    };
-    let mut o = opts(false);
-    o.queue_capacity = 1;
-    let log = AuditLog::open_with(o, Box::new(sink)).unwrap();
-    log.record(rec(0)).await.unwrap();
-    while files(dir.path()).is_empty() || log.queue_depth() != 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let (dir, gate, log, first) = gated_log(false, 1).await;
     // The writer is blocked on record 0; record 1 fills the queue; record 2 is dropped at
     // once and counted (non-strict never waits).
     log.record(rec(1)).await.unwrap();
@@ -413,11 +424,8 @@ async fn a_full_queue_refuses_at_once_in_non_strict_mode() {
     assert_eq!(log.record(rec(2)).await, Ok(None));
     assert!(started.elapsed() < QUEUE_WAIT);
     assert_eq!(log.write_failures(), 1);
-    {
-        let (lock, cv) = &*gate;
-        *lock.lock().unwrap() = true;
-        cv.notify_all();
-    }
+    gate.open();
+    first.await.unwrap().unwrap();
     log.shutdown().await;
     assert_eq!(verify_dir(dir.path()).unwrap().records, 2);
 }
