@@ -1319,3 +1319,137 @@ async fn a_strict_trail_that_cannot_write_refuses_before_any_region_is_asked() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(s.requests(RegionId::Huzhou), before.0 + 1);
 }
+
+/// A region guard of Hangzhou at `per_s` with `queue_ms`, paced through `tier` (one
+/// instance of several sharing the Redis tier).
+fn shared_guard(
+    tier: &Arc<hcgw::protect::redis_tier::RedisTier>,
+    per_s: u32,
+    queue_ms: u64,
+) -> Arc<hcgw::protect::region::RegionGuard> {
+    let entry: hcgw::config::RegionEntry = toml::from_str(&format!(
+        "base_url = \"http://127.0.0.1:1\"\nrate_limit_per_s = {per_s}\nqueue_ms = {queue_ms}\nmax_concurrency = 1000"
+    ))
+    .unwrap();
+    let mut g = hcgw::protect::region::RegionGuard::new(
+        RegionId::Hangzhou,
+        &entry,
+        hcgw::config::BreakerSection::default(),
+        Arc::new(hcgw::protect::SystemClock),
+    );
+    g.set_shared(Some(tier.clone()));
+    Arc::new(g)
+}
+
+/// Admits `n` concurrent calls through `guards` (round robin); returns each call's outcome
+/// and the instant it was admitted or refused.
+async fn admit_all(
+    guards: &[Arc<hcgw::protect::region::RegionGuard>],
+    n: usize,
+) -> Vec<(bool, Instant, Option<String>)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let g = guards[i % guards.len()].clone();
+            tokio::spawn(async move {
+                let r = g.admit().await;
+                let at = Instant::now();
+                match r {
+                    Ok(permit) => {
+                        drop(permit);
+                        (true, at, None)
+                    }
+                    Err(e) => (false, at, Some(e.code.as_str().to_owned())),
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Many concurrent callers on the global region pace (two guards sharing a real Redis, as two
+/// instances would): each makes exactly one Redis call, its slot reserved and then waited
+/// for, so there is no retry herd after a stall; together they never go faster than the
+/// rate; a caller whose slot would come after its queue time is refused and takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_on_the_shared_region_pace_reserve_their_slots_with_one_call_each() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("redis_entry_key");
+    std::fs::write(&key, "an entry key of this test only").unwrap();
+    let section: hcgw::config::RedisSection = toml::from_str(&format!(
+        "enabled = true\nurl = \"{}\"\nentry_key = {{ file = \"{}\" }}",
+        redis.url(),
+        key.display()
+    ))
+    .unwrap();
+    let tier = hcgw::protect::redis_tier::RedisTier::start(&section).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tier.degraded() {
+        assert!(Instant::now() < deadline, "the tier never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 50/s: calls 22 ms apart (the 10% margin); 100 calls span ~2.2 s, within 3 s.
+    let patient = [shared_guard(&tier, 50, 3000), shared_guard(&tier, 50, 3000)];
+    // One call first, so that the script is loaded (EVALSHA's first NOSCRIPT is not counted).
+    assert!(admit_all(&patient, 1).await[0].0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let evalsha = || redis.calls().get("evalsha").copied().unwrap_or(0);
+    let before = evalsha();
+    let started = Instant::now();
+    let got = admit_all(&patient, 100).await;
+    let refused: Vec<_> = got.iter().filter(|g| !g.0).collect();
+    assert!(refused.is_empty(), "all fit in the queue time: {refused:?}");
+    assert_eq!(
+        evalsha() - before,
+        100,
+        "one Redis call per caller, no retries"
+    );
+    let at: Vec<Instant> = got.iter().map(|g| g.1).collect();
+    let span = at.iter().max().unwrap().duration_since(started);
+    assert!(
+        span >= Duration::from_millis(99 * 22 * 9 / 10),
+        "100 calls at 50/s (+10%) take ~2.2 s, not {span:?}"
+    );
+    let most = most_in_window(&at, Duration::from_secs(1));
+    assert!(most <= 50, "{most} calls in one second at 50/s");
+
+    // Impatient callers: 60 at once with 500 ms of queue time. Slots 22 ms apart: those due
+    // within 500 ms pass (~23), the others are refused at once and take no slot.
+    let impatient = [shared_guard(&tier, 50, 500), shared_guard(&tier, 50, 500)];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = evalsha();
+    let started = Instant::now();
+    let got = admit_all(&impatient, 60).await;
+    assert_eq!(evalsha() - before, 60, "one Redis call per caller");
+    let passed = got.iter().filter(|g| g.0).count();
+    assert!((18..=24).contains(&passed), "{passed} of 60 passed");
+    for (ok, at, code) in &got {
+        let waited = at.duration_since(started);
+        if *ok {
+            assert!(
+                waited <= Duration::from_millis(700),
+                "admitted after {waited:?}"
+            );
+        } else {
+            assert_eq!(code.as_deref(), Some("upstream_rate_limited"));
+            assert!(
+                waited <= Duration::from_millis(200),
+                "refused after {waited:?}"
+            );
+        }
+    }
+    // The refused took nothing: once the admitted are through, the next call passes at once.
+    let last = got.iter().filter(|g| g.0).map(|g| g.1).max().unwrap();
+    tokio::time::sleep_until((last + Duration::from_millis(30)).into()).await;
+    let t = Instant::now();
+    assert!(admit_all(&impatient, 1).await[0].0);
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+}

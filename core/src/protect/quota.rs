@@ -153,18 +153,37 @@ impl Quotas {
     /// Takes `cost` (at most the client's burst: one GCRA cell) from `client`'s quota now,
     /// or says how long until it would pass.
     pub async fn check(&self, client: &str, cost: u32) -> Result<(), Duration> {
+        self.reserve(client, cost, Duration::ZERO).await.map(|_| ())
+    }
+
+    /// Takes `cost` from `client`'s quota when it is there within `max_wait`: `Ok(wait)`
+    /// (taken; the caller proceeds after `wait`), `Err(wait)` (nothing taken). The global
+    /// quota reserves ahead; the local one takes only what is there now (`max_wait` is then
+    /// the caller's to wait out and ask again).
+    async fn reserve(
+        &self,
+        client: &str,
+        cost: u32,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
         let Some(l) = self.by_client.get(client) else {
-            return Ok(());
+            return Ok(Duration::ZERO);
         };
         let cost = cost.clamp(1, l.burst);
         if let Some(shared) = &self.shared
             && let Some(r) = shared
-                .take(&format!("hcgw:q:{client}"), l.per_s, l.global_burst, cost)
+                .take(
+                    &format!("hcgw:q:{client}"),
+                    l.per_s,
+                    l.global_burst,
+                    cost,
+                    max_wait,
+                )
                 .await
         {
             return r;
         }
-        l.limiter.try_take(cost)
+        l.limiter.try_take(cost).map(|()| Duration::ZERO)
     }
 
     /// Takes `cost` (at most the burst), waiting for the quota to refill until `deadline`;
@@ -176,8 +195,14 @@ impl Quotas {
         deadline: Instant,
     ) -> Result<(), Duration> {
         loop {
-            match self.check(client, cost).await {
-                Ok(()) => return Ok(()),
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.reserve(client, cost, left).await {
+                Ok(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    return Ok(());
+                }
                 Err(wait) if Instant::now() + wait <= deadline => tokio::time::sleep(wait).await,
                 Err(wait) => return Err(wait),
             }

@@ -36,22 +36,29 @@ const OP_TIMEOUT: Duration = Duration::from_millis(250);
 /// How often the tier is probed in the background.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// The GCRA on Redis server time. A call whose slot is due within `max_wait` takes it at
+/// once — the TAT advances and the wait is returned — so callers queue in FIFO order with
+/// one round trip each (no retry herd after a stall) and the rate is never exceeded; a call
+/// that would wait longer takes nothing and gets its wait.
 const GCRA: &str = r#"
--- KEYS[1]: the quota key; ARGV: emission interval (us), tolerance (us), cost.
+-- KEYS[1]: the quota key; ARGV: emission interval (us), tolerance (us), cost, max wait (us).
+-- Returns {1, wait}: taken, due in wait us; {0, wait}: refused, would be due in wait us.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local new_tat = tat + interval * cost
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, allow_at - now}
+local wait = new_tat - tolerance - now
+if wait < 0 then wait = 0 end
+if wait > max_wait then
+  return {0, wait}
 end
 redis.call('SET', KEYS[1], new_tat, 'PX', math.floor((new_tat - now) / 1000) + 1)
-return {1, 0}
+return {1, wait}
 "#;
 
 /// The format and version tag that starts every L2 value (and is covered by its MAC).
@@ -519,7 +526,9 @@ impl RedisTier {
     }
 
     /// Takes `cost` from the global quota `key` (`hcgw:q:<client>`, `hcgw:r:<region>`) of
-    /// `per_s` with `burst`: `Some(Ok(()))` allowed, `Some(Err(wait))` refused, `None` Redis
+    /// `per_s` with `burst`, reserving it when it is due within `max_wait`:
+    /// `Some(Ok(wait))` taken (the caller proceeds after `wait`, zero when it is there now),
+    /// `Some(Err(wait))` refused (nothing taken; it would be due in `wait`), `None` Redis
     /// unavailable (use the local limit).
     pub async fn take(
         &self,
@@ -527,25 +536,25 @@ impl RedisTier {
         per_s: u32,
         burst: u32,
         cost: u32,
-    ) -> Option<Result<(), Duration>> {
+        max_wait: Duration,
+    ) -> Option<Result<Duration, Duration>> {
         let interval = 1_000_000 / u64::from(per_s.max(1));
         let tolerance = interval * u64::from(burst.max(1));
-        let (allowed, wait_us): (i64, i64) = self
+        let max_wait_us = u64::try_from(max_wait.as_micros()).unwrap_or(u64::MAX);
+        let (taken, wait_us): (i64, i64) = self
             .run(async |c| {
                 self.script
                     .key(key)
                     .arg(interval)
                     .arg(tolerance)
                     .arg(cost.clamp(1, burst.max(1)))
+                    .arg(max_wait_us)
                     .invoke_async(c)
                     .await
             })
             .await?;
-        Some(if allowed == 1 {
-            Ok(())
-        } else {
-            Err(Duration::from_micros(wait_us.max(0) as u64))
-        })
+        let wait = Duration::from_micros(wait_us.max(0) as u64);
+        Some(if taken == 1 { Ok(wait) } else { Err(wait) })
     }
 }
 

@@ -115,7 +115,9 @@ impl RegionGuard {
         self.shared = shared;
     }
 
-    /// The global pace through Redis: `None` when Redis is unavailable.
+    /// The global pace through Redis: `None` when Redis is unavailable. One round trip: the
+    /// script reserves the region's next slot when it is due within the queue time left, and
+    /// the call waits for it (callers queue in FIFO order, the rate never exceeded).
     async fn global_pace(
         &self,
         started: Instant,
@@ -123,22 +125,21 @@ impl RegionGuard {
     ) -> Option<Result<(), LookupError>> {
         let shared = self.shared.as_ref()?;
         let key = format!("hcgw:r:{}", self.region.as_str());
-        loop {
-            // The same margin as the local limiter: each call advances the region's GCRA by
-            // (1 + PACE_MARGIN) / rate, with no burst (cost = tolerance, in tenths).
-            let (per_s, tenths) = margin_cost(self.rate);
-            match shared.take(&key, per_s, tenths, tenths).await? {
-                Ok(()) => return Some(Ok(())),
-                Err(wait) if started.elapsed() + wait <= queue => {
-                    tokio::time::sleep(wait).await;
+        // The same margin as the local limiter: each call advances the region's GCRA by
+        // (1 + PACE_MARGIN) / rate, with no burst (cost = tolerance, in tenths).
+        let (per_s, tenths) = margin_cost(self.rate);
+        let left = queue.saturating_sub(started.elapsed());
+        Some(
+            match shared.take(&key, per_s, tenths, tenths, left).await? {
+                Ok(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    Ok(())
                 }
-                Err(wait) => {
-                    return Some(Err(
-                        self.throttled(wait, "the region's request rate is reached")
-                    ));
-                }
-            }
-        }
+                Err(wait) => Err(self.throttled(wait, "the region's request rate is reached")),
+            },
+        )
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
