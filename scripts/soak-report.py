@@ -238,6 +238,39 @@ for n in NAMES:
     lines = (read(f"warnings-{n}.txt", "") or "").splitlines()
     print(f"- {n}: " + ("; ".join(lines) if lines else "none"))
 print()
+# --- CPU, once a second (for information: headroom, and stalls behind latency outliers) ------
+cpu = []
+for line in (read("cpu.txt") or "").splitlines()[1:]:
+    parts = line.split()
+    if len(parts) == 6:
+        cpu.append([int(p) for p in parts])
+secs = []
+for a, b in zip(cpu, cpu[1:]):
+    dt, dtotal = (b[0] - a[0]) / 1000, b[2] - a[2]
+    if dt <= 0 or dtotal <= 0:
+        continue
+    secs.append({"t": (a[0] - cpu[0][0]) / 1000, "busy": 100 * (b[1] - a[1]) / dtotal,
+                 "runnable": b[3], "a": (b[4] - a[4]) / 100 / dt, "b": (b[5] - a[5]) / 100 / dt})
+if secs:
+    def pct(xs, p):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(p * len(xs)))]
+    busy = [x["busy"] for x in secs]
+    run = [x["runnable"] for x in secs]
+    print("## CPU (sampled once a second, whole machine and each instance)")
+    print()
+    print(f"{len(secs)} samples. Machine busy: median {median(busy):.0f}%, p90 {pct(busy, 0.9):.0f}%, "
+          f"max {max(busy):.0f}%; seconds at ≥ 95% busy: {sum(b >= 95 for b in busy)}. Runnable "
+          f"tasks: median {median(run):.0f}, max {max(run)} ({os.cpu_count()} cores). Instance a "
+          f"{median([x['a'] for x in secs]):.2f} cores, b {median([x['b'] for x in secs]):.2f} "
+          "cores (medians).")
+    print()
+    print("Busiest seconds (from the start of sampling):")
+    print()
+    for x in sorted(secs, key=lambda x: -x["busy"])[:5]:
+        print(f"- {x['t']:.0f} s: {x['busy']:.0f}% busy, {x['runnable']} runnable, "
+              f"a {x['a']:.2f} cores, b {x['b']:.2f} cores")
+    print()
 print("Command: `scripts/soak.sh [MINUTES]` (`RATE=` fixes the rate; `--smoke` for CI).")
 
 sys.exit(0 if all(ok is not False for _, _, ok in verdicts) else 1)

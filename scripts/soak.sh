@@ -186,16 +186,29 @@ sample_rss() { # elapsed seconds since the soak started, VmRSS (kB) of each inst
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/${PIDS[0]}/status" 2>/dev/null || echo 0)
   echo "$line ${rss:-0}"
 }
+# Once a second: the machine's busy and total CPU ticks and runnable tasks (/proc/stat), and
+# each instance's CPU ticks (utime + stime): for the report's CPU section (stalls, headroom).
+sample_cpu() {
+  local line=$1 pid ticks
+  line="$line $(awk '/^cpu / {b=$2+$3+$4+$7+$8+$9; print b, b+$5+$6} /^procs_running/ {r=$2} END {print r}' /proc/stat | tr '\n' ' ')"
+  for pid in "${GW_PIDS[@]}"; do
+    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    line="$line ${ticks:-0}"
+  done
+  echo "$line"
+}
 echo "t_s rss_a_kb rss_b_kb rss_redis_kb" >"$OUT/rss.txt"
+echo "t_ms busy_ticks total_ticks runnable ticks_a ticks_b" >"$OUT/cpu.txt"
 T0=$(date +%s)
 "$DRIVER" soak "$GWS" "$SIM_BASE" "$RATE" "$SOAK_SECONDS" "$OUT/subjects.txt" >"$OUT/soak.json" 2>"$OUT/soak.err" &
 DRIVER_PID=$!
 PIDS+=("$DRIVER_PID")
-next=0
+next=0 next_cpu=0
 while ! exited "$DRIVER_PID"; do
   now=$(($(date +%s) - T0))
   if ((now >= next)); then sample_rss "$now" >>"$OUT/rss.txt"; next=$((next + 10)); fi
-  sleep 0.5
+  if ((now >= next_cpu)); then sample_cpu "$(date +%s%3N)" >>"$OUT/cpu.txt"; next_cpu=$((now + 1)); fi
+  sleep 0.2
 done
 sample_rss "$(($(date +%s) - T0))" >>"$OUT/rss.txt"
 DRIVER_RC=0
