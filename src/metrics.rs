@@ -110,6 +110,11 @@ pub const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Audit records written",
     ),
     (
+        "hcgw_audit_batches_total",
+        Kind::Counter,
+        "Audit batches written (group commits; one write and, with fsync = every_batch, one fsync each)",
+    ),
+    (
         "hcgw_audit_write_failures_total",
         Kind::Counter,
         "Audit records that could not be written or queued",
@@ -223,6 +228,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             // Series that exist from the start, so alerts on their increase work.
             metrics::counter!("hcgw_audit_write_failures_total").absolute(0);
             metrics::counter!("hcgw_audit_records_total").absolute(0);
+            metrics::counter!("hcgw_audit_batches_total").absolute(0);
             metrics::counter!("hcgw_audit_tree_heads_total").absolute(0);
             metrics::counter!("hcgw_tls_handshake_failures_total").absolute(0);
             metrics::gauge!("hcgw_audit_queue_depth").set(0.0);

@@ -352,6 +352,7 @@ impl Writer {
         match &result {
             Ok(_) => {
                 metrics::counter!("hcgw_audit_records_total").increment(count as u64);
+                metrics::counter!("hcgw_audit_batches_total").increment(1);
             }
             Err(e) => {
                 self.stats
