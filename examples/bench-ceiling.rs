@@ -4,7 +4,12 @@
 //! TLS + HTTP alone cost on this machine. `POST /v1/lookup` does not even read the request;
 //! `POST /v1/lookup/read` reads it first (for HTTP/2).
 //!
-//! `bench-ceiling <addr> <server cert> <server key> <client CA bundle>`
+//! Given an answer-signing key, `POST /v1/lookup/signed` also signs each answer as the
+//! gateway does (`hcgw_core::signing::sign_answer`: `Content-Digest`, `Signature-Input`,
+//! `Signature`, with the time of the request): the floor of any signed answer on this stack,
+//! TLS + HTTP + one signature and nothing else.
+//!
+//! `bench-ceiling <addr> <server cert> <server key> <client CA bundle> [<signing key> <signing cert>]`
 
 use std::sync::Arc;
 
@@ -18,10 +23,18 @@ const BODY: &str = r#"{"request_id":"01M8213EBGFBGGR9M0H4EM4AQ9","status":{"regi
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 5 {
-        eprintln!("usage: bench-ceiling <addr> <server cert> <server key> <client CA bundle>");
+    if args.len() != 5 && args.len() != 7 {
+        eprintln!(
+            "usage: bench-ceiling <addr> <server cert> <server key> <client CA bundle> [<signing key> <signing cert>]"
+        );
         std::process::exit(2);
     }
+    let signer = (args.len() == 7).then(|| {
+        Arc::new(
+            hcgw_core::signing::SigningKey::from_files(args[5].as_ref(), args[6].as_ref())
+                .expect("signing key"),
+        )
+    });
     let files = hcgw::tls::TlsFiles {
         cert: args[2].clone().into(),
         key: args[3].clone().into(),
@@ -58,6 +71,16 @@ fn main() {
                     )
                 }),
             );
+        let app = match signer {
+            Some(key) => app.route(
+                "/v1/lookup/signed",
+                post(move || {
+                    let key = Arc::clone(&key);
+                    async move { signed(key.as_ref()) }
+                }),
+            ),
+            None => app,
+        };
         let listener = tokio::net::TcpListener::bind(&args[1]).await.expect("bind");
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         loop {
@@ -77,4 +100,24 @@ fn main() {
             });
         }
     });
+}
+
+/// The fixed body with a fresh request id, signed now as the gateway signs its answers.
+fn signed(key: &hcgw_core::signing::SigningKey) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    // A fresh request id, as the gateway gives every answer (the signature covers it).
+    let id = hcgw_core::request_id::choose(None);
+    headers.insert(
+        hcgw_core::request_id::HEADER,
+        axum::http::HeaderValue::from_str(&id).expect("a ULID is a header value"),
+    );
+    let created = chrono::Utc::now().timestamp();
+    hcgw_core::signing::sign_answer(key, 200, &mut headers, BODY.as_bytes(), created)
+        .expect("signing the fixed body");
+    (headers, BODY).into_response()
 }

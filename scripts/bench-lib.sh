@@ -239,7 +239,9 @@ NGINX
 
 # The bare axum+rustls handler on port $1.
 bench_start_ceiling() {
-  "$BIN/examples/bench-ceiling" "127.0.0.1:$1" "$PKI/gateways/hcgw-dev/cert.pem" "$PKI/gateways/hcgw-dev/key.pem" "$PKI/ca-bundle.pem" >"$OUT/ceiling.log" 2>&1 &
+  # With the gateways' answer-signing key: /v1/lookup/signed is the signed floor.
+  "$BIN/examples/bench-ceiling" "127.0.0.1:$1" "$PKI/gateways/hcgw-dev/cert.pem" "$PKI/gateways/hcgw-dev/key.pem" "$PKI/ca-bundle.pem" \
+    "$PKI/signing/hcgw-dev/key.pem" "$PKI/signing/hcgw-dev/cert.pem" >"$OUT/ceiling.log" 2>&1 &
   PIDS+=($!)
 }
 

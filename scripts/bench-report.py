@@ -47,6 +47,9 @@ def verdict(ok):
 
 a = {n: oha(f"a-{n}") for n in ("hcgw", "nginx", "ceiling")}
 a_log = oha("a-nginxlog")
+# The signed floor: the ceiling signing each answer (examples/bench-ceiling.rs); absent in
+# results of a harness before it.
+a_floor = oha("a-floor") if os.path.exists(os.path.join(out, "a-floor-1.json")) else None
 g_unsigned = oha("g-unsigned")
 c = {n: oha(f"c-{n}") for n in ("hcgw", "nginx")}
 b, d, f = load("b.json"), load("d.json"), load("f.json")
@@ -67,6 +70,11 @@ r_ng = a["hcgw"]["rps"] / a["nginx"]["rps"] if a["nginx"]["rps"] else 0
 r_ce = a["hcgw"]["rps"] / a["ceiling"]["rps"] if a["ceiling"]["rps"] else 0
 print(f"| (a) cached lookups, req/s (keep-alive) | {a['hcgw']['rps']:.0f} | nginx {a['nginx']['rps']:.0f} | {r_ng:.2f}× | ≥ 1.0× nginx | {verdict(r_ng >= 1.0)} |")
 print(f"| (a) cached lookups, req/s | {a['hcgw']['rps']:.0f} | bare axum+rustls {a['ceiling']['rps']:.0f} | {r_ce:.2f}× | ≥ 0.7× ceiling | {verdict(r_ce >= 0.7)} |")
+if a_floor:
+    f_ng = a_floor["rps"] / a["nginx"]["rps"] if a["nginx"]["rps"] else 0
+    f_ce = a_floor["rps"] / a["ceiling"]["rps"] if a["ceiling"]["rps"] else 0
+    print(f"| (a) the signed floor (the ceiling + one Ed25519 signature per answer), req/s, for information | {a_floor['rps']:.0f} | nginx {a['nginx']['rps']:.0f} | {f_ng:.2f}× | | |")
+    print(f"| (a) the signed floor, req/s, for information | {a_floor['rps']:.0f} | bare axum+rustls {a['ceiling']['rps']:.0f} | {f_ce:.2f}× | | |")
 r_log = a["hcgw"]["rps"] / a_log["rps"] if a_log["rps"] else 0
 print(f"| (a) cached lookups, req/s, for information | {a['hcgw']['rps']:.0f} | nginx with its default access log {a_log['rps']:.0f} | {r_log:.2f}× | | |")
 print(f"| (a) cached lookups, p99 ms | {a['hcgw']['p99']:.2f} | nginx {a['nginx']['p99']:.2f} | {a['hcgw']['p99'] / a['nginx']['p99'] if a['nginx']['p99'] else 0:.2f}× | ≤ nginx | {verdict(a['hcgw']['p99'] <= a['nginx']['p99'])} |")
@@ -82,9 +90,9 @@ r_sig = a["hcgw"]["rps"] / g_unsigned["rps"] if g_unsigned["rps"] else 0
 print(f"| (g) cached lookups, answers signed, req/s | {a['hcgw']['rps']:.0f} | the same gateway unsigned {g_unsigned['rps']:.0f} | {r_sig:.2f}× | ≥ 0.95× unsigned | {verdict(r_sig >= 0.95)} |")
 print(f"| (g) cached lookups, answers signed, p99 ms | {a['hcgw']['p99']:.2f} | unsigned {g_unsigned['p99']:.2f} | {a['hcgw']['p99'] / g_unsigned['p99'] if g_unsigned['p99'] else 0:.2f}× | | |")
 print()
-print("Raw: latency p50/p99 (ms) — " + ", ".join(f"{n} {v['p50']:.2f}/{v['p99']:.2f}" for n, v in [*a.items(), ("nginx with access log", a_log)]) + ".")
+print("Raw: latency p50/p99 (ms) — " + ", ".join(f"{n} {v['p50']:.2f}/{v['p99']:.2f}" for n, v in [*a.items(), ("nginx with access log", a_log), *([("signed floor", a_floor)] if a_floor else [])]) + ".")
 print()
 print("Server CPU per request (µs; the server's user + system time over the oha run ÷ requests answered, median of the rounds; the load generator's own CPU not included): "
-      + ", ".join(f"{n} {v['cpu_us']:.1f}" for n, v in [("hcgw signed", a["hcgw"]), ("hcgw unsigned", g_unsigned), ("nginx", a["nginx"]), ("nginx with access log", a_log), ("ceiling", a["ceiling"])]) + ".")
+      + ", ".join(f"{n} {v['cpu_us']:.1f}" for n, v in [("hcgw signed", a["hcgw"]), ("hcgw unsigned", g_unsigned), ("nginx", a["nginx"]), ("nginx with access log", a_log), ("ceiling", a["ceiling"]), *([("signed floor", a_floor)] if a_floor else [])]) + ".")
 print()
 print("Command: `scripts/bench.sh` (ROUNDS, DURATION, CONC override the defaults).")

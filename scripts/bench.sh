@@ -2,7 +2,8 @@
 # The benchmark harness (issue 7): builds in release mode, starts the region simulators
 # with a fixed 20 ms latency, and measures in ONE run, side by side:
 #  (a) cached lookups over mTLS keep-alive: hcgw vs nginx (mTLS caching reverse proxy in
-#      front of the same simulator) vs a bare axum+rustls handler (the ceiling);
+#      front of the same simulator) vs a bare axum+rustls handler (the ceiling), and the
+#      ceiling signing each answer with the gateway's Ed25519 key (the signed floor);
 #  (b) uncached lookups: latency hcgw adds over the simulator's own (p50, p99);
 #  (c) new mTLS connections per second (keep-alive off): hcgw vs nginx;
 #  (d) coalescing: 1,000 concurrent identical cold lookups → upstream calls;
@@ -112,6 +113,7 @@ for r in $(seq "$ROUNDS"); do
   run_oha "a-nginxlog-$r" "$NGINX_PIDS" "https://localhost:$NGINX_LOG_PORT/xzjkb/v1/qr/$TOKEN/status"
   run_oha "g-unsigned-$r" "$UNSIGNED_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$UNSIGNED_PORT/v1/lookup"
   run_oha "a-ceiling-$r" "$CEIL_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$CEIL_PORT/v1/lookup"
+  run_oha "a-floor-$r" "$CEIL_PID" -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$CEIL_PORT/v1/lookup/signed"
   run_oha "c-hcgw-$r" "$GW_PID" --disable-keepalive -m POST -H 'content-type: application/json' -d "$BODY" "https://localhost:$GW_PORT/v1/lookup"
   run_oha "c-nginx-$r" "$NGINX_PIDS" --disable-keepalive "https://localhost:$NGINX_PORT/xzjkb/v1/qr/$TOKEN/status"
 done
