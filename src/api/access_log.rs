@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use hcgw_adapters::RegionId;
 use hyper::body::Body as _;
@@ -74,10 +73,16 @@ impl AccessLog {
     }
 }
 
-/// Middleware (outermost on the API router): times the request and writes its line.
-pub async fn layer(State(log): State<Arc<AccessLog>>, req: Request, next: Next) -> Response {
+/// Runs `handle` for `req`, timing it, and writes the request's line (the front door's
+/// outermost step, so refusals are logged too). The request id is read from the response,
+/// where [`super::request_id::with_id`] echoes it.
+pub async fn logged<F, Fut>(log: &AccessLog, req: Request, handle: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     if !log.settings.enabled {
-        return next.run(req).await;
+        return handle(req).await;
     }
     let started = Instant::now();
     let method = req.method().clone();
@@ -93,7 +98,7 @@ pub async fn layer(State(log): State<Arc<AccessLog>>, req: Request, next: Next) 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
     });
-    let resp = next.run(req).await;
+    let resp = handle(req).await;
     let note = resp.extensions().get::<LookupNote>().copied();
     if !log.sampled(note.as_ref()) {
         return resp;

@@ -96,51 +96,54 @@ pub fn router(state: Arc<AppState>) -> Router {
             FrontDoor {
                 body_limit,
                 signing: state.signing.clone(),
+                access_log: access_log::AccessLog::new(&state.config.access_log),
             },
             front_door,
-        ))
-        .layer(middleware::from_fn_with_state(
-            crate::api::access_log::AccessLog::new(&state.config.access_log),
-            crate::api::access_log::layer,
         ))
         .with_state(state)
 }
 
-/// What every API request passes first, outermost first: its request id
-/// ([`request_id::with_id`]), the request metrics ([`crate::metrics::tracked`]), the refusal
-/// of certificates no client entry names, and of bodies declared over the size limit
-/// ([`json::refuse_oversized`]), and the signature of every answer of the lookup routes,
-/// refusals included ([`signing::sign`]). One middleware rather than five layers: each
-/// layer costs a clone of the service behind it on every request.
+/// What every API request passes first, outermost first: its access log line
+/// ([`access_log::logged`]), its request id ([`request_id::with_id`]), the request metrics
+/// ([`crate::metrics::tracked`]), the refusal of certificates no client entry names, and of
+/// bodies declared over the size limit ([`json::refuse_oversized`]), and the signature of
+/// every answer of the lookup routes, refusals included ([`signing::sign`]). One middleware
+/// rather than six layers: each layer costs a clone of the service behind it on every
+/// request.
 async fn front_door(State(door): State<FrontDoor>, req: Request, next: Next) -> Response {
-    request_id::with_id(req, |req| {
-        let endpoint = endpoint_label(&req);
-        let signer = door
-            .signing
-            .filter(|_| signing::is_signed_route(endpoint.as_ref()));
-        let labels = RequestLabels {
-            endpoint,
-            role: role_label(&req),
-        };
-        crate::metrics::tracked(labels, req, |req| async move {
-            let resp = match unknown_caller_refusal(&req) {
-                Some(refusal) => refusal,
-                None => json::refuse_oversized(door.body_limit, req, next).await,
+    let door = &door;
+    access_log::logged(&door.access_log, req, |req| {
+        request_id::with_id(req, |req| {
+            let endpoint = endpoint_label(&req);
+            let signer = door
+                .signing
+                .as_deref()
+                .filter(|_| signing::is_signed_route(endpoint.as_ref()));
+            let labels = RequestLabels {
+                endpoint,
+                role: role_label(&req),
             };
-            match signer {
-                Some(keys) => signing::sign(&keys, resp).await,
-                None => resp,
-            }
+            crate::metrics::tracked(labels, req, move |req| async move {
+                let resp = match unknown_caller_refusal(&req) {
+                    Some(refusal) => refusal,
+                    None => json::refuse_oversized(door.body_limit, req, next).await,
+                };
+                match signer {
+                    Some(keys) => signing::sign(keys, resp).await,
+                    None => resp,
+                }
+            })
         })
     })
     .await
 }
 
-/// What the front door needs: the body limit and the answer-signing keys.
+/// What the front door needs: the body limit, the answer-signing keys and the access log.
 #[derive(Clone)]
 struct FrontDoor {
     body_limit: usize,
     signing: Option<Arc<hcgw_core::signing::AnswerKeys>>,
+    access_log: Arc<access_log::AccessLog>,
 }
 
 /// The `endpoint` label of a request: its route template, or `unmatched`. The API's
