@@ -69,3 +69,14 @@ fn subject_a_name_already_in_masked_form_is_masked() {
     input.extend_from_slice("张三".as_bytes());
     assert_eq!(run("subject", &input), Ok(()));
 }
+
+#[test]
+fn peer_answer_sent_as_an_array_is_refused() {
+    // Found by the CI fuzz smoke (2026-12-03): serde's derived structs read a JSON array
+    // positionally, so this passed as a green answer of suishen.
+    let body = r#"[{"region":"suishen","color":"green","level":"clear","as_of":"2020-03-03T12:35:12+08:00"},{"hit":false,"age_ms":0},{"decision_actions":[],"provisional":false}]"#;
+    // Mode 2: region index 1 (suishen), raw body.
+    let mut input = vec![2];
+    input.extend_from_slice(body.as_bytes());
+    assert_eq!(run("peer_answer", &input), Ok(()));
+}

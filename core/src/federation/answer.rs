@@ -97,59 +97,6 @@ where
     T::deserialize(d).map(Some)
 }
 
-/// Any JSON value, refused when an object anywhere in it names a key twice (serde_json
-/// keeps the last of duplicate keys in a `Value`, and skips unknown members unchecked).
-struct NoDuplicateKeys;
-
-impl<'de> Deserialize<'de> for NoDuplicateKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NoDuplicateKeys)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
-    type Value = NoDuplicateKeys;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("JSON without duplicate keys")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
-        Ok(self)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
-        Ok(self)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
-        Ok(self)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
-        Ok(self)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
-        Ok(self)
-    }
-    fn visit_unit<E>(self) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
-        Ok(self)
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if !seen.insert(key) {
-                return Err(serde::de::Error::custom("duplicate key"));
-            }
-            map.next_value::<NoDuplicateKeys>()?;
-        }
-        Ok(self)
-    }
-}
-
 /// `source.code` of a status whose source the peer did not show (checkpoint view).
 pub const WITHHELD: &str = "withheld-by-peer";
 
@@ -160,10 +107,11 @@ pub const WITHHELD: &str = "withheld-by-peer";
 /// view without `actions`), colour and level that disagree, another region, or hints that
 /// contradict the status's own actions.
 pub fn parse_answer(bytes: &[u8], region: RegionId, peer: &str) -> Result<Fetched, String> {
-    serde_json::from_slice::<NoDuplicateKeys>(bytes)
+    // One strict pass (hcgw_adapters::strict_json, as for the regions' answers): a duplicate
+    // key anywhere, in members read or not, and an array where a struct belongs (serde
+    // would read it positionally) are refused.
+    let answer: PeerAnswer = hcgw_adapters::strict_json::from_slice(bytes)
         .map_err(|e| format!("an invalid answer ({})", e.classify_name()))?;
-    let answer: PeerAnswer = serde_json::from_slice(bytes)
-        .map_err(|e| format!("an invalid status ({})", e.classify_name()))?;
     let s = answer.status;
     let hints = answer.federation;
     if s.region != region {

@@ -530,6 +530,43 @@ mod tests {
     }
 
     #[test]
+    fn an_array_where_an_object_belongs_is_refused() {
+        // Serde's derived structs read an array positionally; a peer's answer is read by
+        // member name only, at every level that is a struct.
+        let good: serde_json::Value =
+            serde_json::from_slice(&answer(platform_view(), hints_none())).unwrap();
+        assert!(parse_answer(&serde_json::to_vec(&good).unwrap(), RegionId::Suzhou, "p").is_ok());
+        let as_array = |v: &serde_json::Value| {
+            serde_json::Value::Array(v.as_object().unwrap().values().cloned().collect())
+        };
+        let whole = serde_json::json!([good["status"], good["cache"], good["federation"]]);
+        let mut cases = vec![("the answer", whole)];
+        for path in [
+            &["status"][..],
+            &["cache"],
+            &["federation"],
+            &["status", "source"],
+            &["status", "holder"],
+        ] {
+            let mut v = good.clone();
+            let mut at = &mut v;
+            for key in path {
+                at = &mut at[*key];
+            }
+            *at = as_array(at);
+            cases.push((path.last().unwrap(), v));
+        }
+        for (what, v) in cases {
+            let err = parse_answer(&serde_json::to_vec(&v).unwrap(), RegionId::Suzhou, "p")
+                .expect_err(what);
+            assert!(
+                err.contains("array") || err.contains("invalid"),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn duplicate_keys_anywhere_are_refused() {
         let good = String::from_utf8(answer(checkpoint_view(), hints_none())).unwrap();
         assert!(parse_answer(good.as_bytes(), RegionId::Suzhou, "p").is_ok());
