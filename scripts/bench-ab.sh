@@ -42,12 +42,7 @@ for v in $VARIANTS; do
   case $which in A) exe=$A_BIN ;; B) exe=$B_BIN ;; *) echo "bench-ab: $v: binary is A or B" >&2; exit 2 ;; esac
   conf=$OUT/$name.toml
   bench_gateway_config "$conf" $port $((port + 1)) "$OUT/audit-$name" true $XZ_PORT
-  case $signing in
-    none) ;;
-    ed25519) bench_signing_section "$conf" ;;
-    p256) cfg_signing hcgw-dev-previous >>"$conf" ;;
-    *) echo "bench-ab: $v: signing is none, p256 or ed25519" >&2; exit 2 ;;
-  esac
+  bench_signing "$conf" "$signing" || { echo "bench-ab: in variant $v" >&2; exit 2; }
   "$exe" serve --config "$conf" >"$OUT/$name.log" 2>&1 &
   PIDS+=($!)
   PORT[$name]=$port PID[$name]=$!

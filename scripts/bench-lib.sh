@@ -178,6 +178,18 @@ bench_gateway_config() {
 # Answers signed as by default (docs/proofs.md): appends [signing] to the configuration $1.
 bench_signing_section() { cfg_signing hcgw-dev >>"$1"; }
 
+# [signing] by kind $2 appended to the configuration $1: none (unsigned), ed25519 (the
+# default key) or p256 (the dev PKI's retired P-256 key, hcgw-dev-previous). Fails on any
+# other kind.
+bench_signing() {
+  case $2 in
+    none) ;;
+    ed25519) bench_signing_section "$1" ;;
+    p256) cfg_signing hcgw-dev-previous >>"$1" ;;
+    *) echo "signing is none, ed25519 or p256, not '$2'" >&2; return 2 ;;
+  esac
+}
+
 # Starts a gateway with configuration $1, logging to $2.
 bench_start_gateway() {
   "$BIN/hcgw" serve --config "$1" >"$2" 2>&1 &

@@ -35,12 +35,7 @@ SIM_BASE=17401; XZ_PORT=$((SIM_BASE + 3))
 bench_start_sim $SIM_BASE 20 20000
 conf=$OUT/gateway.toml
 bench_gateway_config "$conf" 18700 18701 "$OUT/audit" true $XZ_PORT
-case $SIGNING in
-  none) ;;
-  ed25519) bench_signing_section "$conf" ;;
-  p256) cfg_signing hcgw-dev-previous >>"$conf" ;;
-  *) echo "profile: SIGNING is none, ed25519 or p256" >&2; exit 2 ;;
-esac
+bench_signing "$conf" "$SIGNING" || exit 2
 bench_start_gateway "$conf" "$OUT/gateway.log"
 GW=${PIDS[-1]}
 bench_wait_ready $XZ_PORT 18701
