@@ -29,6 +29,7 @@ OUT=$ROOT/target/bench-ab
 rm -rf "$OUT"; mkdir -p "$OUT"
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_lock
 bench_pki "$ROOT/target/bench-pki"
 bench_init
 SIM_BASE=17301; XZ_PORT=$((SIM_BASE + 3))
@@ -44,7 +45,7 @@ for v in $VARIANTS; do
   bench_gateway_config "$conf" $port $((port + 1)) "$OUT/audit-$name" true $XZ_PORT
   bench_signing "$conf" "$signing" || { echo "bench-ab: in variant $v" >&2; exit 2; }
   "$exe" serve --config "$conf" >"$OUT/$name.log" 2>&1 &
-  PIDS+=($!)
+  bench_started "gateway $name" "$OUT/$name.log"
   PORT[$name]=$port PID[$name]=$!
   admins+=($((port + 1)))
   port=$((port + 2))

@@ -1,11 +1,12 @@
 # shellcheck shell=bash
 # The benchmark harness's shared setup, sourced (never run) by scripts/bench.sh,
-# scripts/scale.sh and scripts/bench-ab.sh, each taking what it needs: the dev PKI, the
+# scripts/scale.sh, scripts/bench-ab.sh and scripts/profile.sh, each taking what it needs
+# after the machine-wide lock (bench_lock, taken first by every script): the dev PKI, the
 # region simulators, the gateway's configuration (with [signing]), nginx as an mTLS caching
 # reverse proxy in front of the same simulator, the bare axum+rustls ceiling
 # (examples/bench-ceiling.rs), readiness, the cached subject and the client's TLS options.
-# scripts/soak.sh and scripts/faults.sh source it for the gateway configuration's sections
-# only (the cfg_* functions, which need nothing but PKI).
+# scripts/soak.sh and scripts/faults.sh source it for the lock (bench_lock) and the gateway
+# configuration's sections (the cfg_* functions, which need nothing but PKI) only.
 #
 # The caller sets ROOT (the repository), BIN (target/debug or target/release) and OUT (its
 # scratch directory, already made), then calls the functions below in its own order. Every
@@ -19,21 +20,66 @@ bench_pki() {
   export BENCH_PKI=$PKI
 }
 
-# PIDS and the EXIT trap that ends every process the script started.
+# One harness run at a time on this machine. The scripts listen on fixed ports, so two runs
+# at once (two checkouts; a CI run beside a session's own) would each answer the other's
+# requests, and the first to stop would take the other's simulator with it. Every script
+# that starts servers on fixed ports calls this first; it waits (30 min at most) for the run
+# holding the lock. A script run by one holding it (HCGW_HARNESS_LOCKED) takes it again as
+# its own. The lock is an open file description: processes the run started hold it too,
+# until they end, as they hold its ports.
+bench_lock() {
+  [[ -n ${HCGW_HARNESS_LOCKED:-} ]] && return 0
+  local lock=${HCGW_HARNESS_LOCK:-/tmp/hcgw-harness.lock}
+  exec {BENCH_LOCK_FD}>>"$lock"
+  if ! flock -n "$BENCH_LOCK_FD"; then
+    echo "waiting for another harness run on this machine to end (lock $lock)" >&2
+    if ! flock -w 1800 "$BENCH_LOCK_FD"; then
+      echo "the harness lock $lock is still held after 30 min: is a server of an earlier run still running?" >&2
+      return 1
+    fi
+  fi
+  export HCGW_HARNESS_LOCKED=1
+}
+
+# PIDS and the EXIT trap that ends every process the script started; each process's name
+# and log (bench_started) for the report of the ones that died.
 bench_init() {
   PIDS=()
+  declare -gA BENCH_NAME=() BENCH_LOG=() BENCH_REPORTED=()
   trap bench_cleanup EXIT
 }
 bench_cleanup() {
+  local rc=$?
+  ((rc == 0)) || bench_report_dead
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [[ -f $OUT/nginx.pid ]] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null || true
+}
+# Remembers the process just started in the background ($!) as NAME ($1), logging to $2.
+bench_started() {
+  PIDS+=($!)
+  BENCH_NAME[$!]=$1 BENCH_LOG[$!]=$2
+}
+# Every started process that is no longer running, with the end of its log, on stderr
+# (each once); fails when there is one.
+bench_report_dead() {
+  local p dead=0
+  for p in "${PIDS[@]}"; do
+    kill -0 "$p" 2>/dev/null && continue
+    dead=1
+    [[ -n ${BENCH_REPORTED[$p]:-} ]] && continue
+    BENCH_REPORTED[$p]=1
+    echo "${BENCH_NAME[$p]:-process} (pid $p) is not running; the end of ${BENCH_LOG[$p]:-its log}:" >&2
+    [[ -n ${BENCH_LOG[$p]:-} ]] && tail -n 20 "${BENCH_LOG[$p]}" | sed 's/^/  | /' >&2
+  done
+  ((dead == 0))
 }
 
 # The region simulators from base port $1 (Xuzhou, plain HTTP, is $1 + 3), each answer
 # delayed by $2 ms, $3 subjects per region, all active (none expired or unknown).
 bench_start_sim() {
-  "$BIN/hcgw" simulate --base-port "$1" --latency-ms "$2" --population "$3" --expired-share 0 --not-found-share 0 --pki "$PKI" >"$OUT/sim${4:-}.log" 2>&1 &
-  PIDS+=($!)
+  BENCH_SIM_LOG=$OUT/sim${4:-}.log
+  "$BIN/hcgw" simulate --base-port "$1" --latency-ms "$2" --population "$3" --expired-share 0 --not-found-share 0 --pki "$PKI" >"$BENCH_SIM_LOG" 2>&1 &
+  bench_started simulator "$BENCH_SIM_LOG"
 }
 
 # The gateway's configuration, section by section: each cfg_* function prints one TOML
@@ -193,7 +239,7 @@ bench_signing() {
 # Starts a gateway with configuration $1, logging to $2.
 bench_start_gateway() {
   "$BIN/hcgw" serve --config "$1" >"$2" 2>&1 &
-  PIDS+=($!)
+  bench_started "gateway ($1)" "$2"
 }
 
 # One nginx server: the mTLS caching proxy on port $1, with access-log directive $2 and
@@ -254,20 +300,30 @@ bench_start_ceiling() {
   # With the gateways' answer-signing key: /v1/lookup/signed is the signed floor.
   "$BIN/examples/bench-ceiling" "127.0.0.1:$1" "$PKI/gateways/hcgw-dev/cert.pem" "$PKI/gateways/hcgw-dev/key.pem" "$PKI/ca-bundle.pem" \
     "$PKI/signing/hcgw-dev/key.pem" "$PKI/signing/hcgw-dev/cert.pem" >"$OUT/ceiling.log" 2>&1 &
-  PIDS+=($!)
+  bench_started ceiling "$OUT/ceiling.log"
 }
 
-# Waits (10 s at most) until every admin port given answers /readyz and the simulator on
-# port $1 its stats.
+# Waits (10 s at most) until the simulators all listen (`hcgw simulate` prints "ready"),
+# every admin port given answers /readyz and the simulator on port $1 its stats, then checks
+# that every process started is still running (a server that could not listen has exited,
+# and another program may be answering on its port): fails otherwise, saying which and why.
 bench_wait_ready() {
   local xz=$1; shift
-  local i a ok
+  local i a ok=0
   for i in $(seq 100); do
+    for a in "${PIDS[@]}"; do kill -0 "$a" 2>/dev/null || break 2; done
     ok=1
-    for a in "$@"; do curl -sf "http://127.0.0.1:$a/readyz" >/dev/null || ok=0; done
+    grep -q '^ready' "$BENCH_SIM_LOG" 2>/dev/null || ok=0
+    for a in "$@"; do ((ok)) && { curl -sf "http://127.0.0.1:$a/readyz" >/dev/null || ok=0; }; done
     ((ok)) && curl -sf "http://127.0.0.1:$xz/_sim/stats" >/dev/null && break
+    ok=0
     sleep 0.1
   done
+  bench_report_dead || return 1
+  if ((!ok)); then
+    echo "not ready after 10 s: the simulators ($BENCH_SIM_LOG), the admin ports $* (/readyz) or the simulator on $xz (/_sim/stats)" >&2
+    return 1
+  fi
 }
 
 # One subject of the simulator on port $1 (its second): sets QR, TOKEN, BODY (the lookup)

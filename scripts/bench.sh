@@ -48,6 +48,7 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 # The shared setup (simulators, gateway configuration, nginx, ceiling): scripts/bench-lib.sh.
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_lock
 bench_pki "$ROOT/target/bench-pki"
 
 SIM_BASE=17101; XZ_PORT=$((SIM_BASE + 3)); GW_PORT=18443; ADMIN_PORT=19090; NGINX_PORT=18444; CEIL_PORT=18445; NGINX_LOG_PORT=18446

@@ -69,6 +69,7 @@ export BENCH_PKI=$PKI
 # The gateway configuration's sections (cfg_*): scripts/bench-lib.sh.
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_lock
 now_ms() { date +%s%3N; }
 
 SIM_PID='' REDIS_PID='' A_PID='' B_PID='' P_PID='' POLL_PID='' DRIVER_PID=''

@@ -29,6 +29,7 @@ OUT=$ROOT/target/profile
 rm -rf "$OUT"; mkdir -p "$OUT"
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_lock
 bench_pki "$ROOT/target/bench-pki"
 bench_init
 SIM_BASE=17401; XZ_PORT=$((SIM_BASE + 3))

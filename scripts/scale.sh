@@ -64,6 +64,7 @@ OUT=$ROOT/target/scale
 rm -rf "$OUT"; mkdir -p "$OUT"
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_lock
 bench_pki "$ROOT/target/scale-pki"
 
 SIM_BASE=47101; XZ_PORT=$((SIM_BASE + 3)); GW_PORT=47443; ADMIN_PORT=47090
@@ -76,7 +77,7 @@ bench_init
 # No added latency: nothing here measures the region, and the batch warm-up is faster.
 bench_start_sim $SIM_BASE 0 20000
 redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no >"$OUT/redis.log" 2>&1 &
-PIDS+=($!)
+bench_started redis "$OUT/redis.log"
 
 # The gateway's connection limits (docs/configuration: [listener]) raised for CONNS
 # connections of one client; an idle keep-alive connection may wait a minute between

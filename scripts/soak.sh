@@ -60,6 +60,7 @@ export BENCH_PKI=$PKI
 # The gateway configuration's sections (cfg_*): scripts/bench-lib.sh.
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+bench_lock
 
 BASE=${SOAK_PORT_BASE:-27000}
 SIM_BASE=$((BASE + 101)) REDIS_PORT=$((BASE + 379))

@@ -607,6 +607,8 @@ async fn run(command: Command) -> Result<(), String> {
                 println!("{:<10} {}", region.as_str(), r.base_url());
                 running.push(r);
             }
+            // The line scripts wait for: every simulator is listening.
+            println!("ready: {} simulators listening", running.len());
             wait_for_signal().await;
             Ok(())
         }
