@@ -32,7 +32,7 @@ bench_lock() {
   local lock=${HCGW_HARNESS_LOCK:-/tmp/hcgw-harness.lock}
   exec {BENCH_LOCK_FD}>>"$lock"
   if ! flock -n "$BENCH_LOCK_FD"; then
-    echo "waiting for another harness run on this machine to end (lock $lock)" >&2
+    echo "waiting for another harness run on this machine to end, its servers included (lock $lock)" >&2
     if ! flock -w 1800 "$BENCH_LOCK_FD"; then
       echo "the harness lock $lock is still held after 30 min: is a server of an earlier run still running?" >&2
       return 1
