@@ -51,9 +51,11 @@ DEADLINE_MS=1500      # every region's and the peer's deadline: the gateway's ti
 SIM_LATENCY_MS=20
 WINDOW_MS=1000
 
-# Ports 37000-37999.
-SIM_BASE=37101 REDIS_PORT=37379
-A_PORT=37443 A_ADMIN=37090 B_PORT=37444 B_ADMIN=37091 P_PORT=37445 P_ADMIN=37092
+# Ports 22000-22999: below the kernel's ephemeral range (32768-60999 here), where an outgoing
+# connection of any program may hold a port a server is about to listen on (a CI run lost a
+# simulator's port so at 37106).
+SIM_BASE=22101 REDIS_PORT=22379
+A_PORT=22443 A_ADMIN=22090 B_PORT=22444 B_ADMIN=22091 P_PORT=22445 P_ADMIN=22092
 SUZHOU=$((SIM_BASE)) SUISHEN=$((SIM_BASE + 1)) XUZHOU=$((SIM_BASE + 3)) HANGZHOU=$((SIM_BASE + 4)) HUZHOU=$((SIM_BASE + 5))
 
 scripts/install-deps.sh >/dev/null
@@ -155,8 +157,8 @@ start_gw() { # a|b|p: starts it and sets its PID variable
   "$BIN/hcgw" serve --config "$OUT/$1.toml" >>"$OUT/$1.log" 2>&1 &
   case $1 in a) A_PID=$! ;; b) B_PID=$! ;; p) P_PID=$! ;; esac
 }
-# launch a|b|p ADMIN_PORT: starts it and waits until ready; a start that lost its port to an
-# outgoing connection (ports 37000-37999 are inside the kernel's ephemeral range) is retried.
+# launch a|b|p ADMIN_PORT: starts it and waits until ready; a start that failed (its port
+# still held, say) is retried.
 launch() {
   local try pid
   for try in 1 2 3 4 5; do
@@ -176,7 +178,7 @@ launch() {
 launch p $P_ADMIN; launch a $A_ADMIN; launch b $B_ADMIN
 for port in $SUZHOU $SUISHEN $XUZHOU $HANGZHOU $HUZHOU; do
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/_sim/stats" >/dev/null && break; sleep 0.1; done
-  curl -sf "http://127.0.0.1:$port/_sim/stats" >/dev/null || { echo "faults: the simulator on port $port is not up" >&2; exit 1; }
+  curl -sf "http://127.0.0.1:$port/_sim/stats" >/dev/null || { echo "faults: the simulator on port $port is not up; the end of $OUT/sim.log:" >&2; tail -n 5 "$OUT/sim.log" >&2; exit 1; }
 done
 
 sim_control() { curl -sf -X POST -H 'content-type: application/json' -d "$2" "http://127.0.0.1:$1/_sim/control" >/dev/null; }
