@@ -32,18 +32,9 @@ grep -q lock-not-held "$OUT/nested.out" && fail "bench_lock did not hold the loc
 
 # (2) A simulator port taken by another program: the simulator exits, and bench_wait_ready
 # fails naming it, with its own error.
-port_free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-base=''
-for _ in $(seq 20); do
-  b=$(port_free)
-  ((b + 8 < 65536)) && python3 - "$b" <<'PY' && { base=$b; break; }
-import socket, sys
-b = int(sys.argv[1])
-for p in range(b, b + 8):
-    s = socket.socket(); s.bind(("127.0.0.1", p)); s.close()
-PY
-done
-[[ -n $base ]] || fail "no 8 free ports in a row"
+# Ports 24101-24108: below the kernel's ephemeral range, like every harness port.
+base=24101
+(source scripts/bench-lib.sh; bench_wait_ports_free $(seq $base $((base + 7)))) || fail "ports $base-$((base + 7)) are not free"
 python3 -c 'import socket, sys, time
 s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(60)' $((base + 7)) &
 squatter=$!
